@@ -1,0 +1,106 @@
+"""BackendRuntime: one serving runtime (image + args) for a set of accelerators, precisions and formats."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from autoglm.api.common import ApiModel, CrdInfo, Precision, Resource
+
+
+class AcceleratorSelector(ApiModel):
+    vendor: str = Field(min_length=1, description="Vendor key: nvidia, huawei, cambricon, kunlunxin, ... or cpu.")
+    products: list[str] = Field(
+        default_factory=list,
+        description="Product name globs (fnmatch, case-insensitive) this runtime runs on; empty means all.",
+    )
+    min_compute_capability: str | None = Field(
+        default=None, pattern=r"^\d+\.\d+$", description="Lowest compute capability (NVIDIA major.minor)."
+    )
+
+
+class EnvVar(ApiModel):
+    name: str = Field(min_length=1, description="Variable name.")
+    value: str = Field(default="", description="Value; may use the same {placeholders} as args.")
+
+
+class PortSpec(ApiModel):
+    name: str = Field(min_length=1, description="Port name (http, grpc, metrics).")
+    container_port: int = Field(ge=1, le=65535, description="Port inside the container.")
+    protocol: Literal["TCP", "UDP"] = Field(default="TCP", description="Transport protocol.")
+
+
+class Conversion(ApiModel):
+    """A compile step that turns the source weights into the format the runtime loads."""
+
+    image: str = Field(min_length=1, description="Tool image.")
+    tool_version: str = Field(min_length=1, description="Tool version; part of the artifact cache key.")
+    command: list[str] = Field(default_factory=list, description="Entrypoint override.")
+    args: list[str] = Field(default_factory=list, description="Arguments, with {placeholders}.")
+    produces: str = Field(min_length=1, description="Artifact format: tensorrt-engine, om, bmodel, gguf, ...")
+    resources_per_job: dict[str, str] = Field(
+        default_factory=dict, description="Extra resource requests of the conversion Job (cpu, memory)."
+    )
+    needs_accelerator: bool = Field(
+        default=False, description="The compile step must run on the target accelerator (TensorRT engines)."
+    )
+
+
+class BackendRuntimeSpec(ApiModel):
+    accelerator: AcceleratorSelector = Field(description="Which accelerators this runtime serves on.")
+    model_types: list[str] = Field(
+        default_factory=lambda: ["*"], description="HF model_type values served; * for any."
+    )
+    precisions: list[Precision] = Field(min_length=1, description="Serving precisions it supports.")
+    model_formats: list[str] = Field(
+        min_length=1, description="Formats it loads: safetensors, gguf, tensorrt-engine, om, bmodel."
+    )
+    image: str = Field(min_length=1, description="Serving image.")
+    command: list[str] = Field(default_factory=list, description="Entrypoint override.")
+    args: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Arguments with placeholders: {model} {servedName} {tp} {pp} {dtype} {contextLength} "
+            "{maxSeqs} {port} {artifact} {socVersion} {gpuMemoryUtilization}."
+        ),
+    )
+    precision_args: dict[str, list[str]] = Field(
+        default_factory=dict, description="Extra arguments per precision (e.g. fp8: [--quantization, fp8])."
+    )
+    env: list[EnvVar] = Field(default_factory=list, description="Container environment.")
+    ports: list[PortSpec] = Field(
+        default_factory=lambda: [PortSpec(name="http", container_port=8000)], description="Container ports."
+    )
+    health_path: str = Field(default="/health", description="HTTP readiness/liveness path.")
+    metrics_path: str | None = Field(default="/metrics", description="Prometheus metrics path, if any.")
+    openai_compatible: bool = Field(default=True, description="Serves the OpenAI HTTP API.")
+    multi_node: bool = Field(default=False, description="Can span nodes (pipeline parallel over the network).")
+    max_tensor_parallel: int | None = Field(default=None, ge=1, description="Largest TP the runtime supports.")
+    runtime_overhead_gib: float = Field(
+        default=1.5, ge=0, description="Per-device memory the runtime itself needs (context, graphs, workspace)."
+    )
+    conversion: Conversion | None = Field(default=None, description="Compile step, when the format needs one.")
+    priority: int = Field(default=0, description="Higher wins when several runtimes fit.")
+
+
+class BackendRuntime(Resource):
+    """BackendRuntime is a serving runtime for a set of accelerators, precisions and model formats."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="BackendRuntime",
+        plural="backendruntimes",
+        singular="backendruntime",
+        short_names=["br", "backend"],
+        categories=["autoglm"],
+        namespaced=False,
+        printer_columns=[
+            {"name": "Vendor", "type": "string", "jsonPath": ".spec.accelerator.vendor"},
+            {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
+            {"name": "Priority", "type": "integer", "jsonPath": ".spec.priority"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    )
+
+    kind: Literal["BackendRuntime"] = Field(default="BackendRuntime", description="BackendRuntime")
+    spec: BackendRuntimeSpec = Field(description="Runtime definition.")

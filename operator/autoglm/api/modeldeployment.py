@@ -1,0 +1,313 @@
+"""ModelDeployment: what a user applies to serve one model across the fleet."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar, Literal, Self
+
+from pydantic import ConfigDict, Field, model_validator
+
+from autoglm.api.common import ApiModel, Condition, CrdInfo, PrecisionChoice, Resource
+
+# CEL has no bit operations, so the power-of-two rule is written as membership; 1 B to 1 MiB covers every
+# allocator granularity in use (CUDA 256 B, Ascend 32 B/512 B, 2 MiB pages are not per-tensor).
+ALIGNMENTS = [2**i for i in range(0, 21)]
+
+
+class ModelArchitecture(ApiModel):
+    """Architecture facts of a transformer, named as in Hugging Face config.json; enough to size it."""
+
+    model_type: str | None = Field(
+        default=None,
+        description="HF model_type (chatglm, glm, glm4, glm4_moe, ...); backends declare which they serve.",
+    )
+    hidden_size: int | None = Field(default=None, ge=1, description="Width of the residual stream.")
+    num_layers: int | None = Field(default=None, ge=1, description="Number of decoder layers.")
+    num_attention_heads: int | None = Field(default=None, ge=1, description="Query heads per layer.")
+    num_kv_heads: int | None = Field(
+        default=None, ge=1, description="Key/value heads per layer (GQA/MQA groups); equals heads for MHA."
+    )
+    head_dim: int | None = Field(default=None, ge=1, description="Per-head dimension; default hidden/heads.")
+    intermediate_size: int | None = Field(default=None, ge=1, description="Dense MLP (SwiGLU) width.")
+    vocab_size: int | None = Field(default=None, ge=1, description="Vocabulary (embedding rows).")
+    max_context: int | None = Field(default=None, ge=1, description="Longest context the model supports.")
+    tie_word_embeddings: bool | None = Field(default=None, description="Output head shares the embedding.")
+    attention_bias: bool | None = Field(default=None, description="QKV projections carry a bias.")
+    num_experts: int | None = Field(default=None, ge=0, description="Routed experts per MoE layer; 0 = dense.")
+    num_experts_per_token: int | None = Field(default=None, ge=0, description="Routed experts active per token.")
+    num_shared_experts: int | None = Field(default=None, ge=0, description="Always-active experts per MoE layer.")
+    moe_intermediate_size: int | None = Field(default=None, ge=1, description="Width of one expert's MLP.")
+    first_dense_layers: int | None = Field(
+        default=None, ge=0, description="Leading layers with a dense MLP before the MoE layers begin."
+    )
+    parameters: int | None = Field(
+        default=None,
+        ge=1,
+        description="Published total parameter count; only a cross-check, sizes come from the shapes.",
+    )
+
+
+class ModelSource(ApiModel):
+    name: str = Field(
+        min_length=1,
+        description="Model name: a built-in GLM catalog entry (glm-4-9b-chat, ...) or any name with architecture.",
+    )
+    source: str | None = Field(
+        default=None,
+        description="Where weights come from: hf://org/repo, pvc://claim/path, oci://..., s3://bucket/prefix.",
+        pattern=r"^(hf|pvc|oci|s3|gs|file)://.+",
+    )
+    revision: str = Field(default="main", description="Source revision (git ref, tag or digest).")
+    architecture: ModelArchitecture | None = Field(
+        default=None, description="Architecture facts; required for models outside the built-in catalog."
+    )
+
+
+class FallbackPolicy(StrEnum):
+    CPU = "cpu"
+    NONE = "none"
+
+
+class KvCacheDtype(StrEnum):
+    AUTO = "auto"
+    FP8 = "fp8"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class ResourceBudget(ApiModel):
+    context_length: int = Field(
+        default=8192,
+        ge=1,
+        description="Tokens of context to budget KV cache for per sequence (capped at the model's maximum).",
+    )
+    max_concurrent_sequences: int = Field(
+        default=16, ge=1, description="Sequences served at once by one replica; KV cache is sized for all."
+    )
+    memory_headroom: float = Field(
+        default=0.10,
+        ge=0.0,
+        lt=0.9,
+        description="Fraction of device memory left unused for fragmentation and the runtime's own peaks.",
+    )
+    kv_cache_dtype: KvCacheDtype = Field(
+        default=KvCacheDtype.AUTO, description="KV cache element type; auto follows the activation type."
+    )
+
+
+class ReplicaRange(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.min <= self.max", "message": "replicas.min must not exceed replicas.max"}
+            ]
+        }
+    )
+
+    min: int = Field(default=1, ge=0, description="Replicas kept at all times.")
+    max: int = Field(default=1, ge=1, description="Upper bound for the autoscaler.")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Self:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min ({self.min}) must not exceed replicas.max ({self.max})")
+        return self
+
+
+class ReplicaScheduling(StrEnum):
+    DUPLICATED = "Duplicated"
+    DIVIDED = "Divided"
+
+
+class ClusterWeight(ApiModel):
+    cluster: str = Field(min_length=1, description="Member cluster name.")
+    weight: int = Field(ge=0, description="Relative share of replicas.")
+
+
+class DynamicWeight(StrEnum):
+    FREE_ACCELERATORS = "FreeAccelerators"
+
+
+class PlacementWeights(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.dynamic) && has(self.static) && size(self.static) > 0)",
+                    "message": "give either static or dynamic weights, not both",
+                }
+            ]
+        }
+    )
+
+    static: list[ClusterWeight] = Field(default_factory=list, description="Fixed weights per cluster.")
+    dynamic: DynamicWeight | None = Field(
+        default=None, description="Weigh clusters by what they have free instead of static weights."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if self.static and self.dynamic is not None:
+            raise ValueError("placement.weights: give either static or dynamic, not both")
+        if self.static and sum(w.weight for w in self.static) <= 0:
+            raise ValueError("placement.weights.static: weights must sum to more than 0")
+        return self
+
+
+class LabelSelector(ApiModel):
+    match_labels: dict[str, str] = Field(default_factory=dict, description="Labels that must all match.")
+
+
+class Failover(ApiModel):
+    toleration_seconds: int = Field(
+        default=300, ge=0, description="How long a cluster may be NotReady before its replicas move."
+    )
+
+
+class Placement(ApiModel):
+    clusters: list[str] = Field(
+        default_factory=list, description="Member clusters to use; empty means every Ready member."
+    )
+    cluster_selector: LabelSelector | None = Field(default=None, description="Select members by label.")
+    replica_scheduling: ReplicaScheduling = Field(
+        default=ReplicaScheduling.DIVIDED,
+        description="Duplicated: every cluster runs the full count. Divided: the count is split by weight.",
+    )
+    weights: PlacementWeights = Field(default_factory=PlacementWeights, description="How Divided splits.")
+    failover: Failover = Field(default_factory=Failover, description="Cluster failover behaviour.")
+
+
+class ForecastModel(StrEnum):
+    AUTO = "auto"
+    SEASONAL = "seasonal"
+    RIDGE = "ridge"
+    GRADIENT_BOOSTING = "gradientBoosting"
+
+
+class ForecastSpec(ApiModel):
+    enabled: bool = Field(default=False, description="Scale ahead of predicted load.")
+    horizon_seconds: int = Field(default=1800, ge=60, description="How far ahead to predict.")
+    model: ForecastModel = Field(default=ForecastModel.AUTO, description="Predictor; auto picks by backtest.")
+    lead_time_seconds: int | None = Field(
+        default=None, ge=0, description="Scale this early; default is the measured replica cold start."
+    )
+
+
+class Autoscaling(ApiModel):
+    metric: str = Field(
+        default="vllm:num_requests_running",
+        min_length=1,
+        description="Per-replica load metric the HPA and the forecaster read.",
+    )
+    target_per_replica: float = Field(default=8.0, gt=0, description="Desired metric value per replica.")
+    forecast: ForecastSpec = Field(default_factory=ForecastSpec, description="Predictive scaling.")
+
+
+class Rollout(ApiModel):
+    max_unavailable: int = Field(default=0, ge=0, description="Replicas that may be down during a rollout.")
+    canary_percent: int = Field(default=0, ge=0, le=100, description="Traffic share for a new plan version.")
+    regression_threshold: float = Field(
+        default=0.1, ge=0, le=1, description="Relative latency/throughput loss that rolls a canary back."
+    )
+
+
+class ModelDeploymentSpec(ApiModel):
+    model: ModelSource = Field(description="The model to serve.")
+    precision: PrecisionChoice = Field(
+        default=PrecisionChoice.AUTO, description="auto picks the best the chip runs natively that fits."
+    )
+    backend: str = Field(default="auto", min_length=1, description="auto or a BackendRuntime name.")
+    fallback_policy: FallbackPolicy = Field(
+        default=FallbackPolicy.CPU, description="cpu: serve on CPU nodes when no accelerator fits; none: don't."
+    )
+    memory_alignment: int = Field(
+        default=64,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": f"self in {ALIGNMENTS}", "message": "memoryAlignment must be a power of two"}
+            ]
+        },
+        description="Bytes every tensor allocation is rounded up to (a power of two).",
+    )
+    resources: ResourceBudget = Field(default_factory=ResourceBudget, description="Memory budget inputs.")
+    replicas: ReplicaRange = Field(default_factory=ReplicaRange, description="Replica bounds.")
+    placement: Placement = Field(default_factory=Placement, description="Multi-cluster placement.")
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Reactive and predictive scaling.")
+    rollout: Rollout = Field(default_factory=Rollout, description="Rollout and canary behaviour.")
+
+    @model_validator(mode="after")
+    def _alignment_power_of_two(self) -> Self:
+        if self.memory_alignment not in ALIGNMENTS:
+            raise ValueError(
+                f"memoryAlignment must be a power of two between 1 and {ALIGNMENTS[-1]}, "
+                f"got {self.memory_alignment}"
+            )
+        return self
+
+
+class PlanEntry(ApiModel):
+    cluster: str = Field(default="local", description="Member cluster the entry applies to.")
+    pool: str = Field(description="Accelerator pool (vendor-product-devices per node).")
+    accelerator: str = Field(description="Accelerator product.")
+    backend: str = Field(description="Chosen BackendRuntime.")
+    image: str = Field(description="Serving image.")
+    precision: str = Field(description="Serving precision.")
+    tensor_parallel: int = Field(ge=1, description="Devices one replica's tensors are split over.")
+    pipeline_parallel: int = Field(default=1, ge=1, description="Nodes one replica spans.")
+    replicas: int = Field(ge=0, description="Replicas placed on this pool.")
+    reasons: list[str] = Field(default_factory=list, description="Why this choice was made.")
+
+
+class ClusterStatus(ApiModel):
+    name: str = Field(description="Member cluster.")
+    desired: int = Field(default=0, ge=0, description="Replicas wanted there.")
+    ready: int = Field(default=0, ge=0, description="Replicas ready there.")
+
+
+class ForecastStatus(ApiModel):
+    predicted_load: float | None = Field(default=None, description="Peak load predicted over the horizon.")
+    recommended_replicas: int | None = Field(default=None, description="Replicas the forecaster asks for.")
+    model: str | None = Field(default=None, description="Predictor in use.")
+    updated: datetime | None = Field(default=None, description="When the forecast was made.")
+
+
+class ModelDeploymentStatus(ApiModel):
+    observed_generation: int | None = Field(default=None, description="Last generation acted on.")
+    conditions: list[Condition] = Field(default_factory=list, description="Planned, Converted, Ready, ...")
+    plan: list[PlanEntry] = Field(default_factory=list, description="Chosen placement per cluster and pool.")
+    clusters: list[ClusterStatus] = Field(default_factory=list, description="Replicas per member cluster.")
+    replicas: int = Field(default=0, ge=0, description="Replicas desired in total.")
+    ready_replicas: int = Field(default=0, ge=0, description="Replicas ready in total.")
+    forecast: ForecastStatus | None = Field(default=None, description="Latest forecast.")
+    # Flattened for printer columns: JSONPath in additionalPrinterColumns cannot pick "the first entry's".
+    backend: str | None = Field(default=None, description="Primary backend (printer column).")
+    precision: str | None = Field(default=None, description="Primary precision (printer column).")
+    tensor_parallel: int | None = Field(default=None, description="Primary TP size (printer column).")
+    cluster_count: int | None = Field(default=None, description="Clusters serving (printer column).")
+
+
+class ModelDeployment(Resource):
+    """ModelDeployment serves one model on the best accelerators of the fleet."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="ModelDeployment",
+        plural="modeldeployments",
+        singular="modeldeployment",
+        short_names=["md", "mdep"],
+        categories=["autoglm", "all"],
+        namespaced=True,
+        printer_columns=[
+            {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
+            {"name": "Backend", "type": "string", "jsonPath": ".status.backend"},
+            {"name": "Precision", "type": "string", "jsonPath": ".status.precision"},
+            {"name": "TP", "type": "integer", "jsonPath": ".status.tensorParallel"},
+            {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+            {"name": "Clusters", "type": "integer", "jsonPath": ".status.clusterCount"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    )
+
+    kind: Literal["ModelDeployment"] = Field(default="ModelDeployment", description="ModelDeployment")
+    spec: ModelDeploymentSpec = Field(description="Desired state.")
+    status: ModelDeploymentStatus | None = Field(default=None, description="Observed state.")
