@@ -47,6 +47,7 @@ def hf_config(arch: dict[str, Any], layers: int) -> Any:
         max_position_embeddings=min(arch["maxContext"], 131072),
         attention_bias=arch.get("attentionBias", True),
         tie_word_embeddings=arch.get("tieWordEmbeddings", False),
+        pad_token_id=0,
     )
     kind = arch["modelType"]
     if kind == "glm4_moe":
