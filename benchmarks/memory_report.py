@@ -38,14 +38,14 @@ def rows(measurements: dict[str, Any]) -> list[dict[str, Any]]:
         entry = catalog.find(m["name"])
         assert entry is not None, m["name"]
         arch = entry.architecture.model_copy(update={"num_layers": m["layers_instantiated"]})
-        full = build_profile(entry.name, entry.architecture)
-        reduced = build_profile(entry.name, arch)
+        full = build_profile(entry.name, entry.architecture, quantization=catalog.quantization)
+        reduced = build_profile(entry.name, arch, quantization=catalog.quantization)
         extra_layers = m["layers_full"] - m["layers_instantiated"]
         for precision in (Precision.BF16, Precision.FP8):
             measured = m[precision.value]["allocated"]
-            predicted = weight_bytes(reduced, precision, catalog, CUDA_ALLOCATOR_ALIGNMENT)
+            predicted = weight_bytes(reduced, precision, CUDA_ALLOCATOR_ALIGNMENT)
             measured_full = measured + extra_layers * m[precision.value]["last_layer"]
-            predicted_full = weight_bytes(full, precision, catalog, CUDA_ALLOCATOR_ALIGNMENT)
+            predicted_full = weight_bytes(full, precision, CUDA_ALLOCATOR_ALIGNMENT)
             out.append({
                 "model": m["name"], "what": f"weights {precision.value}",
                 "layers": f"{m['layers_instantiated']}/{m['layers_full']}",

@@ -7,6 +7,7 @@ the planner can reason about "8 x H100-80GB per node, 12 nodes, 40 devices free"
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from importlib import resources
@@ -128,6 +129,9 @@ class AcceleratorPool(_Frozen):
     total_devices: int = Field(ge=0)
     free_devices: int = Field(ge=0)
     free_by_node: dict[str, int] = Field(description="Free devices on each schedulable, Ready node.")
+    free_histogram: dict[int, int] = Field(
+        default_factory=dict, description="How many nodes have exactly k devices free (k > 0)."
+    )
     compute_capability: str | None = None
     family: str | None = None
     interconnect: str
@@ -487,6 +491,7 @@ def _pool(members: list[tuple[_NodeFacts, _Device]], table: AcceleratorTable) ->
         total_devices=sum(d.count for _, d in members),
         free_devices=sum(free_by_node.values()),
         free_by_node=free_by_node,
+        free_histogram=dict(Counter(free_by_node.values())),
         compute_capability=dev.compute_capability,
         family=spec.family if spec else None,
         interconnect=("pcie" if dev.mig else spec.interconnect) if spec else ("host" if dev.vendor == "cpu" else "unknown"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -57,6 +58,7 @@ class ModelProfile(_Frozen):
     parameters: int = Field(description="Total parameters computed from the tensor shapes.")
     active_parameters: int = Field(description="Parameters touched per token (MoE: routed top-k only).")
     published_parameters: int | None = None
+    quantization: dict[Precision, QuantScheme] = Field(description="Storage of each precision.")
 
 
 class CatalogEntry(_Frozen):
@@ -80,7 +82,13 @@ class ModelCatalog(_Frozen):
 def load_model_catalog(text: str | None = None) -> ModelCatalog:
     """The shipped GLM catalog and quantization table, or one given as YAML text."""
     if text is None:
-        text = resources.files("autoglm").joinpath("data/models.yaml").read_text(encoding="utf-8")
+        return _shipped_catalog()
+    return ModelCatalog.model_validate(yaml.safe_load(text))
+
+
+@cache
+def _shipped_catalog() -> ModelCatalog:
+    text = resources.files("autoglm").joinpath("data/models.yaml").read_text(encoding="utf-8")
     return ModelCatalog.model_validate(yaml.safe_load(text))
 
 
@@ -104,7 +112,12 @@ def resolve_architecture(model: ModelSource, catalog: ModelCatalog) -> tuple[Mod
     return merged, source
 
 
-def build_profile(name: str, arch: ModelArchitecture, source: str | None = None) -> ModelProfile:
+def build_profile(
+    name: str,
+    arch: ModelArchitecture,
+    source: str | None = None,
+    quantization: dict[Precision, QuantScheme] | None = None,
+) -> ModelProfile:
     """Tensor shapes of a GLM-style decoder (GQA attention, SwiGLU MLP, optional MoE) and their totals."""
     missing = [f for f in REQUIRED_FIELDS if getattr(arch, f) is None]
     if missing:
@@ -179,6 +192,7 @@ def build_profile(name: str, arch: ModelArchitecture, source: str | None = None)
         parameters=total,
         active_parameters=total - inactive,
         published_parameters=arch.parameters,
+        quantization=quantization if quantization is not None else load_model_catalog().quantization,
     )
 
 
@@ -186,7 +200,7 @@ def profile_for(model: ModelSource, catalog: ModelCatalog | None = None) -> Mode
     """The profile of a ModelDeployment's model: catalog entry plus spec overrides."""
     catalog = catalog or load_model_catalog()
     arch, source = resolve_architecture(model, catalog)
-    return build_profile(model.name, arch, source)
+    return build_profile(model.name, arch, source, catalog.quantization)
 
 
 def _align(nbytes: float, alignment: int) -> int:
@@ -203,7 +217,6 @@ def activation_dtype(precision: Precision, chip_precisions: list[Precision]) -> 
 def weight_bytes(
     profile: ModelProfile,
     precision: Precision,
-    catalog: ModelCatalog,
     alignment: int = 1,
     tensor_parallel: int = 1,
 ) -> int:
@@ -211,7 +224,7 @@ def weight_bytes(
 
     Quantizable (linear) weights take the precision's storage plus its scales; the rest stays 16-bit.
     """
-    scheme = catalog.quantization[precision]
+    scheme = profile.quantization[precision]
     total = 0
     for g in profile.tensors:
         shard_rows = math.ceil(g.rows / tensor_parallel) if g.rows > 1 else 1

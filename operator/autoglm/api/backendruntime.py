@@ -62,11 +62,15 @@ class BackendRuntimeSpec(ApiModel):
         default_factory=list,
         description=(
             "Arguments with placeholders: {model} {servedName} {tp} {pp} {dtype} {contextLength} "
-            "{maxSeqs} {port} {artifact} {socVersion} {gpuMemoryUtilization}."
+            "{maxSeqs} {totalContext} {port} {artifact} {quant} {socVersion} {gpuMemoryUtilization}."
         ),
     )
     precision_args: dict[str, list[str]] = Field(
         default_factory=dict, description="Extra arguments per precision (e.g. fp8: [--quantization, fp8])."
+    )
+    quant_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each precision's name in this runtime's tools (int4: Q4_K_M, w4bf16, ...): the {quant} placeholder.",
     )
     env: list[EnvVar] = Field(default_factory=list, description="Container environment.")
     ports: list[PortSpec] = Field(
@@ -78,6 +82,7 @@ class BackendRuntimeSpec(ApiModel):
     multi_node: bool = Field(default=False, description="Can span nodes (pipeline parallel over the network).")
     max_tensor_parallel: int | None = Field(default=None, ge=1, description="Largest TP the runtime supports.")
     runtime_overhead_gib: float = Field(
+        alias="runtimeOverheadGiB",
         default=1.5, ge=0, description="Per-device memory the runtime itself needs (context, graphs, workspace)."
     )
     conversion: Conversion | None = Field(default=None, description="Compile step, when the format needs one.")

@@ -1,0 +1,517 @@
+"""Planner: inventory x model profile x backend catalog x spec -> Plan, with a reason for every rejection.
+
+Pure and deterministic: the same inputs give the same Plan, and nothing here talks to a cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoglm.api.backendruntime import BackendRuntime
+from autoglm.api.common import Precision, PrecisionChoice
+from autoglm.api.modeldeployment import FallbackPolicy, KvCacheDtype, ModelDeploymentSpec, PlanEntry
+from autoglm.backends import (
+    accelerator_mismatch,
+    fill,
+    model_type_mismatch,
+    precisions_offered,
+    unknown_placeholders,
+)
+from autoglm.hardware import GIB, AcceleratorPool, Inventory
+from autoglm.models import ModelProfile, activation_dtype, kv_bytes_per_token, weight_bytes
+
+QUALITY_RANK = {Precision.FP8: 0, Precision.BF16: 0, Precision.FP16: 0, Precision.INT8: 1, Precision.INT4: 2}
+TORCH_DTYPE = {Precision.BF16: "bfloat16", Precision.FP16: "float16"}
+ARTIFACT_ROOT = "/cache/artifacts"
+MODEL_ROOT = "/models"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MemoryEstimate(_Frozen):
+    """Bytes one device of one replica needs, against what it has."""
+
+    weights: int
+    kv_cache: int
+    runtime_overhead: int
+    usable: int
+    device_memory: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.runtime_overhead
+
+    def describe(self) -> str:
+        return (
+            f"{_gib(self.total)} per device (weights {_gib(self.weights)} + KV cache {_gib(self.kv_cache)} + "
+            f"runtime {_gib(self.runtime_overhead)}) of {_gib(self.usable)} usable"
+        )
+
+
+class ConversionStep(_Frozen):
+    """A compile Job that must finish before serving; its output is cached under `cache_key`."""
+
+    backend: str
+    image: str
+    command: list[str]
+    args: list[str]
+    produces: str
+    tool_version: str
+    cache_key: str
+    artifact_path: str
+    needs_accelerator: bool
+
+
+class PoolOption(_Frozen):
+    """One way to serve the model on one pool: runtime, precision, parallelism, memory and capacity."""
+
+    pool: str
+    vendor: str
+    accelerator: str
+    resource_name: str | None
+    backend: str
+    backend_priority: int
+    image: str
+    command: list[str]
+    args: list[str]
+    env: dict[str, str]
+    precision: Precision
+    kv_cache_dtype: KvCacheDtype
+    tensor_parallel: int
+    pipeline_parallel: int
+    devices_per_replica: int
+    max_replicas: int = Field(description="Replicas the pool's free devices hold.")
+    memory: MemoryEstimate
+    conversion: ConversionStep | None
+    is_cpu: bool
+    node_selector: dict[str, str]
+    replica_tflops: float
+    reasons: list[str]
+
+
+class Rejection(_Frozen):
+    pool: str
+    backend: str | None = None
+    precision: Precision | None = None
+    reason: str
+
+
+class Assignment(_Frozen):
+    option: PoolOption
+    replicas: int
+
+
+class Plan(_Frozen):
+    model: str
+    parameters: int
+    feasible: bool
+    fallback: bool = Field(description="Served on CPU because no accelerator option fits.")
+    assignments: list[Assignment]
+    options: list[PoolOption] = Field(description="Every feasible option, best first.")
+    rejections: list[Rejection]
+    warnings: list[str]
+    summary: str
+
+    @property
+    def primary(self) -> PoolOption | None:
+        return self.assignments[0].option if self.assignments else (self.options[0] if self.options else None)
+
+    def entries(self, cluster: str = "local") -> list[PlanEntry]:
+        """The plan as ModelDeployment status entries."""
+        return [
+            PlanEntry(
+                cluster=cluster,
+                pool=a.option.pool,
+                accelerator=a.option.accelerator,
+                backend=a.option.backend,
+                image=a.option.image,
+                precision=a.option.precision.value,
+                tensor_parallel=a.option.tensor_parallel,
+                pipeline_parallel=a.option.pipeline_parallel,
+                replicas=a.replicas,
+                reasons=a.option.reasons,
+            )
+            for a in self.assignments
+        ]
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / GIB:.1f} GiB"
+
+
+def tensor_parallel_sizes(profile: ModelProfile, limit: int) -> list[int]:
+    """TP sizes a runtime can shard this model over: divisors of the attention heads that also split or
+    evenly replicate the KV heads, up to `limit`."""
+    heads, kv = profile.num_attention_heads, profile.num_kv_heads
+    return [t for t in range(1, limit + 1) if heads % t == 0 and (kv % t == 0 or t % kv == 0)]
+
+
+def _kv_dtype(spec: ModelDeploymentSpec, activation: Precision) -> KvCacheDtype:
+    chosen = spec.resources.kv_cache_dtype
+    if chosen is KvCacheDtype.AUTO:
+        return KvCacheDtype.BF16 if activation is Precision.BF16 else KvCacheDtype.FP16
+    return chosen
+
+
+def _estimate(
+    profile: ModelProfile,
+    spec: ModelDeploymentSpec,
+    pool: AcceleratorPool,
+    runtime: BackendRuntime,
+    precision: Precision,
+    kv_dtype: KvCacheDtype,
+    context: int,
+    tp: int,
+    pp: int,
+) -> MemoryEstimate:
+    weights = weight_bytes(profile, precision, spec.memory_alignment, tp)
+    kv = kv_bytes_per_token(profile, kv_dtype, tp) * context * spec.resources.max_concurrent_sequences
+    usable = int(pool.memory_bytes * (1 - spec.resources.memory_headroom))
+    return MemoryEstimate(
+        weights=math.ceil(weights / pp),
+        kv_cache=math.ceil(kv / pp),
+        runtime_overhead=int(runtime.spec.runtime_overhead_gib * GIB),
+        usable=usable,
+        device_memory=pool.memory_bytes,
+    )
+
+
+def _capacity(pool: AcceleratorPool, tp: int, pp: int) -> int:
+    if pp == 1:
+        return sum(nodes * (free // tp) for free, nodes in pool.free_histogram.items())
+    whole_nodes = sum(nodes for free, nodes in pool.free_histogram.items() if free >= tp)
+    return whole_nodes // pp
+
+
+def _cache_key(profile: ModelProfile, spec: ModelDeploymentSpec, precision: Precision, pool: AcceleratorPool,
+               tool_version: str, tp: int, per_shard: bool) -> str:
+    parts = [profile.source or profile.name, spec.model.revision, precision.value, pool.product, tool_version]
+    if per_shard:
+        parts.append(f"tp{tp}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def _model_location(profile: ModelProfile) -> str:
+    source = profile.source or ""
+    if source.startswith("hf://"):
+        return source.removeprefix("hf://")
+    return f"{MODEL_ROOT}/{profile.name}"
+
+
+def _option(
+    profile: ModelProfile,
+    spec: ModelDeploymentSpec,
+    pool: AcceleratorPool,
+    runtime: BackendRuntime,
+    precision: Precision,
+    kv_dtype: KvCacheDtype,
+    context: int,
+    tp: int,
+    pp: int,
+    memory: MemoryEstimate,
+    served_name: str,
+) -> PoolOption:
+    activation = activation_dtype(precision, pool.precisions)
+    conv = runtime.spec.conversion
+    key = _cache_key(profile, spec, precision, pool, conv.tool_version, tp, conv.needs_accelerator) if conv else ""
+    artifact = f"{ARTIFACT_ROOT}/{key}" if conv else ""
+    quant = runtime.spec.quant_names.get(precision.value, precision.value)
+    values = {
+        "model": _model_location(profile),
+        "servedName": served_name,
+        "tp": tp,
+        "pp": pp,
+        "dtype": TORCH_DTYPE[activation],
+        "contextLength": context,
+        "maxSeqs": spec.resources.max_concurrent_sequences,
+        "totalContext": context * spec.resources.max_concurrent_sequences,
+        "port": runtime.spec.ports[0].container_port if runtime.spec.ports else 8000,
+        "artifact": artifact,
+        "quant": quant,
+        "socVersion": pool.soc_version or "",
+        "gpuMemoryUtilization": f"{1 - spec.resources.memory_headroom:.2f}",
+    }
+    args = fill(runtime.spec.args, values) + fill(runtime.spec.precision_args.get(precision.value, []), values)
+    conversion = None
+    if conv:
+        conversion = ConversionStep(
+            backend=runtime.metadata.name,
+            image=conv.image,
+            command=fill(conv.command, values),
+            args=fill(conv.args, values),
+            produces=conv.produces,
+            tool_version=conv.tool_version,
+            cache_key=key,
+            artifact_path=artifact,
+            needs_accelerator=conv.needs_accelerator,
+        )
+    devices = tp * pp
+    peak = pool.peak_tflops_bf16 or pool.peak_tflops_fp16 or 0.0
+    reasons = [
+        f"{runtime.metadata.name} (priority {runtime.spec.priority}) serves {profile.model_type} on {pool.product}",
+        f"{precision.value}: " + (
+            "requested" if spec.precision is not PrecisionChoice.AUTO
+            else f"best precision {pool.product} runs natively that fits"
+            if QUALITY_RANK[precision] == 0 else "quantized because no 16/8-bit float precision fits"
+        ),
+        f"TP={tp}" + (f" x PP={pp} across {pp} nodes" if pp > 1 else "")
+        + f": smallest split that fits, {memory.describe()}",
+    ]
+    if conversion:
+        reasons.append(f"needs {conversion.produces} conversion (cache key {key})")
+    return PoolOption(
+        pool=pool.name,
+        vendor=pool.vendor,
+        accelerator=pool.product,
+        resource_name=pool.resource_name,
+        backend=runtime.metadata.name,
+        backend_priority=runtime.spec.priority,
+        image=runtime.spec.image,
+        command=fill(runtime.spec.command, values),
+        args=args,
+        env={e.name: fill([e.value], values)[0] for e in runtime.spec.env},
+        precision=precision,
+        kv_cache_dtype=kv_dtype,
+        tensor_parallel=tp,
+        pipeline_parallel=pp,
+        devices_per_replica=devices,
+        max_replicas=_capacity(pool, tp, pp),
+        memory=memory,
+        conversion=conversion,
+        is_cpu=pool.is_cpu,
+        node_selector=pool.node_selector,
+        replica_tflops=peak * devices,
+        reasons=reasons,
+    )
+
+
+def _fit_on_pool(
+    profile: ModelProfile,
+    spec: ModelDeploymentSpec,
+    pool: AcceleratorPool,
+    runtime: BackendRuntime,
+    precision: Precision,
+    context: int,
+    served_name: str,
+) -> PoolOption | Rejection:
+    name = runtime.metadata.name
+    activation = activation_dtype(precision, pool.precisions)
+    kv_dtype = _kv_dtype(spec, activation)
+    if kv_dtype is KvCacheDtype.FP8 and Precision.FP8 not in pool.precisions:
+        return Rejection(pool=pool.name, backend=name, precision=precision,
+                         reason=f"kvCacheDtype fp8 needs FP8 support, which {pool.product} lacks")
+    limit = min(pool.devices_per_node, pool.max_tensor_parallel or pool.devices_per_node,
+                runtime.spec.max_tensor_parallel or pool.devices_per_node)
+    sizes = tensor_parallel_sizes(profile, limit)
+    if not sizes:
+        return Rejection(pool=pool.name, backend=name, precision=precision,
+                         reason=f"no tensor-parallel size up to {limit} divides {profile.num_attention_heads} heads")
+    last = None
+    for tp in sizes:
+        last = _estimate(profile, spec, pool, runtime, precision, kv_dtype, context, tp, 1)
+        if last.total <= last.usable:
+            return _option(profile, spec, pool, runtime, precision, kv_dtype, context, tp, 1, last, served_name)
+    tp = sizes[-1]
+    nodes = len(pool.node_names)
+    if runtime.spec.multi_node and nodes > 1 and not pool.is_cpu:
+        for pp in range(2, min(nodes, profile.num_layers) + 1):
+            est = _estimate(profile, spec, pool, runtime, precision, kv_dtype, context, tp, pp)
+            if est.total <= est.usable:
+                return _option(profile, spec, pool, runtime, precision, kv_dtype, context, tp, pp, est, served_name)
+    assert last is not None
+    where = f"TP={tp}, the most {pool.devices_per_node} {pool.product} per node allow"
+    if pool.is_cpu:
+        where = f"one {pool.product} node"
+    hint = "" if runtime.spec.multi_node else f"; {name} cannot span nodes"
+    if runtime.spec.multi_node and nodes > 1 and not pool.is_cpu:
+        hint = f"; even across all {nodes} nodes of the pool it does not fit"
+    return Rejection(
+        pool=pool.name, backend=name, precision=precision,
+        reason=f"{precision.value} at {where} needs {last.describe()}{hint}",
+    )
+
+
+def _runtime_candidates(
+    spec: ModelDeploymentSpec, catalog: Sequence[BackendRuntime]
+) -> tuple[list[BackendRuntime], str | None]:
+    if spec.backend == "auto":
+        return list(catalog), None
+    chosen = [b for b in catalog if b.metadata.name == spec.backend]
+    if not chosen:
+        names = ", ".join(b.metadata.name for b in catalog)
+        return [], f"backend {spec.backend!r} is not in the catalog ({names})"
+    return chosen, None
+
+
+def _options_on_pool(
+    profile: ModelProfile,
+    spec: ModelDeploymentSpec,
+    pool: AcceleratorPool,
+    runtimes: Sequence[BackendRuntime],
+    context: int,
+    served_name: str,
+    rejections: list[Rejection],
+) -> list[PoolOption]:
+    options: list[PoolOption] = []
+    for runtime in runtimes:
+        name = runtime.metadata.name
+        why = accelerator_mismatch(runtime, pool)
+        if why:
+            if spec.backend != "auto":
+                rejections.append(Rejection(pool=pool.name, backend=name, reason=why))
+            continue
+        why = model_type_mismatch(runtime, profile.model_type)
+        if why:
+            rejections.append(Rejection(pool=pool.name, backend=name, reason=why))
+            continue
+        unknown = unknown_placeholders(runtime)
+        if unknown:
+            rejections.append(Rejection(pool=pool.name, backend=name,
+                                        reason=f"{name} uses unknown placeholders {sorted(unknown)}"))
+            continue
+        offered = precisions_offered(runtime, pool)
+        if spec.precision is not PrecisionChoice.AUTO:
+            wanted = Precision(spec.precision.value)
+            if wanted not in offered:
+                rejections.append(Rejection(
+                    pool=pool.name, backend=name, precision=wanted,
+                    reason=f"{wanted.value} is not supported by {name} on {pool.product} "
+                    f"(both support: {', '.join(p.value for p in offered) or 'none'})",
+                ))
+                continue
+            offered = [wanted]
+        if not offered:
+            rejections.append(Rejection(pool=pool.name, backend=name,
+                                        reason=f"{name} and {pool.product} share no precision"))
+            continue
+        for precision in offered:
+            fit = _fit_on_pool(profile, spec, pool, runtime, precision, context, served_name)
+            if isinstance(fit, PoolOption):
+                options.append(fit)
+                break
+            rejections.append(fit)
+    return options
+
+
+def _rank(option: PoolOption) -> tuple[int, int, int, int, float, int, str, str]:
+    return (
+        0 if option.max_replicas > 0 else 1,
+        QUALITY_RANK[option.precision],
+        -option.backend_priority,
+        option.pipeline_parallel,
+        -option.replica_tflops,
+        option.devices_per_replica,
+        option.pool,
+        option.backend,
+    )
+
+
+def _assign(options: list[PoolOption], wanted: int) -> list[Assignment]:
+    """Fill the wanted replica count from the best option down, one runtime per pool."""
+    assignments: list[Assignment] = []
+    used_pools: set[str] = set()
+    remaining = wanted
+    for option in options:
+        if remaining <= 0 or option.pool in used_pools or option.max_replicas <= 0:
+            continue
+        take = min(option.max_replicas, remaining)
+        assignments.append(Assignment(option=option, replicas=take))
+        used_pools.add(option.pool)
+        remaining -= take
+    return assignments
+
+
+def plan(
+    inventory: Inventory,
+    profile: ModelProfile,
+    catalog: Sequence[BackendRuntime],
+    spec: ModelDeploymentSpec,
+    served_name: str | None = None,
+) -> Plan:
+    """Choose backend, precision, parallelism and pools for one model in one cluster's inventory."""
+    served = served_name or profile.name
+    rejections: list[Rejection] = []
+    warnings: list[str] = []
+    context = spec.resources.context_length
+    if context > profile.max_context:
+        warnings.append(
+            f"contextLength {context} exceeds {profile.name}'s maximum {profile.max_context}; budgeting {profile.max_context}"
+        )
+        context = profile.max_context
+    runtimes, backend_error = _runtime_candidates(spec, catalog)
+    if backend_error:
+        rejections.append(Rejection(pool="*", backend=spec.backend, reason=backend_error))
+
+    accel_options: list[PoolOption] = []
+    cpu_pools: list[AcceleratorPool] = []
+    for pool in inventory.pools:
+        if not pool.known:
+            rejections.append(Rejection(pool=pool.name, reason=pool.unknown_reason or "unknown accelerator"))
+            continue
+        if pool.is_cpu:
+            cpu_pools.append(pool)
+            continue
+        accel_options += _options_on_pool(profile, spec, pool, runtimes, context, served, rejections)
+
+    explicit_cpu = bool(runtimes) and spec.backend != "auto" and all(r.spec.accelerator.vendor == "cpu" for r in runtimes)
+    accel_capacity = any(o.max_replicas > 0 for o in accel_options)
+    cpu_options: list[PoolOption] = []
+    fallback = False
+    if cpu_pools and (explicit_cpu or not accel_capacity):
+        if spec.fallback_policy is FallbackPolicy.CPU or explicit_cpu:
+            for pool in cpu_pools:
+                cpu_options += _options_on_pool(profile, spec, pool, runtimes, context, served, rejections)
+            fallback = not explicit_cpu and any(o.max_replicas > 0 for o in cpu_options)
+        else:
+            rejections.append(Rejection(pool="cpu", reason="CPU nodes exist but fallbackPolicy is none"))
+
+    for option in accel_options:
+        if option.max_replicas == 0:
+            rejections.append(Rejection(
+                pool=option.pool, backend=option.backend, precision=option.precision,
+                reason=f"fits at TP={option.tensor_parallel}, but no node of {option.pool} has "
+                f"{option.devices_per_replica} free {option.resource_name}",
+            ))
+    options = sorted(accel_options + cpu_options, key=_rank)
+    wanted = max(spec.replicas.min, 1)
+    assignments = _assign(options, wanted)
+    placed = sum(a.replicas for a in assignments)
+    feasible = placed > 0
+    if feasible and placed < wanted:
+        warnings.append(f"only {placed} of {wanted} replicas fit on free devices")
+    if fallback:
+        warnings.append("no accelerator pool can serve the model; falling back to CPU (fallbackPolicy cpu)")
+    summary = _summary(profile, assignments, rejections, feasible)
+    return Plan(
+        model=profile.name,
+        parameters=profile.parameters,
+        feasible=feasible,
+        fallback=fallback,
+        assignments=assignments,
+        options=options,
+        rejections=rejections,
+        warnings=warnings,
+        summary=summary,
+    )
+
+
+def _summary(profile: ModelProfile, assignments: list[Assignment], rejections: list[Rejection], feasible: bool) -> str:
+    if feasible:
+        parts = [
+            f"{a.replicas}x {a.option.backend} {a.option.precision.value} TP={a.option.tensor_parallel}"
+            + (f" PP={a.option.pipeline_parallel}" if a.option.pipeline_parallel > 1 else "")
+            + f" on {a.option.pool}"
+            for a in assignments
+        ]
+        return f"{profile.name} ({profile.parameters / 1e9:.1f}B params): " + "; ".join(parts)
+    if not rejections:
+        return f"{profile.name}: no accelerator or CPU node in the inventory"
+    return f"{profile.name} cannot be placed: " + "; ".join(f"{r.pool}: {r.reason}" for r in rejections[:3]) + (
+        f" (+{len(rejections) - 3} more)" if len(rejections) > 3 else ""
+    )
