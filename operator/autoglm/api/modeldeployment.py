@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, Literal, Self
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from autoglm.api.common import ApiModel, Condition, CrdInfo, PrecisionChoice, Resource
 
@@ -236,14 +236,12 @@ class ModelDeploymentSpec(ApiModel):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Reactive and predictive scaling.")
     rollout: Rollout = Field(default_factory=Rollout, description="Rollout and canary behaviour.")
 
-    @model_validator(mode="after")
-    def _alignment_power_of_two(self) -> Self:
-        if self.memory_alignment not in ALIGNMENTS:
-            raise ValueError(
-                f"memoryAlignment must be a power of two between 1 and {ALIGNMENTS[-1]}, "
-                f"got {self.memory_alignment}"
-            )
-        return self
+    @field_validator("memory_alignment")
+    @classmethod
+    def _alignment_power_of_two(cls, value: int) -> int:
+        if value not in ALIGNMENTS:
+            raise ValueError(f"must be a power of two between 1 and {ALIGNMENTS[-1]}, got {value}")
+        return value
 
 
 class PlanEntry(ApiModel):
