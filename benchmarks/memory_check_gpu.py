@@ -149,8 +149,12 @@ def measure(name: str, arch: dict[str, Any]) -> dict[str, Any]:
         "layers_instantiated": layers,
         "layers_full": full_layers,
         "bf16": {"allocated": allocated_bf16, "tensors": exact_bf16, "last_layer": last_layer_bf16},
-        "fp8": {"allocated": allocated_fp8, "tensors": exact_fp8, "last_layer": last_layer_fp8,
-                "tensors_converted": converted},
+        "fp8": {
+            "allocated": allocated_fp8,
+            "tensors": exact_fp8,
+            "last_layer": last_layer_fp8,
+            "tensors_converted": converted,
+        },
         "kv": {"tokens": KV_TOKENS, "allocated": kv_allocated, "tensors": kv_exact},
         "seconds": round(time.time() - t0, 1),
     }
@@ -158,10 +162,16 @@ def measure(name: str, arch: dict[str, Any]) -> dict[str, Any]:
 
 def gpu_properties() -> dict[str, Any]:
     fields = "name,memory.total,compute_cap,driver_version,pci.device_id,power.limit,count"
-    raw = subprocess.run(
-        ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[0]
+    raw = (
+        subprocess.run(
+            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[0]
+    )
     values = [v.strip() for v in raw.split(",")]
     props = dict(zip(fields.split(","), values, strict=True))
     props["torch_device_name"] = torch.cuda.get_device_name(0)

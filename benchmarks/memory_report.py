@@ -46,25 +46,37 @@ def rows(measurements: dict[str, Any]) -> list[dict[str, Any]]:
             predicted = weight_bytes(reduced, precision, CUDA_ALLOCATOR_ALIGNMENT)
             measured_full = measured + extra_layers * m[precision.value]["last_layer"]
             predicted_full = weight_bytes(full, precision, CUDA_ALLOCATOR_ALIGNMENT)
-            out.append({
-                "model": m["name"], "what": f"weights {precision.value}",
-                "layers": f"{m['layers_instantiated']}/{m['layers_full']}",
-                "predicted": predicted, "measured": measured, "error": _err(predicted, measured),
-                "predicted_full": predicted_full, "measured_full": measured_full,
-                "error_full": _err(predicted_full, measured_full),
-            })
+            out.append(
+                {
+                    "model": m["name"],
+                    "what": f"weights {precision.value}",
+                    "layers": f"{m['layers_instantiated']}/{m['layers_full']}",
+                    "predicted": predicted,
+                    "measured": measured,
+                    "error": _err(predicted, measured),
+                    "predicted_full": predicted_full,
+                    "measured_full": measured_full,
+                    "error_full": _err(predicted_full, measured_full),
+                }
+            )
         tokens = m["kv"]["tokens"]
         measured_kv = m["kv"]["tensors"]
         predicted_kv = kv_bytes_per_token(reduced, KvCacheDtype.BF16) * tokens
         full_kv = kv_bytes_per_token(full, KvCacheDtype.BF16) * tokens
         measured_full_kv = measured_kv * m["layers_full"] // m["layers_instantiated"]
-        out.append({
-            "model": m["name"], "what": f"KV cache bf16, {tokens} tokens",
-            "layers": f"{m['layers_instantiated']}/{m['layers_full']}",
-            "predicted": predicted_kv, "measured": measured_kv, "error": _err(predicted_kv, measured_kv),
-            "predicted_full": full_kv, "measured_full": measured_full_kv,
-            "error_full": _err(full_kv, measured_full_kv),
-        })
+        out.append(
+            {
+                "model": m["name"],
+                "what": f"KV cache bf16, {tokens} tokens",
+                "layers": f"{m['layers_instantiated']}/{m['layers_full']}",
+                "predicted": predicted_kv,
+                "measured": measured_kv,
+                "error": _err(predicted_kv, measured_kv),
+                "predicted_full": full_kv,
+                "measured_full": measured_full_kv,
+                "error_full": _err(full_kv, measured_full_kv),
+            }
+        )
     return out
 
 
@@ -123,17 +135,22 @@ def node_fixture(gpu: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "List",
-        "items": [{
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": "h100-measured-0", "labels": labels,
-                         "annotations": {"autoglm.io/source": "nvidia-smi on the device machine"}},
-            "status": {
-                "capacity": {"cpu": "16", "memory": "128Gi", "nvidia.com/gpu": count, "pods": "110"},
-                "allocatable": {"cpu": "16", "memory": "125Gi", "nvidia.com/gpu": count, "pods": "110"},
-                "conditions": [{"type": "Ready", "status": "True"}],
-            },
-        }],
+        "items": [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": "h100-measured-0",
+                    "labels": labels,
+                    "annotations": {"autoglm.io/source": "nvidia-smi on the device machine"},
+                },
+                "status": {
+                    "capacity": {"cpu": "16", "memory": "128Gi", "nvidia.com/gpu": count, "pods": "110"},
+                    "allocatable": {"cpu": "16", "memory": "125Gi", "nvidia.com/gpu": count, "pods": "110"},
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                },
+            }
+        ],
     }
 
 

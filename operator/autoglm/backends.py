@@ -16,8 +16,19 @@ from autoglm.hardware import AcceleratorPool
 
 PLACEHOLDERS = frozenset(
     {
-        "model", "servedName", "tp", "pp", "dtype", "contextLength", "maxSeqs", "totalContext", "port",
-        "artifact", "quant", "socVersion", "gpuMemoryUtilization",
+        "model",
+        "servedName",
+        "tp",
+        "pp",
+        "dtype",
+        "contextLength",
+        "maxSeqs",
+        "totalContext",
+        "port",
+        "artifact",
+        "quant",
+        "socVersion",
+        "gpuMemoryUtilization",
     }
 )
 

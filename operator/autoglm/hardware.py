@@ -50,9 +50,7 @@ class VendorRule(_Frozen):
     resource_prefixes: list[str] = Field(default_factory=list, alias="resourcePrefixes")
     product_labels: list[str] = Field(alias="productLabels")
     memory_labels: list[MemoryLabel] = Field(default_factory=list, alias="memoryLabels")
-    compute_capability_labels: ComputeCapabilityLabels | None = Field(
-        default=None, alias="computeCapabilityLabels"
-    )
+    compute_capability_labels: ComputeCapabilityLabels | None = Field(default=None, alias="computeCapabilityLabels")
     collective: str
     precisions_by_compute_capability: list[CapabilityPrecisions] = Field(
         default_factory=list, alias="precisionsByComputeCapability"
@@ -185,7 +183,7 @@ def nodes_from_document(doc: Any) -> list[dict[str, Any]]:
 
 
 def _quantity(value: Any) -> Decimal:
-    return Decimal(parse_quantity(value)) if value is not None else Decimal(0)
+    return Decimal(parse_quantity(value)) if value is not None else Decimal(0)  # type: ignore[no-untyped-call]
 
 
 def _is_schedulable(node: Node) -> bool:
@@ -337,9 +335,7 @@ def _accelerator_devices(
     devices: list[_Device] = []
     for rule in table.vendors:
         names = [r for r in rule.resources if r in facts.allocatable or r in facts.capacity]
-        names += [
-            r for r in facts.allocatable if any(r.startswith(p) for p in rule.resource_prefixes)
-        ]
+        names += [r for r in facts.allocatable if any(r.startswith(p) for p in rule.resource_prefixes)]
         for resource_name in names:
             count = int(_quantity(facts.capacity.get(resource_name, facts.allocatable.get(resource_name))))
             allocatable = int(_quantity(facts.allocatable.get(resource_name, 0)))
@@ -386,7 +382,9 @@ def _describe(
             "Add the product to the accelerator table or run the autoglm node probe to label the node."
         )
     if mig and spec is not None:
-        product_name = f"{spec.product}-MIG-{mig_profile.group(0)[4:] if mig_profile else (raw or '').split('-MIG-')[-1]}"
+        product_name = (
+            f"{spec.product}-MIG-{mig_profile.group(0)[4:] if mig_profile else (raw or '').split('-MIG-')[-1]}"
+        )
     selector = {label_key: raw} if label_key and raw else {}
     return _Device(
         vendor=rule.vendor,
@@ -420,7 +418,9 @@ def _cpu_device(facts: _NodeFacts, table: AcceleratorTable) -> _Device | None:
         precisions.append(Precision.BF16)
     usable = int(memory * Decimal(1 - rule.reserved_fraction))
     arch = facts.labels.get("kubernetes.io/arch", "amd64")
-    feature_tag = "amx" if "amxbf16" in flags else "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "base"
+    feature_tag = (
+        "amx" if "amxbf16" in flags else "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "base"
+    )
     gib = usable // GIB
     return _Device(
         vendor="cpu",
@@ -494,7 +494,9 @@ def _pool(members: list[tuple[_NodeFacts, _Device]], table: AcceleratorTable) ->
         free_histogram=dict(Counter(free_by_node.values())),
         compute_capability=dev.compute_capability,
         family=spec.family if spec else None,
-        interconnect=("pcie" if dev.mig else spec.interconnect) if spec else ("host" if dev.vendor == "cpu" else "unknown"),
+        interconnect=("pcie" if dev.mig else spec.interconnect)
+        if spec
+        else ("host" if dev.vendor == "cpu" else "unknown"),
         rdma=rdma,
         collective=dev.collective,
         precisions=dev.precisions,

@@ -157,16 +157,25 @@ def build_profile(
     if moe_layers:
         groups += [
             TensorGroup(name="moe.router", rows=experts, cols=h, count=moe_layers, quantizable=False),
-            TensorGroup(name="moe.experts.gate_up", rows=2 * moe_ffn, cols=h, count=moe_layers * experts,
-                        quantizable=True),
+            TensorGroup(
+                name="moe.experts.gate_up",
+                rows=2 * moe_ffn,
+                cols=h,
+                count=moe_layers * experts,
+                quantizable=True,
+            ),
             TensorGroup(name="moe.experts.down", rows=h, cols=moe_ffn, count=moe_layers * experts, quantizable=True),
         ]
         if shared:
             groups += [
-                TensorGroup(name="moe.shared.gate_up", rows=2 * moe_ffn * shared, cols=h, count=moe_layers,
-                            quantizable=True),
-                TensorGroup(name="moe.shared.down", rows=h, cols=moe_ffn * shared, count=moe_layers,
-                            quantizable=True),
+                TensorGroup(
+                    name="moe.shared.gate_up",
+                    rows=2 * moe_ffn * shared,
+                    cols=h,
+                    count=moe_layers,
+                    quantizable=True,
+                ),
+                TensorGroup(name="moe.shared.down", rows=h, cols=moe_ffn * shared, count=moe_layers, quantizable=True),
             ]
     if not arch.tie_word_embeddings:
         groups.append(TensorGroup(name="lm_head", rows=vocab, cols=h, count=1, quantizable=False))
@@ -259,6 +268,10 @@ def kv_heads_per_device(profile: ModelProfile, tensor_parallel: int) -> int:
 
 def kv_bytes_per_token(profile: ModelProfile, kv_dtype: KvCacheDtype, tensor_parallel: int = 1) -> int:
     """KV-cache bytes one token occupies on ONE device (keys and values, every layer)."""
-    return 2 * profile.num_layers * kv_heads_per_device(profile, tensor_parallel) * profile.head_dim * kv_element_bytes(
-        kv_dtype
+    return (
+        2
+        * profile.num_layers
+        * kv_heads_per_device(profile, tensor_parallel)
+        * profile.head_dim
+        * kv_element_bytes(kv_dtype)
     )

@@ -189,8 +189,15 @@ def _capacity(pool: AcceleratorPool, tp: int, pp: int) -> int:
     return whole_nodes // pp
 
 
-def _cache_key(profile: ModelProfile, spec: ModelDeploymentSpec, precision: Precision, pool: AcceleratorPool,
-               tool_version: str, tp: int, per_shard: bool) -> str:
+def _cache_key(
+    profile: ModelProfile,
+    spec: ModelDeploymentSpec,
+    precision: Precision,
+    pool: AcceleratorPool,
+    tool_version: str,
+    tp: int,
+    per_shard: bool,
+) -> str:
     parts = [profile.source or profile.name, spec.model.revision, precision.value, pool.product, tool_version]
     if per_shard:
         parts.append(f"tp{tp}")
@@ -255,12 +262,16 @@ def _option(
     peak = pool.peak_tflops_bf16 or pool.peak_tflops_fp16 or 0.0
     reasons = [
         f"{runtime.metadata.name} (priority {runtime.spec.priority}) serves {profile.model_type} on {pool.product}",
-        f"{precision.value}: " + (
-            "requested" if spec.precision is not PrecisionChoice.AUTO
+        f"{precision.value}: "
+        + (
+            "requested"
+            if spec.precision is not PrecisionChoice.AUTO
             else f"best precision {pool.product} runs natively that fits"
-            if QUALITY_RANK[precision] == 0 else "quantized because no 16/8-bit float precision fits"
+            if QUALITY_RANK[precision] == 0
+            else "quantized because no 16/8-bit float precision fits"
         ),
-        f"TP={tp}" + (f" x PP={pp} across {pp} nodes" if pp > 1 else "")
+        f"TP={tp}"
+        + (f" x PP={pp} across {pp} nodes" if pp > 1 else "")
         + f": smallest split that fits, {memory.describe()}",
     ]
     if conversion:
@@ -304,14 +315,25 @@ def _fit_on_pool(
     activation = activation_dtype(precision, pool.precisions)
     kv_dtype = _kv_dtype(spec, activation)
     if kv_dtype is KvCacheDtype.FP8 and Precision.FP8 not in pool.precisions:
-        return Rejection(pool=pool.name, backend=name, precision=precision,
-                         reason=f"kvCacheDtype fp8 needs FP8 support, which {pool.product} lacks")
-    limit = min(pool.devices_per_node, pool.max_tensor_parallel or pool.devices_per_node,
-                runtime.spec.max_tensor_parallel or pool.devices_per_node)
+        return Rejection(
+            pool=pool.name,
+            backend=name,
+            precision=precision,
+            reason=f"kvCacheDtype fp8 needs FP8 support, which {pool.product} lacks",
+        )
+    limit = min(
+        pool.devices_per_node,
+        pool.max_tensor_parallel or pool.devices_per_node,
+        runtime.spec.max_tensor_parallel or pool.devices_per_node,
+    )
     sizes = tensor_parallel_sizes(profile, limit)
     if not sizes:
-        return Rejection(pool=pool.name, backend=name, precision=precision,
-                         reason=f"no tensor-parallel size up to {limit} divides {profile.num_attention_heads} heads")
+        return Rejection(
+            pool=pool.name,
+            backend=name,
+            precision=precision,
+            reason=f"no tensor-parallel size up to {limit} divides {profile.num_attention_heads} heads",
+        )
     last = None
     for tp in sizes:
         last = _estimate(profile, spec, pool, runtime, precision, kv_dtype, context, tp, 1)
@@ -332,7 +354,9 @@ def _fit_on_pool(
     if runtime.spec.multi_node and nodes > 1 and not pool.is_cpu:
         hint = f"; even across all {nodes} nodes of the pool it does not fit"
     return Rejection(
-        pool=pool.name, backend=name, precision=precision,
+        pool=pool.name,
+        backend=name,
+        precision=precision,
         reason=f"{precision.value} at {where} needs {last.describe()}{hint}",
     )
 
@@ -372,23 +396,29 @@ def _options_on_pool(
             continue
         unknown = unknown_placeholders(runtime)
         if unknown:
-            rejections.append(Rejection(pool=pool.name, backend=name,
-                                        reason=f"{name} uses unknown placeholders {sorted(unknown)}"))
+            rejections.append(
+                Rejection(pool=pool.name, backend=name, reason=f"{name} uses unknown placeholders {sorted(unknown)}")
+            )
             continue
         offered = precisions_offered(runtime, pool)
         if spec.precision is not PrecisionChoice.AUTO:
             wanted = Precision(spec.precision.value)
             if wanted not in offered:
-                rejections.append(Rejection(
-                    pool=pool.name, backend=name, precision=wanted,
-                    reason=f"{wanted.value} is not supported by {name} on {pool.product} "
-                    f"(both support: {', '.join(p.value for p in offered) or 'none'})",
-                ))
+                rejections.append(
+                    Rejection(
+                        pool=pool.name,
+                        backend=name,
+                        precision=wanted,
+                        reason=f"{wanted.value} is not supported by {name} on {pool.product} "
+                        f"(both support: {', '.join(p.value for p in offered) or 'none'})",
+                    )
+                )
                 continue
             offered = [wanted]
         if not offered:
-            rejections.append(Rejection(pool=pool.name, backend=name,
-                                        reason=f"{name} and {pool.product} share no precision"))
+            rejections.append(
+                Rejection(pool=pool.name, backend=name, reason=f"{name} and {pool.product} share no precision")
+            )
             continue
         for precision in offered:
             fit = _fit_on_pool(profile, spec, pool, runtime, precision, context, served_name)
@@ -441,7 +471,8 @@ def plan(
     context = spec.resources.context_length
     if context > profile.max_context:
         warnings.append(
-            f"contextLength {context} exceeds {profile.name}'s maximum {profile.max_context}; budgeting {profile.max_context}"
+            f"contextLength {context} exceeds {profile.name}'s maximum {profile.max_context}; "
+            f"budgeting {profile.max_context}"
         )
         context = profile.max_context
     runtimes, backend_error = _runtime_candidates(spec, catalog)
@@ -459,7 +490,9 @@ def plan(
             continue
         accel_options += _options_on_pool(profile, spec, pool, runtimes, context, served, rejections)
 
-    explicit_cpu = bool(runtimes) and spec.backend != "auto" and all(r.spec.accelerator.vendor == "cpu" for r in runtimes)
+    explicit_cpu = (
+        bool(runtimes) and spec.backend != "auto" and all(r.spec.accelerator.vendor == "cpu" for r in runtimes)
+    )
     accel_capacity = any(o.max_replicas > 0 for o in accel_options)
     cpu_options: list[PoolOption] = []
     fallback = False
@@ -473,11 +506,15 @@ def plan(
 
     for option in accel_options:
         if option.max_replicas == 0:
-            rejections.append(Rejection(
-                pool=option.pool, backend=option.backend, precision=option.precision,
-                reason=f"fits at TP={option.tensor_parallel}, but no node of {option.pool} has "
-                f"{option.devices_per_replica} free {option.resource_name}",
-            ))
+            rejections.append(
+                Rejection(
+                    pool=option.pool,
+                    backend=option.backend,
+                    precision=option.precision,
+                    reason=f"fits at TP={option.tensor_parallel}, but no node of {option.pool} has "
+                    f"{option.devices_per_replica} free {option.resource_name}",
+                )
+            )
     options = sorted(accel_options + cpu_options, key=_rank)
     wanted = max(spec.replicas.min, 1)
     assignments = _assign(options, wanted)
@@ -512,6 +549,8 @@ def _summary(profile: ModelProfile, assignments: list[Assignment], rejections: l
         return f"{profile.name} ({profile.parameters / 1e9:.1f}B params): " + "; ".join(parts)
     if not rejections:
         return f"{profile.name}: no accelerator or CPU node in the inventory"
-    return f"{profile.name} cannot be placed: " + "; ".join(f"{r.pool}: {r.reason}" for r in rejections[:3]) + (
-        f" (+{len(rejections) - 3} more)" if len(rejections) > 3 else ""
+    return (
+        f"{profile.name} cannot be placed: "
+        + "; ".join(f"{r.pool}: {r.reason}" for r in rejections[:3])
+        + (f" (+{len(rejections) - 3} more)" if len(rejections) > 3 else "")
     )

@@ -12,7 +12,16 @@ from autoglm.planner import Plan
 
 def inventory_table(inventory: Inventory) -> Table:
     table = Table(title=f"Accelerator inventory ({inventory.nodes_seen} nodes)", title_justify="left")
-    for col in ("pool", "vendor", "product", "memory/device", "per node", "nodes", "free/total", "precisions"):
+    for col in (
+        "pool",
+        "vendor",
+        "product",
+        "memory/device",
+        "per node",
+        "nodes",
+        "free/total",
+        "precisions",
+    ):
         table.add_column(col)
     for p in inventory.pools:
         table.add_row(
@@ -33,12 +42,25 @@ def plan_view(plan: Plan, title: str) -> RenderableType:
     parts: list[RenderableType] = [Text(f"{title}: {plan.summary}", style=f"bold {style}")]
     if plan.assignments:
         chosen = Table(title="Placement", title_justify="left")
-        for col in ("replicas", "pool", "backend", "precision", "TP", "PP", "memory per device", "conversion"):
+        for col in (
+            "replicas",
+            "pool",
+            "backend",
+            "precision",
+            "TP",
+            "PP",
+            "memory per device",
+            "conversion",
+        ):
             chosen.add_column(col)
         for a in plan.assignments:
             o = a.option
             chosen.add_row(
-                str(a.replicas), o.pool, o.backend, o.precision.value, str(o.tensor_parallel),
+                str(a.replicas),
+                o.pool,
+                o.backend,
+                o.precision.value,
+                str(o.tensor_parallel),
                 str(o.pipeline_parallel),
                 f"{o.memory.total / GIB:.1f} / {o.memory.usable / GIB:.1f} GiB",
                 o.conversion.produces if o.conversion else "-",

@@ -49,9 +49,7 @@ class Conversion(ApiModel):
 
 class BackendRuntimeSpec(ApiModel):
     accelerator: AcceleratorSelector = Field(description="Which accelerators this runtime serves on.")
-    model_types: list[str] = Field(
-        default_factory=lambda: ["*"], description="HF model_type values served; * for any."
-    )
+    model_types: list[str] = Field(default_factory=lambda: ["*"], description="HF model_type values served; * for any.")
     precisions: list[Precision] = Field(min_length=1, description="Serving precisions it supports.")
     model_formats: list[str] = Field(
         min_length=1, description="Formats it loads: safetensors, gguf, tensorrt-engine, om, bmodel."
@@ -70,7 +68,7 @@ class BackendRuntimeSpec(ApiModel):
     )
     quant_names: dict[str, str] = Field(
         default_factory=dict,
-        description="Each precision's name in this runtime's tools (int4: Q4_K_M, w4bf16, ...): the {quant} placeholder.",
+        description="Each precision's name in the runtime's tools (int4: Q4_K_M, w4bf16, ...), for {quant}.",
     )
     env: list[EnvVar] = Field(default_factory=list, description="Container environment.")
     ports: list[PortSpec] = Field(
@@ -83,7 +81,9 @@ class BackendRuntimeSpec(ApiModel):
     max_tensor_parallel: int | None = Field(default=None, ge=1, description="Largest TP the runtime supports.")
     runtime_overhead_gib: float = Field(
         alias="runtimeOverheadGiB",
-        default=1.5, ge=0, description="Per-device memory the runtime itself needs (context, graphs, workspace)."
+        default=1.5,
+        ge=0,
+        description="Per-device memory the runtime itself needs (context, graphs, workspace).",
     )
     conversion: Conversion | None = Field(default=None, description="Compile step, when the format needs one.")
     priority: int = Field(default=0, description="Higher wins when several runtimes fit.")

@@ -55,9 +55,7 @@ class Condition(ApiModel):
     observed_generation: int | None = Field(
         default=None, description="The .metadata.generation the condition was computed from."
     )
-    last_transition_time: datetime | None = Field(
-        default=None, description="When the status last changed."
-    )
+    last_transition_time: datetime | None = Field(default=None, description="When the status last changed.")
 
 
 class Precision(StrEnum):

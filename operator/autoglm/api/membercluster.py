@@ -55,7 +55,7 @@ class MemberCluster(Resource):
         namespaced=False,
         printer_columns=[
             {"name": "Region", "type": "string", "jsonPath": ".spec.region"},
-            {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
+            {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
     )

@@ -219,7 +219,8 @@ class ModelDeploymentSpec(ApiModel):
     )
     backend: str = Field(default="auto", min_length=1, description="auto or a BackendRuntime name.")
     fallback_policy: FallbackPolicy = Field(
-        default=FallbackPolicy.CPU, description="cpu: serve on CPU nodes when no accelerator fits; none: don't."
+        default=FallbackPolicy.CPU,
+        description="cpu: serve on CPU nodes when no accelerator fits; none: don't.",
     )
     memory_alignment: int = Field(
         default=64,

@@ -1,0 +1,153 @@
+"""`autoglm plan`, `inventory` and `crds` as a user runs them: outputs and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.conftest import EXAMPLES, NODE_SETS
+from typer.testing import CliRunner
+
+from autoglm.cli import app
+
+runner = CliRunner()
+FLEET = str(NODE_SETS / "fleet.yaml")
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_gets_an_explained_plan(example: Path) -> None:
+    nodes = FLEET if example.name != "cpu-fallback.yaml" else str(NODE_SETS / "cpu.yaml")
+    result = runner.invoke(app, ["plan", "-f", str(example), "--nodes", nodes, "-o", "json"])
+    assert result.exit_code == 0, result.output
+    for item in json.loads(result.output):
+        plan = item["plan"]
+        assert plan["feasible"] and plan["assignments"]
+        assert all(plan["assignments"][0]["option"]["reasons"])
+
+
+def test_table_output_shows_inventory_placement_and_rejections() -> None:
+    result = runner.invoke(
+        app, ["plan", "-f", str(EXAMPLES / "glm-4.5.yaml"), "--nodes", FLEET], env={"COLUMNS": "250"}
+    )
+    assert result.exit_code == 0, result.output
+    for text in ("Accelerator inventory", "Placement", "Rejected options", "vllm-cuda", "why:"):
+        assert text in result.output
+
+
+def test_yaml_output(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            "-f",
+            str(EXAMPLES / "glm-4-9b-chat.yaml"),
+            "--nodes",
+            str(NODE_SETS / "nvidia-h100.yaml"),
+            "-o",
+            "yaml",
+        ],
+    )
+    assert result.exit_code == 0
+    assert "precision: fp8" in result.output
+
+
+def test_unplaceable_exits_1_with_reasons() -> None:
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            "-f",
+            str(EXAMPLES / "glm-4.5.yaml"),
+            "--nodes",
+            str(NODE_SETS / "nvidia-mixed.yaml"),
+            "-o",
+            "json",
+        ],
+    )
+    assert result.exit_code == 1
+    plan = json.loads(result.output)[0]["plan"]
+    assert not plan["feasible"] and plan["rejections"]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("kind: ModelDeployment\nspec: [unclosed\n", "invalid YAML"),
+        (
+            "apiVersion: autoglm.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\nspec:\n"
+            "  model: {name: glm-4-9b-chat}\n  replica: {min: 1}\n",
+            "spec.replica: unknown field",
+        ),
+        (
+            "apiVersion: autoglm.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\nspec:\n"
+            "  model: {name: glm-4-9b-chat}\n  replicas: {min: 3, max: 1}\n",
+            "spec.replicas: replicas.min (3)",
+        ),
+        (
+            "apiVersion: autoglm.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\nspec:\n"
+            "  model: {name: my-private-model}\n",
+            "spec.model: model 'my-private-model' is not in the built-in",
+        ),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "kind: expected ModelDeployment"),
+    ],
+)
+def test_bad_input_names_file_and_field_and_exits_2(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "md.yaml"
+    path.write_text(content)
+    result = runner.invoke(app, ["plan", "-f", str(path), "--nodes", FLEET])
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.output and expected in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_nodes_file_exits_2(tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text("kind: Pod\nmetadata: {name: p}\n")
+    result = runner.invoke(app, ["plan", "-f", str(EXAMPLES / "glm-4-9b-chat.yaml"), "--nodes", str(nodes)])
+    assert result.exit_code == 2 and "expected kind Node" in result.output
+    missing = runner.invoke(app, ["plan", "-f", str(tmp_path / "nope.yaml"), "--nodes", FLEET])
+    assert missing.exit_code == 2 and "cannot read file" in missing.output
+
+
+def test_extra_backends_file_overrides_the_catalog(tmp_path: Path) -> None:
+    extra = tmp_path / "backends.yaml"
+    extra.write_text(
+        "apiVersion: autoglm.io/v1alpha1\nkind: BackendRuntime\nmetadata: {name: sglang-cuda}\nspec:\n"
+        "  accelerator: {vendor: nvidia}\n  precisions: [bf16, fp8]\n  modelFormats: [safetensors]\n"
+        "  image: lmsysorg/sglang:v0.5.2\n  args: [--model-path, '{model}', --tp, '{tp}']\n  priority: 200\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            "-f",
+            str(EXAMPLES / "glm-4-9b-chat.yaml"),
+            "--nodes",
+            str(NODE_SETS / "nvidia-h100.yaml"),
+            "--backends",
+            str(extra),
+            "-o",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["plan"]["assignments"][0]["option"]["backend"] == "sglang-cuda"
+
+
+def test_inventory_command() -> None:
+    result = runner.invoke(app, ["inventory", "--nodes", FLEET], env={"COLUMNS": "250"})
+    assert result.exit_code == 0 and "Ascend910B3" in result.output and "unknown" in result.output
+
+
+def test_crds_check_detects_drift(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["crds", "--out", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(app, ["crds", "--out", str(tmp_path), "--check"]).exit_code == 0
+    (tmp_path / "modeldeployments.yaml").write_text("# edited by hand\n")
+    drift = runner.invoke(app, ["crds", "--out", str(tmp_path), "--check"])
+    assert drift.exit_code == 1 and "out of date" in drift.output
+
+
+def test_catalog_command_prints_backend_runtimes() -> None:
+    result = runner.invoke(app, ["catalog"])
+    assert result.exit_code == 0 and "kind: BackendRuntime" in result.output and "llama-cpp-cpu" in result.output
