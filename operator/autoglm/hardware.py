@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from importlib import resources
 from typing import Any, Literal
@@ -89,11 +90,30 @@ class AcceleratorTable(_Frozen):
     products: list[ProductSpec]
 
     _index: dict[tuple[str, str], ProductSpec] = PrivateAttr(default_factory=dict)
+    _resource_rules: dict[str, VendorRule] = PrivateAttr(default_factory=dict)
+    _descriptions: dict[tuple[Any, ...], Any] = PrivateAttr(default_factory=dict)
+
+    def description_cache(self) -> dict[tuple[Any, ...], Any]:
+        """Device descriptions by label signature, filled while building inventories with this table."""
+        return self._descriptions
 
     def model_post_init(self, context: Any, /) -> None:
         for spec in self.products:
             for name in spec.match:
                 self._index[(spec.vendor, _normalise(name))] = spec
+
+    def rule_for_resource(self, resource: str) -> VendorRule | None:
+        """The vendor rule that owns an extended resource name, if any."""
+        if not self._resource_rules:
+            for rule in self.vendors:
+                for name in rule.resources:
+                    self._resource_rules[name] = rule
+        rule = self._resource_rules.get(resource)
+        if rule is None:
+            rule = next(
+                (r for r in self.vendors if any(resource.startswith(p) for p in r.resource_prefixes)), None
+            )
+        return rule
 
     def product_index(self) -> dict[tuple[str, str], ProductSpec]:
         """(vendor, normalised product name) -> product facts."""
@@ -196,9 +216,8 @@ def _is_schedulable(node: Node) -> bool:
     return True
 
 
-class _NodeFacts(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
+@dataclass(frozen=True, slots=True)
+class _NodeFacts:
     name: str
     labels: dict[str, str]
     allocatable: dict[str, Any]
@@ -214,7 +233,7 @@ def _facts(node: Node) -> _NodeFacts:
         {k: str(v) for k, v in t.items() if k in ("key", "value", "effect")}
         for t in (node.get("spec") or {}).get("taints") or []
     ]
-    return _NodeFacts.model_construct(
+    return _NodeFacts(
         name=str(meta.get("name", "")),
         labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
         allocatable=dict(status.get("allocatable") or {}),
@@ -240,10 +259,9 @@ def _used_by_node(pods: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], De
     return used
 
 
-class _Device(BaseModel):
+@dataclass(frozen=True, slots=True)
+class _Device:
     """One node's view of one accelerator kind, before nodes are grouped into pools."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     vendor: str
     product: str
@@ -333,17 +351,34 @@ def _accelerator_devices(
     facts: _NodeFacts, table: AcceleratorTable, used: Mapping[tuple[str, str], Decimal]
 ) -> list[_Device]:
     devices: list[_Device] = []
-    for rule in table.vendors:
-        names = [r for r in rule.resources if r in facts.allocatable or r in facts.capacity]
-        names += [r for r in facts.allocatable if any(r.startswith(p) for p in rule.resource_prefixes)]
-        for resource_name in names:
-            count = int(_quantity(facts.capacity.get(resource_name, facts.allocatable.get(resource_name))))
-            allocatable = int(_quantity(facts.allocatable.get(resource_name, 0)))
-            if count <= 0 and allocatable <= 0:
-                continue
-            free = max(0, allocatable - int(used.get((facts.name, resource_name), 0))) if facts.schedulable else 0
-            devices.append(_describe(facts, rule, table, resource_name, max(count, allocatable), free))
+    names = [r for r in facts.allocatable if "/" in r]
+    names += [r for r in facts.capacity if "/" in r and r not in facts.allocatable]
+    for resource_name in names:
+        rule = table.rule_for_resource(resource_name)
+        if rule is None:
+            continue
+        count = int(_quantity(facts.capacity.get(resource_name, facts.allocatable.get(resource_name))))
+        allocatable = int(_quantity(facts.allocatable.get(resource_name, 0)))
+        if count <= 0 and allocatable <= 0:
+            continue
+        free = max(0, allocatable - int(used.get((facts.name, resource_name), 0))) if facts.schedulable else 0
+        device = _describe_cached(facts, rule, table, resource_name)
+        devices.append(replace(device, count=max(count, allocatable), free=free))
     return devices
+
+
+def _describe_cached(facts: _NodeFacts, rule: VendorRule, table: AcceleratorTable, resource_name: str) -> _Device:
+    """Nodes of one product carry the same vendor labels; describe each distinct label set once."""
+    keys = [*rule.product_labels, *(m.key for m in rule.memory_labels)]
+    if rule.compute_capability_labels:
+        keys += [rule.compute_capability_labels.major, rule.compute_capability_labels.minor]
+    signature = (rule.vendor, resource_name, tuple(facts.labels.get(k) for k in keys))
+    cache = table.description_cache()
+    device = cache.get(signature)
+    if device is None:
+        device = _describe(facts, rule, table, resource_name, 0, 0)
+        cache[signature] = device
+    return device
 
 
 def _describe(

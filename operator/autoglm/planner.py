@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -159,6 +160,26 @@ def _kv_dtype(spec: ModelDeploymentSpec, activation: Precision) -> KvCacheDtype:
     return chosen
 
 
+@dataclass
+class _Memo:
+    """Per-plan memo: the same weights and templates are sized and checked for many pools."""
+
+    weights: dict[tuple[Precision, int], int] = field(default_factory=dict)
+    placeholders: dict[str, set[str]] = field(default_factory=dict)
+
+    def weight_bytes(self, profile: ModelProfile, precision: Precision, alignment: int, tp: int) -> int:
+        key = (precision, tp)
+        if key not in self.weights:
+            self.weights[key] = weight_bytes(profile, precision, alignment, tp)
+        return self.weights[key]
+
+    def unknown_placeholders(self, runtime: BackendRuntime) -> set[str]:
+        name = runtime.metadata.name
+        if name not in self.placeholders:
+            self.placeholders[name] = unknown_placeholders(runtime)
+        return self.placeholders[name]
+
+
 def _estimate(
     profile: ModelProfile,
     spec: ModelDeploymentSpec,
@@ -169,8 +190,9 @@ def _estimate(
     context: int,
     tp: int,
     pp: int,
+    memo: _Memo,
 ) -> MemoryEstimate:
-    weights = weight_bytes(profile, precision, spec.memory_alignment, tp)
+    weights = memo.weight_bytes(profile, precision, spec.memory_alignment, tp)
     kv = kv_bytes_per_token(profile, kv_dtype, tp) * context * spec.resources.max_concurrent_sequences
     usable = int(pool.memory_bytes * (1 - spec.resources.memory_headroom))
     return MemoryEstimate(
@@ -310,6 +332,7 @@ def _fit_on_pool(
     precision: Precision,
     context: int,
     served_name: str,
+    memo: _Memo,
 ) -> PoolOption | Rejection:
     name = runtime.metadata.name
     activation = activation_dtype(precision, pool.precisions)
@@ -336,14 +359,14 @@ def _fit_on_pool(
         )
     last = None
     for tp in sizes:
-        last = _estimate(profile, spec, pool, runtime, precision, kv_dtype, context, tp, 1)
+        last = _estimate(profile, spec, pool, runtime, precision, kv_dtype, context, tp, 1, memo)
         if last.total <= last.usable:
             return _option(profile, spec, pool, runtime, precision, kv_dtype, context, tp, 1, last, served_name)
     tp = sizes[-1]
     nodes = len(pool.node_names)
     if runtime.spec.multi_node and nodes > 1 and not pool.is_cpu:
         for pp in range(2, min(nodes, profile.num_layers) + 1):
-            est = _estimate(profile, spec, pool, runtime, precision, kv_dtype, context, tp, pp)
+            est = _estimate(profile, spec, pool, runtime, precision, kv_dtype, context, tp, pp, memo)
             if est.total <= est.usable:
                 return _option(profile, spec, pool, runtime, precision, kv_dtype, context, tp, pp, est, served_name)
     assert last is not None
@@ -381,6 +404,7 @@ def _options_on_pool(
     context: int,
     served_name: str,
     rejections: list[Rejection],
+    memo: _Memo,
 ) -> list[PoolOption]:
     options: list[PoolOption] = []
     for runtime in runtimes:
@@ -394,7 +418,7 @@ def _options_on_pool(
         if why:
             rejections.append(Rejection(pool=pool.name, backend=name, reason=why))
             continue
-        unknown = unknown_placeholders(runtime)
+        unknown = memo.unknown_placeholders(runtime)
         if unknown:
             rejections.append(
                 Rejection(pool=pool.name, backend=name, reason=f"{name} uses unknown placeholders {sorted(unknown)}")
@@ -421,7 +445,7 @@ def _options_on_pool(
             )
             continue
         for precision in offered:
-            fit = _fit_on_pool(profile, spec, pool, runtime, precision, context, served_name)
+            fit = _fit_on_pool(profile, spec, pool, runtime, precision, context, served_name, memo)
             if isinstance(fit, PoolOption):
                 options.append(fit)
                 break
@@ -466,6 +490,7 @@ def plan(
 ) -> Plan:
     """Choose backend, precision, parallelism and pools for one model in one cluster's inventory."""
     served = served_name or profile.name
+    memo = _Memo()
     rejections: list[Rejection] = []
     warnings: list[str] = []
     context = spec.resources.context_length
@@ -488,7 +513,7 @@ def plan(
         if pool.is_cpu:
             cpu_pools.append(pool)
             continue
-        accel_options += _options_on_pool(profile, spec, pool, runtimes, context, served, rejections)
+        accel_options += _options_on_pool(profile, spec, pool, runtimes, context, served, rejections, memo)
 
     explicit_cpu = (
         bool(runtimes) and spec.backend != "auto" and all(r.spec.accelerator.vendor == "cpu" for r in runtimes)
@@ -499,7 +524,7 @@ def plan(
     if cpu_pools and (explicit_cpu or not accel_capacity):
         if spec.fallback_policy is FallbackPolicy.CPU or explicit_cpu:
             for pool in cpu_pools:
-                cpu_options += _options_on_pool(profile, spec, pool, runtimes, context, served, rejections)
+                cpu_options += _options_on_pool(profile, spec, pool, runtimes, context, served, rejections, memo)
             fallback = not explicit_cpu and any(o.max_replicas > 0 for o in cpu_options)
         else:
             rejections.append(Rejection(pool="cpu", reason="CPU nodes exist but fallbackPolicy is none"))
