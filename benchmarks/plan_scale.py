@@ -33,7 +33,9 @@ NODE_SETS = ROOT / "manifests/examples/nodes"
 def fleet(count: int, seed: int = 1) -> list[dict[str, Any]]:
     """`count` nodes cloned from every vendor's example nodes, with some devices already in use."""
     templates = [
-        n for f in sorted(NODE_SETS.glob("*.yaml")) if f.name != "fleet.yaml"
+        n
+        for f in sorted(NODE_SETS.glob("*.yaml"))
+        if f.name != "fleet.yaml"
         for n in nodes_from_document(yaml.safe_load(f.read_text()))
     ]
     rng = random.Random(seed)
@@ -54,13 +56,19 @@ def deployments(count: int, seed: int = 2) -> list[ModelDeploymentSpec]:
     names = [m.name for m in load_model_catalog().models]
     specs = []
     for _ in range(count):
-        specs.append(ModelDeploymentSpec.model_validate({
-            "model": {"name": rng.choice(names)},
-            "precision": rng.choice(["auto", "auto", "bf16", "fp8", "int8"]),
-            "resources": {"contextLength": rng.choice([4096, 8192, 32768]),
-                          "maxConcurrentSequences": rng.choice([1, 8, 32])},
-            "replicas": {"min": rng.randint(1, 4), "max": 8},
-        }))
+        specs.append(
+            ModelDeploymentSpec.model_validate(
+                {
+                    "model": {"name": rng.choice(names)},
+                    "precision": rng.choice(["auto", "auto", "bf16", "fp8", "int8"]),
+                    "resources": {
+                        "contextLength": rng.choice([4096, 8192, 32768]),
+                        "maxConcurrentSequences": rng.choice([1, 8, 32]),
+                    },
+                    "replicas": {"min": rng.randint(1, 4), "max": 8},
+                }
+            )
+        )
     return specs
 
 

@@ -105,15 +105,13 @@ class AcceleratorTable(_Frozen):
     def rule_for_resource(self, resource: str) -> VendorRule | None:
         """The vendor rule that owns an extended resource name, if any."""
         if not self._resource_rules:
-            for rule in self.vendors:
-                for name in rule.resources:
-                    self._resource_rules[name] = rule
-        rule = self._resource_rules.get(resource)
-        if rule is None:
-            rule = next(
-                (r for r in self.vendors if any(resource.startswith(p) for p in r.resource_prefixes)), None
-            )
-        return rule
+            for vendor in self.vendors:
+                for name in vendor.resources:
+                    self._resource_rules[name] = vendor
+        found = self._resource_rules.get(resource)
+        if found is None:
+            found = next((r for r in self.vendors if any(resource.startswith(p) for p in r.resource_prefixes)), None)
+        return found
 
     def product_index(self) -> dict[tuple[str, str], ProductSpec]:
         """(vendor, normalised product name) -> product facts."""
