@@ -9,6 +9,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -180,18 +181,31 @@ class _Memo:
         return self.placeholders[name]
 
 
-def _estimate(
-    profile: ModelProfile,
-    spec: ModelDeploymentSpec,
-    pool: AcceleratorPool,
-    runtime: BackendRuntime,
-    precision: Precision,
-    kv_dtype: KvCacheDtype,
-    context: int,
-    tp: int,
-    pp: int,
-    memo: _Memo,
-) -> MemoryEstimate:
+class _Shape(NamedTuple):
+    """One candidate layout of a replica on a pool."""
+
+    pool: AcceleratorPool
+    runtime: BackendRuntime
+    precision: Precision
+    kv_dtype: KvCacheDtype
+    tp: int
+    pp: int
+
+
+@dataclass
+class _Request:
+    """What one plan() call is sizing, shared by every pool it looks at."""
+
+    profile: ModelProfile
+    spec: ModelDeploymentSpec
+    context: int
+    served_name: str
+    memo: _Memo
+
+
+def _estimate(req: _Request, shape: _Shape) -> MemoryEstimate:
+    profile, spec, context, memo = req.profile, req.spec, req.context, req.memo
+    pool, runtime, precision, kv_dtype, tp, pp = shape
     weights = memo.weight_bytes(profile, precision, spec.memory_alignment, tp)
     kv = kv_bytes_per_token(profile, kv_dtype, tp) * context * spec.resources.max_concurrent_sequences
     usable = int(pool.memory_bytes * (1 - spec.resources.memory_headroom))
@@ -233,19 +247,9 @@ def _model_location(profile: ModelProfile) -> str:
     return f"{MODEL_ROOT}/{profile.name}"
 
 
-def _option(
-    profile: ModelProfile,
-    spec: ModelDeploymentSpec,
-    pool: AcceleratorPool,
-    runtime: BackendRuntime,
-    precision: Precision,
-    kv_dtype: KvCacheDtype,
-    context: int,
-    tp: int,
-    pp: int,
-    memory: MemoryEstimate,
-    served_name: str,
-) -> PoolOption:
+def _option(req: _Request, shape: _Shape, memory: MemoryEstimate) -> PoolOption:
+    profile, spec, context, served_name = req.profile, req.spec, req.context, req.served_name
+    pool, runtime, precision, kv_dtype, tp, pp = shape
     activation = activation_dtype(precision, pool.precisions)
     conv = runtime.spec.conversion
     key = _cache_key(profile, spec, precision, pool, conv.tool_version, tp, conv.needs_accelerator) if conv else ""
@@ -325,15 +329,9 @@ def _option(
 
 
 def _fit_on_pool(
-    profile: ModelProfile,
-    spec: ModelDeploymentSpec,
-    pool: AcceleratorPool,
-    runtime: BackendRuntime,
-    precision: Precision,
-    context: int,
-    served_name: str,
-    memo: _Memo,
+    req: _Request, pool: AcceleratorPool, runtime: BackendRuntime, precision: Precision
 ) -> PoolOption | Rejection:
+    profile, spec = req.profile, req.spec
     name = runtime.metadata.name
     activation = activation_dtype(precision, pool.precisions)
     kv_dtype = _kv_dtype(spec, activation)
@@ -359,16 +357,18 @@ def _fit_on_pool(
         )
     last = None
     for tp in sizes:
-        last = _estimate(profile, spec, pool, runtime, precision, kv_dtype, context, tp, 1, memo)
+        shape = _Shape(pool, runtime, precision, kv_dtype, tp, 1)
+        last = _estimate(req, shape)
         if last.total <= last.usable:
-            return _option(profile, spec, pool, runtime, precision, kv_dtype, context, tp, 1, last, served_name)
+            return _option(req, shape, last)
     tp = sizes[-1]
     nodes = len(pool.node_names)
     if runtime.spec.multi_node and nodes > 1 and not pool.is_cpu:
         for pp in range(2, min(nodes, profile.num_layers) + 1):
-            est = _estimate(profile, spec, pool, runtime, precision, kv_dtype, context, tp, pp, memo)
+            shape = _Shape(pool, runtime, precision, kv_dtype, tp, pp)
+            est = _estimate(req, shape)
             if est.total <= est.usable:
-                return _option(profile, spec, pool, runtime, precision, kv_dtype, context, tp, pp, est, served_name)
+                return _option(req, shape, est)
     assert last is not None
     where = f"TP={tp}, the most {pool.devices_per_node} {pool.product} per node allow"
     if pool.is_cpu:
@@ -397,15 +397,9 @@ def _runtime_candidates(
 
 
 def _options_on_pool(
-    profile: ModelProfile,
-    spec: ModelDeploymentSpec,
-    pool: AcceleratorPool,
-    runtimes: Sequence[BackendRuntime],
-    context: int,
-    served_name: str,
-    rejections: list[Rejection],
-    memo: _Memo,
+    req: _Request, pool: AcceleratorPool, runtimes: Sequence[BackendRuntime], rejections: list[Rejection]
 ) -> list[PoolOption]:
+    profile, spec, memo = req.profile, req.spec, req.memo
     options: list[PoolOption] = []
     for runtime in runtimes:
         name = runtime.metadata.name
@@ -445,7 +439,7 @@ def _options_on_pool(
             )
             continue
         for precision in offered:
-            fit = _fit_on_pool(profile, spec, pool, runtime, precision, context, served_name, memo)
+            fit = _fit_on_pool(req, pool, runtime, precision)
             if isinstance(fit, PoolOption):
                 options.append(fit)
                 break
@@ -500,6 +494,7 @@ def plan(
             f"budgeting {profile.max_context}"
         )
         context = profile.max_context
+    req = _Request(profile=profile, spec=spec, context=context, served_name=served, memo=memo)
     runtimes, backend_error = _runtime_candidates(spec, catalog)
     if backend_error:
         rejections.append(Rejection(pool="*", backend=spec.backend, reason=backend_error))
@@ -513,7 +508,7 @@ def plan(
         if pool.is_cpu:
             cpu_pools.append(pool)
             continue
-        accel_options += _options_on_pool(profile, spec, pool, runtimes, context, served, rejections, memo)
+        accel_options += _options_on_pool(req, pool, runtimes, rejections)
 
     explicit_cpu = (
         bool(runtimes) and spec.backend != "auto" and all(r.spec.accelerator.vendor == "cpu" for r in runtimes)
@@ -524,7 +519,7 @@ def plan(
     if cpu_pools and (explicit_cpu or not accel_capacity):
         if spec.fallback_policy is FallbackPolicy.CPU or explicit_cpu:
             for pool in cpu_pools:
-                cpu_options += _options_on_pool(profile, spec, pool, runtimes, context, served, rejections, memo)
+                cpu_options += _options_on_pool(req, pool, runtimes, rejections)
             fallback = not explicit_cpu and any(o.max_replicas > 0 for o in cpu_options)
         else:
             rejections.append(Rejection(pool="cpu", reason="CPU nodes exist but fallbackPolicy is none"))
