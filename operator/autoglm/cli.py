@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 import yaml
 from rich.console import Console
+from rich.table import Table
 
 from autoglm.api import RESOURCES, BackendRuntime, ModelDeployment
 from autoglm.api.crd import crd_manifest
@@ -19,6 +20,8 @@ from autoglm.manifest import InputError, InputProblem, parse_objects, read_nodes
 from autoglm.models import ProfileError, load_model_catalog, profile_for
 from autoglm.planner import plan as make_plan
 from autoglm.report import inventory_table, plan_view
+from autoglm.sandbox import build as sandbox_builder
+from autoglm.sandbox import fleet as sandbox_fleet
 
 app = typer.Typer(
     help="open-autoglm: plan, propagate and scale GLM inference on heterogeneous accelerators.",
@@ -139,6 +142,84 @@ def catalog() -> None:
     """Write the default BackendRuntime catalog as YAML (for kubectl apply or the chart)."""
     docs = [b.to_manifest() for b in load_default_catalog()]
     typer.echo(yaml.safe_dump_all(docs, sort_keys=False, width=120))
+
+
+sandbox_app = typer.Typer(
+    help="Local real control planes (kube-apiserver, etcd, controllers, KWOK fake nodes).", no_args_is_help=True
+)
+app.add_typer(sandbox_app, name="sandbox")
+DEFAULT_STATE = Path.home() / ".local" / "state" / "open-autoglm" / "sandbox"
+
+
+@sandbox_app.command("build")
+def sandbox_build() -> None:
+    """Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd and KWOK from the pinned Go modules."""
+    try:
+        results = sandbox_builder.build(log=lambda line: out.print(line, highlight=False))
+    except sandbox_builder.SandboxError as exc:
+        err.print(f"[red]error[/red]: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if not any(r.built for r in results):
+        out.print("nothing to build: every component is up to date")
+
+
+def _cluster_arg(value: str) -> tuple[str, Path]:
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise typer.BadParameter(f"expected NAME=NODES.yaml, got {value!r}")
+    return name, Path(path)
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    cluster: Annotated[list[str], typer.Option("--cluster", help="NAME=NODES.yaml; repeat for several clusters.")],
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Where clusters keep state and logs.")] = DEFAULT_STATE,
+    karmada: Annotated[bool, typer.Option("--karmada", help="Add a Karmada control plane.")] = False,
+    cold_start: Annotated[float, typer.Option("--cold-start", help="Seconds a fake pod takes to become Ready.")] = 0.0,
+) -> None:
+    """Start one control plane per --cluster with exactly the Nodes in its file; print the kubeconfigs."""
+    try:
+        wanted = dict(_cluster_arg(c) for c in cluster)
+        nodes = {name: read_nodes(path) for name, path in wanted.items()}
+    except InputError as exc:
+        raise _fail(exc.problems) from None
+    try:
+        states, _ = sandbox_fleet.up(
+            state_dir, nodes, cold_start, karmada, log=lambda line: out.print(line, highlight=False)
+        )
+    except sandbox_builder.SandboxError as exc:
+        err.print(f"[red]error[/red]: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    for name, state in states.items():
+        typer.echo(f"{name}: export KUBECONFIG={state.kubeconfig}")
+
+
+@sandbox_app.command("status")
+def sandbox_status(
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
+) -> None:
+    """Show each component's pid, port and health."""
+    rows = sandbox_fleet.status(state_dir)
+    if not rows:
+        out.print(f"no sandbox clusters in {state_dir}")
+        return
+    table = Table(title=f"sandbox {state_dir}", title_justify="left")
+    for col in ("cluster", "component", "pid", "port", "running", "healthy"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.cluster, r.component, str(r.pid or "-"), str(r.port or "-"), str(r.running), str(r.healthy))
+    out.print(table)
+    if not all(r.healthy for r in rows):
+        raise typer.Exit(1)
+
+
+@sandbox_app.command("down")
+def sandbox_down(
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
+) -> None:
+    """Stop exactly the processes `up` started (from its recorded pids)."""
+    for name, stopped in sandbox_fleet.down(state_dir).items():
+        out.print(f"{name}: stopped {', '.join(stopped) if stopped else 'nothing (not running)'}")
 
 
 def main() -> None:

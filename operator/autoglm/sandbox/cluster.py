@@ -1,0 +1,414 @@
+"""Run one sandbox cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK on 127.0.0.1.
+
+Every process is started in its own session with its pid, port and log file recorded under the cluster's
+folder, so `down` stops exactly what `up` started, and a folder that is up cannot be started twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from autoglm.sandbox.build import SandboxError
+from autoglm.sandbox.pki import CertificateAuthority, Credential, service_account_keys, write_kubeconfig
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+STATE_FILE = "state.json"
+
+
+@dataclass
+class ClusterState:
+    """What `up` recorded: enough for `status` and `down` in a later process."""
+
+    name: str
+    directory: str
+    ports: dict[str, int] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    binaries: dict[str, str] = field(default_factory=dict)
+    nodes: int = 0
+
+    @property
+    def kubeconfig(self) -> Path:
+        return Path(self.directory) / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+
+    def save(self) -> None:
+        (Path(self.directory) / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> ClusterState | None:
+        path = directory / STATE_FILE
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def process_alive(pid: int, binary: str | None = None) -> bool:
+    """The pid runs, and (when given) runs `binary`: a reused pid is not ours."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    if binary:
+        try:
+            return os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(binary)
+        except OSError:
+            return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _https_ok(url: str, ca: Path, cred: Credential | None, timeout: float = 2.0) -> bool:
+    context = ssl.create_default_context(cafile=str(ca))
+    if cred:
+        context.load_cert_chain(str(cred.cert), str(cred.key))
+    else:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ssl.SSLError):
+        return False
+
+
+def _http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    tail = ""
+    if log and log.exists():
+        tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-10:])
+    raise SandboxError(f"{what} did not become ready within {timeout:.0f} s (log: {log}){tail}")
+
+
+class _Launcher:
+    def __init__(self, state: ClusterState, binaries: Mapping[str, Path]):
+        self.state = state
+        self.binaries = binaries
+        self.dir = Path(state.directory)
+        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+
+    def log(self, component: str) -> Path:
+        return self.dir / "logs" / f"{component}.log"
+
+    def start(self, component: str, args: list[str]) -> None:
+        binary = str(self.binaries[component])
+        with self.log(component).open("ab") as out:
+            proc = subprocess.Popen(
+                [binary, *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.dir,
+                start_new_session=True,
+            )
+        self.state.pids[component] = proc.pid
+        self.state.binaries[component] = binary
+        self.state.save()
+
+
+def _pki(directory: Path, name: str) -> dict[str, Any]:
+    pki = directory / "pki"
+    ca = CertificateAuthority(pki, f"{name}-ca")
+    return {
+        "ca": ca.cert_path,
+        "serving": ca.issue(
+            "apiserver",
+            "kube-apiserver",
+            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            ips=("127.0.0.1",),
+            server=True,
+        ),
+        "admin": ca.issue("admin", "autoglm-sandbox-admin", "system:masters"),
+        # Components run with admin rights: without per-controller service accounts the bootstrap roles of
+        # system:kube-controller-manager are too narrow, and this is a local test cluster.
+        "kcm": ca.issue("kube-controller-manager", "system:kube-controller-manager", "system:masters"),
+        "scheduler": ca.issue("kube-scheduler", "system:kube-scheduler", "system:masters"),
+        "kwok": ca.issue("kwok", "kwok-controller", "system:masters"),
+        "sa": service_account_keys(pki),
+    }
+
+
+def _healthz(url: str, ca: Path) -> Callable[[], bool]:
+    return lambda: _https_ok(url, ca, None)
+
+
+def _stages(directory: Path, cold_start_seconds: float) -> Path:
+    text = resources.files("autoglm.sandbox").joinpath("kwok-stages.yaml").read_text(encoding="utf-8")
+    path = directory / "kwok-stages.yaml"
+    path.write_text(text.replace("COLD_START_MS", str(int(cold_start_seconds * 1000))))
+    return path
+
+
+def start_cluster(
+    name: str,
+    directory: Path,
+    binaries: Mapping[str, Path],
+    cold_start_seconds: float = 0.0,
+    timeout: float = 60.0,
+) -> ClusterState:
+    """Start one control plane; returns once kube-apiserver answers /readyz and the controllers are healthy."""
+    existing = ClusterState.load(directory)
+    if existing and any(process_alive(pid, existing.binaries.get(c)) for c, pid in existing.pids.items()):
+        raise SandboxError(f"cluster {name} in {directory} is already up; run `autoglm sandbox down` first")
+    directory.mkdir(parents=True, exist_ok=True)
+    state = ClusterState(name=name, directory=str(directory.resolve()))
+    state.ports = {c: free_port() for c in COMPONENTS}
+    state.ports["etcd-peer"] = free_port()
+    state.save()
+    certs = _pki(directory, name)
+    launch = _Launcher(state, binaries)
+    server = state.server
+    kubeconfigs = {
+        who: write_kubeconfig(directory / "pki" / f"{who}.kubeconfig", name, server, certs["ca"], certs[who])
+        for who in ("kcm", "scheduler", "kwok")
+    }
+    write_kubeconfig(state.kubeconfig, name, server, certs["ca"], certs["admin"])
+    ports = state.ports
+
+    launch.start(
+        "etcd",
+        [
+            "--name=sandbox",
+            f"--data-dir={directory / 'etcd-data'}",
+            f"--listen-client-urls=http://127.0.0.1:{ports['etcd']}",
+            f"--advertise-client-urls=http://127.0.0.1:{ports['etcd']}",
+            f"--listen-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
+            f"--initial-cluster=sandbox=http://127.0.0.1:{ports['etcd-peer']}",
+            "--unsafe-no-fsync=true",
+            "--quota-backend-bytes=8589934592",
+            "--log-level=warn",
+        ],
+    )
+    _wait(f"{name}: etcd", lambda: _http_ok(f"http://127.0.0.1:{ports['etcd']}/health"), timeout, launch.log("etcd"))
+
+    sa_key, sa_pub = certs["sa"]
+    launch.start(
+        "kube-apiserver",
+        [
+            f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports['kube-apiserver']}",
+            f"--tls-cert-file={certs['serving'].cert}",
+            f"--tls-private-key-file={certs['serving'].key}",
+            f"--client-ca-file={certs['ca']}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={sa_pub}",
+            f"--service-account-signing-key-file={sa_key}",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            # Loopback addresses cannot be written into the kubernetes Service's endpoints.
+            "--endpoint-reconciler-type=none",
+            f"--cert-dir={directory / 'pki'}",
+            "--profiling=false",
+        ],
+    )
+    admin = certs["admin"]
+    _wait(
+        f"{name}: kube-apiserver",
+        lambda: _https_ok(f"{server}/readyz", certs["ca"], admin),
+        timeout,
+        launch.log("kube-apiserver"),
+    )
+
+    common = ["--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false"]
+    launch.start(
+        "kube-controller-manager",
+        [
+            f"--kubeconfig={kubeconfigs['kcm']}",
+            f"--authentication-kubeconfig={kubeconfigs['kcm']}",
+            f"--authorization-kubeconfig={kubeconfigs['kcm']}",
+            f"--secure-port={ports['kube-controller-manager']}",
+            f"--service-account-private-key-file={sa_key}",
+            f"--root-ca-file={certs['ca']}",
+            "--use-service-account-credentials=false",
+            "--horizontal-pod-autoscaler-sync-period=5s",
+            "--controllers=*",
+            *common,
+        ],
+    )
+    launch.start(
+        "kube-scheduler",
+        [
+            f"--kubeconfig={kubeconfigs['scheduler']}",
+            f"--authentication-kubeconfig={kubeconfigs['scheduler']}",
+            f"--authorization-kubeconfig={kubeconfigs['scheduler']}",
+            f"--secure-port={ports['kube-scheduler']}",
+            *common,
+        ],
+    )
+    launch.start(
+        "kwok",
+        [
+            f"--kubeconfig={kubeconfigs['kwok']}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+            f"--config={_stages(directory, cold_start_seconds)}",
+            "--cidr=10.0.0.1/16",
+            "--node-ip=10.255.0.1",
+            f"--server-address=127.0.0.1:{ports['kwok']}",
+        ],
+    )
+    ca: Path = certs["ca"]
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        url = f"https://127.0.0.1:{ports[component]}/healthz"
+        _wait(f"{name}: {component}", _healthz(url, ca), timeout, launch.log(component))
+    _wait(f"{name}: kwok", lambda: process_alive(state.pids["kwok"]), 5, launch.log("kwok"))
+    return state
+
+
+def stop_cluster(directory: Path, grace: float = 10.0) -> list[str]:
+    """Stop the processes recorded for this cluster (newest first); returns what was stopped."""
+    state = ClusterState.load(directory)
+    if state is None:
+        return []
+    stopped = []
+    for component in reversed(list(state.pids)):
+        pid = state.pids[component]
+        if process_alive(pid, state.binaries.get(component)):
+            os.killpg(pid, signal.SIGTERM)
+            stopped.append(component)
+    deadline = time.monotonic() + grace
+    for component in stopped:
+        pid = state.pids[component]
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if process_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    state.pids = {}
+    state.save()
+    return stopped
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    cluster: str
+    component: str
+    pid: int | None
+    port: int | None
+    running: bool
+    healthy: bool
+
+
+def cluster_status(directory: Path) -> list[ComponentStatus]:
+    state = ClusterState.load(directory)
+    if state is None:
+        return []
+    ca = Path(state.directory) / "pki" / "ca.crt"
+    admin = Credential(Path(state.directory) / "pki/admin.crt", Path(state.directory) / "pki/admin.key")
+    out = []
+    for component in COMPONENTS:
+        pid = state.pids.get(component)
+        port = state.ports.get(component)
+        running = bool(pid) and process_alive(pid or 0, state.binaries.get(component))
+        healthy = False
+        if running and port:
+            if component == "etcd":
+                healthy = _http_ok(f"http://127.0.0.1:{port}/health")
+            elif component == "kube-apiserver":
+                healthy = _https_ok(f"https://127.0.0.1:{port}/readyz", ca, admin)
+            elif component == "kwok":
+                healthy = running
+            else:
+                healthy = _https_ok(f"https://127.0.0.1:{port}/healthz", ca, None)
+        out.append(ComponentStatus(state.name, component, pid, port, running, healthy))
+    return out
+
+
+def fake_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    """A Node from a `kubectl get nodes -o yaml` list, made ready for KWOK to manage."""
+    meta = node.get("metadata") or {}
+    status = node.get("status") or {}
+    allocatable = dict(status.get("allocatable") or {})
+    allocatable.setdefault("pods", "110")
+    allocatable.setdefault("cpu", "32")
+    allocatable.setdefault("memory", "256Gi")
+    capacity = {**allocatable, **dict(status.get("capacity") or {})}
+    labels = dict(meta.get("labels") or {})
+    labels.setdefault("kubernetes.io/hostname", meta["name"])
+    labels["type"] = "kwok"
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": meta["name"],
+            "labels": labels,
+            "annotations": {**(meta.get("annotations") or {}), FAKE_NODE_ANNOTATION: "fake"},
+        },
+        "spec": {k: v for k, v in (node.get("spec") or {}).items() if k in ("taints", "unschedulable")},
+        "status": {"allocatable": allocatable, "capacity": capacity},
+    }
+
+
+def register_nodes(state: ClusterState, nodes: Iterable[Mapping[str, Any]], workers: int = 8) -> int:
+    """Create the fake Nodes; KWOK then keeps them Ready."""
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(state.kubeconfig)))  # type: ignore[no-untyped-call]
+    bodies: list[Any] = [fake_node(n) for n in nodes]
+
+    def create(body: Any) -> None:
+        api.create_node(body)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(create, bodies))
+    state.nodes = len(bodies)
+    state.save()
+    return len(bodies)
+
+
+def wait_nodes_ready(state: ClusterState, count: int, timeout: float = 120.0) -> float:
+    """Seconds until `count` Nodes report Ready."""
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(state.kubeconfig)))  # type: ignore[no-untyped-call]
+    start = time.monotonic()
+
+    def ready() -> bool:
+        items = api.list_node(label_selector="type=kwok").items
+        conditions = [(n.status.conditions or []) if n.status else [] for n in items]
+        return sum(any(c.type == "Ready" and c.status == "True" for c in cs) for cs in conditions) >= count
+
+    _wait(f"{state.name}: {count} nodes Ready", ready, timeout, Path(state.directory) / "logs" / "kwok.log")
+    return time.monotonic() - start

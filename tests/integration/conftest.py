@@ -1,0 +1,83 @@
+"""Session-scoped sandbox clusters: real kube-apiserver, etcd, controllers, scheduler and KWOK fake nodes.
+
+The binaries are built once (cached by `autoglm sandbox build`); when they cannot be built the tests fail
+with the build's message: a missing sandbox is never a silent skip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from autoglm.sandbox import build, fleet
+from autoglm.sandbox.build import SandboxError
+from autoglm.sandbox.cluster import ClusterState
+from tests.conftest import load_nodes
+
+
+@dataclass
+class Cluster:
+    state: ClusterState
+    api: client.ApiClient
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+
+def _client(state: ClusterState) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(state.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def sandbox_binaries() -> dict[str, Path]:
+    try:
+        build.build()
+        return build.binaries()
+    except SandboxError as exc:
+        pytest.fail(f"sandbox unavailable: {exc}", pytrace=False)
+
+
+def _start(
+    tmp_path_factory: pytest.TempPathFactory, clusters: dict[str, list[dict[str, Any]]]
+) -> Iterator[dict[str, Cluster]]:
+    state_dir = tmp_path_factory.mktemp("sandbox")
+    states, _ = fleet.up(state_dir, clusters, cold_start_seconds=0.0)
+    try:
+        yield {name: Cluster(state, _client(state)) for name, state in states.items()}
+    finally:
+        fleet.down(state_dir)
+
+
+@pytest.fixture(scope="session")
+def sandbox(sandbox_binaries: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster: two 8x H100 nodes and three CPU nodes."""
+    nodes = load_nodes("nvidia-h100.yaml") + load_nodes("cpu.yaml")
+    yield from (c["one"] for c in _start(tmp_path_factory, {"one": nodes}))
+
+
+@pytest.fixture(scope="session")
+def sandbox_fleet(
+    sandbox_binaries: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Cluster]]:
+    """Three clusters of different vendors."""
+    clusters = {
+        "gpu": load_nodes("nvidia-h100.yaml") + load_nodes("nvidia-mixed.yaml"),
+        "ascend": load_nodes("huawei-ascend.yaml"),
+        "edge": load_nodes("cpu.yaml") + load_nodes("sophgo.yaml") + load_nodes("kunlunxin.yaml"),
+    }
+    yield from _start(tmp_path_factory, clusters)
+
+
+@pytest.fixture
+def namespace(sandbox: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    sandbox.core.create_namespace({"metadata": {"name": name}})
+    yield name
+    sandbox.core.delete_namespace(name)

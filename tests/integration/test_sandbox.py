@@ -1,0 +1,295 @@
+"""The sandbox behaves like a real cluster: each test fails against the embedded (emulated) API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from autoglm.sandbox import build, fleet
+from autoglm.sandbox.build import SandboxError
+from autoglm.sandbox.cluster import start_cluster
+from tests.conftest import ROOT
+from tests.integration.conftest import Cluster
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s (last value {last!r})")
+
+
+@pytest.fixture(scope="module")
+def crds_installed(sandbox: Cluster) -> None:
+    ext = client.ApiextensionsV1Api(sandbox.api)
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        try:
+            ext.create_custom_resource_definition(body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    def established() -> bool:
+        crds = ext.list_custom_resource_definition().items
+        ours = [c for c in crds if c.spec.group == "autoglm.io"]
+        return len(ours) == 3 and all(
+            any(cond.type == "Established" and cond.status == "True" for cond in (c.status.conditions or []))
+            for c in ours
+        )
+
+    eventually(established)
+
+
+def _md(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoglm.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {"model": {"name": "glm-4-9b-chat"}, **spec},
+    }
+
+
+def test_nodes_are_exactly_the_file_with_their_accelerators(sandbox: Cluster) -> None:
+    nodes = eventually(
+        lambda: (
+            [
+                n
+                for n in sandbox.core.list_node().items
+                if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+            ]
+            if len(sandbox.core.list_node().items) == 5
+            else None
+        )
+    )
+    names = sorted(n.metadata.name for n in nodes)
+    assert names == ["cpu-small-0", "cpu-spr-0", "cpu-spr-1", "h100-0", "h100-1"]
+    h100 = next(n for n in nodes if n.metadata.name == "h100-0")
+    assert h100.status.allocatable["nvidia.com/gpu"] == "8"
+    assert h100.metadata.labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert h100.spec.taints[0].key == "nvidia.com/gpu"
+
+
+def test_crd_schema_rejects_a_string_model_naming_the_field(
+    sandbox: Cluster, namespace: str, crds_installed: None
+) -> None:
+    api = client.CustomObjectsApi(sandbox.api)
+    bad = _md("bad", model="glm-4-9b-chat")
+    with pytest.raises(ApiException) as exc:
+        api.create_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments", bad)
+    assert exc.value.status == 422
+    assert "spec.model" in exc.value.body
+    cel = _md("cel", replicas={"min": 3, "max": 1})
+    with pytest.raises(ApiException) as exc:
+        api.create_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments", cel)
+    assert "replicas.min must not exceed replicas.max" in exc.value.body
+
+
+def test_server_applies_schema_defaults(sandbox: Cluster, namespace: str, crds_installed: None) -> None:
+    api = client.CustomObjectsApi(sandbox.api)
+    created = api.create_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments", _md("d"))
+    assert created["spec"]["precision"] == "auto" and created["spec"]["memoryAlignment"] == 64
+
+
+def test_spec_written_through_the_status_subresource_is_ignored(
+    sandbox: Cluster, namespace: str, crds_installed: None
+) -> None:
+    api = client.CustomObjectsApi(sandbox.api)
+    api.create_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments", _md("s"))
+    patch = {"spec": {"precision": "int4"}, "status": {"replicas": 2}}
+    api.patch_namespaced_custom_object_status("autoglm.io", "v1alpha1", namespace, "modeldeployments", "s", patch)
+    got = api.get_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments", "s")
+    assert got["spec"]["precision"] == "auto"
+    assert got["status"]["replicas"] == 2
+
+
+def test_stale_resource_version_conflicts(sandbox: Cluster, namespace: str) -> None:
+    core = sandbox.core
+    cm = core.create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
+    stale = cm.metadata.resource_version
+    core.replace_namespaced_config_map(
+        "cm", namespace, {"metadata": {"name": "cm", "resourceVersion": stale}, "data": {"a": "2"}}
+    )
+    with pytest.raises(ApiException) as exc:
+        core.replace_namespaced_config_map(
+            "cm", namespace, {"metadata": {"name": "cm", "resourceVersion": stale}, "data": {"a": "3"}}
+        )
+    assert exc.value.status == 409
+
+
+def test_server_side_apply_conflicts_between_field_managers(sandbox: Cluster, namespace: str) -> None:
+    dyn = DynamicClient(sandbox.api)
+    cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "ssa", "namespace": namespace},
+        "data": {"owned": "by-autoglm"},
+    }
+    cms.server_side_apply(body=body, field_manager="autoglm")
+    other = {**body, "data": {"owned": "by-someone-else"}}
+    with pytest.raises(ApiException) as exc:
+        cms.server_side_apply(body=other, field_manager="someone-else")
+    assert exc.value.status == 409 and "conflict" in exc.value.body.lower()
+
+
+def test_deleting_an_owner_garbage_collects_what_it_owns(sandbox: Cluster, namespace: str) -> None:
+    core = sandbox.core
+    owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "owned", "ownerReferences": [ref]}})
+    core.delete_namespaced_config_map("owner", namespace)
+
+    def gone() -> bool:
+        try:
+            core.read_namespaced_secret("owned", namespace)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    eventually(gone)
+
+
+def _deployment(name: str, gpus: int, replicas: int = 1, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}, "annotations": annotations or {}},
+                "spec": {
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": "vllm/vllm-openai:v0.11.0",
+                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _pods(core: client.CoreV1Api, namespace: str, app: str) -> list[Any]:
+    return list(core.list_namespaced_pod(namespace, label_selector=f"app={app}").items)
+
+
+def _ready(pod: Any) -> bool:
+    return pod.status.phase == "Running" and any(
+        c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or [])
+    )
+
+
+def test_gpu_pod_runs_on_a_fake_h100_and_an_oversized_one_stays_pending(sandbox: Cluster, namespace: str) -> None:
+    apps = client.AppsV1Api(sandbox.api)
+    apps.create_namespaced_deployment(namespace, _deployment("fits", gpus=1))
+    pod = eventually(lambda: next((p for p in _pods(sandbox.core, namespace, "fits") if _ready(p)), None))
+    assert pod.spec.node_name in ("h100-0", "h100-1")
+
+    apps.create_namespaced_deployment(namespace, _deployment("too-big", gpus=9))
+
+    def failed_scheduling() -> bool:
+        events = sandbox.core.list_namespaced_event(namespace).items
+        return any(e.reason == "FailedScheduling" and "nvidia.com/gpu" in (e.message or "") for e in events)
+
+    eventually(failed_scheduling)
+    pending = _pods(sandbox.core, namespace, "too-big")
+    assert pending and all(p.status.phase == "Pending" and not p.spec.node_name for p in pending)
+
+
+def test_hpa_raises_replicas_to_its_minimum(sandbox: Cluster, namespace: str) -> None:
+    apps = client.AppsV1Api(sandbox.api)
+    apps.create_namespaced_deployment(namespace, _deployment("scaled", gpus=1, replicas=1))
+    hpa = {
+        "metadata": {"name": "scaled"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "scaled"},
+            "minReplicas": 3,
+            "maxReplicas": 5,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+                }
+            ],
+        },
+    }
+    client.AutoscalingV2Api(sandbox.api).create_namespaced_horizontal_pod_autoscaler(namespace, hpa)
+    eventually(lambda: (apps.read_namespaced_deployment("scaled", namespace).spec.replicas or 0) >= 3, timeout=90)
+    eventually(lambda: sum(_ready(p) for p in _pods(sandbox.core, namespace, "scaled")) >= 3, timeout=60)
+
+
+def test_cold_start_delay_from_the_pod_annotation(sandbox: Cluster, namespace: str) -> None:
+    apps = client.AppsV1Api(sandbox.api)
+    start = time.monotonic()
+    apps.create_namespaced_deployment(
+        namespace, _deployment("slow", gpus=1, annotations={"autoglm.io/cold-start": "4s"})
+    )
+    pod = eventually(lambda: next(iter(p for p in _pods(sandbox.core, namespace, "slow") if p.spec.node_name), None))
+    assert not _ready(pod)
+    eventually(lambda: any(_ready(p) for p in _pods(sandbox.core, namespace, "slow")), timeout=30)
+    assert time.monotonic() - start >= 4.0
+
+
+def test_up_refuses_a_folder_that_is_up(sandbox: Cluster, sandbox_binaries: dict[str, Path]) -> None:
+    with pytest.raises(SandboxError, match="already up"):
+        start_cluster("one", Path(sandbox.state.directory), sandbox_binaries)
+
+
+def test_status_reports_every_component_healthy(sandbox: Cluster) -> None:
+    rows = fleet.status(Path(sandbox.state.directory).parent)
+    assert {r.component for r in rows} == {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+    }
+    assert all(r.running and r.healthy and r.pid for r in rows)
+
+
+def test_second_build_does_nothing(sandbox_binaries: dict[str, Path]) -> None:
+    assert not any(r.built for r in build.build())
+
+
+def test_fleet_of_three_vendors(sandbox_fleet: dict[str, Cluster]) -> None:
+    expected = {"gpu": "nvidia.com/gpu", "ascend": "huawei.com/Ascend910", "edge": "sophgo.com/tpu"}
+    for name, resource in expected.items():
+        nodes = sandbox_fleet[name].core.list_node().items
+        assert any(resource in (n.status.allocatable or {}) for n in nodes), name
+
+
+def test_down_stops_exactly_its_processes_and_frees_ports(sandbox_binaries: dict[str, Path], tmp_path: Path) -> None:
+    from tests.conftest import load_nodes
+
+    states, _ = fleet.up(tmp_path, {"solo": load_nodes("sophgo.yaml")})
+    state = states["solo"]
+    pids = dict(state.pids)
+    stopped = fleet.down(tmp_path)
+    assert set(stopped["solo"]) == set(pids)
+    import socket
+
+    for port in (state.ports["kube-apiserver"], state.ports["etcd"]):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # free again
+    assert fleet.down(tmp_path) == {"solo": []}
+
+
+def test_karmada_is_reported_unavailable_not_faked(tmp_path: Path) -> None:
+    with pytest.raises(SandboxError, match="karmada-io/karmada"):
+        fleet.up(tmp_path, {}, karmada=True)
