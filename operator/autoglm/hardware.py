@@ -53,6 +53,7 @@ class VendorRule(_Frozen):
     memory_labels: list[MemoryLabel] = Field(default_factory=list, alias="memoryLabels")
     compute_capability_labels: ComputeCapabilityLabels | None = Field(default=None, alias="computeCapabilityLabels")
     collective: str
+    collective_env: dict[str, str] = Field(default_factory=dict, alias="collectiveEnv")
     precisions_by_compute_capability: list[CapabilityPrecisions] = Field(
         default_factory=list, alias="precisionsByComputeCapability"
     )
@@ -153,6 +154,7 @@ class AcceleratorPool(_Frozen):
     interconnect: str
     rdma: bool = Field(default=False, description="Every node reports an RDMA-capable NIC.")
     collective: str | None = None
+    collective_env: dict[str, str] = Field(default_factory=dict, description="Vendor collective-library env.")
     precisions: list[Precision]
     preferred_precisions: list[Precision]
     mig: bool = False
@@ -275,6 +277,7 @@ class _Device:
     precisions: list[Precision]
     preferred: list[Precision]
     collective: str | None
+    collective_env: dict[str, str]
     mig: bool
     selector: dict[str, str]
     raw_labels: dict[str, str]
@@ -434,6 +437,7 @@ def _describe(
         precisions=precisions,
         preferred=[p for p in _PREFERENCE if p in precisions],
         collective=rule.collective,
+        collective_env=dict(rule.collective_env),
         mig=mig,
         selector=selector,
         raw_labels=_vendor_labels(labels, rule) if not known else {},
@@ -470,6 +474,7 @@ def _cpu_device(facts: _NodeFacts, table: AcceleratorTable) -> _Device | None:
         precisions=precisions,
         preferred=[p for p in rule.preferred_precisions if p in precisions],
         collective=None,
+        collective_env={},
         mig=False,
         selector={"kubernetes.io/arch": arch},
         raw_labels={},
@@ -532,6 +537,7 @@ def _pool(members: list[tuple[_NodeFacts, _Device]], table: AcceleratorTable) ->
         else ("host" if dev.vendor == "cpu" else "unknown"),
         rdma=rdma,
         collective=dev.collective,
+        collective_env=dev.collective_env,
         precisions=dev.precisions,
         preferred_precisions=dev.preferred,
         mig=dev.mig,
