@@ -93,6 +93,8 @@ class PoolOption(_Frozen):
     conversion: ConversionStep | None
     is_cpu: bool
     node_selector: dict[str, str]
+    taints: list[dict[str, str]] = Field(default_factory=list)
+    collective_env: dict[str, str] = Field(default_factory=dict)
     replica_tflops: float
     reasons: list[str]
 
@@ -323,6 +325,8 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate) -> PoolOption:
         conversion=conversion,
         is_cpu=pool.is_cpu,
         node_selector=pool.node_selector,
+        taints=pool.taints,
+        collective_env=pool.collective_env,
         replica_tflops=peak * devices,
         reasons=reasons,
     )

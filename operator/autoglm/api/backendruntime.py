@@ -78,6 +78,14 @@ class BackendRuntimeSpec(ApiModel):
     metrics_path: str | None = Field(default="/metrics", description="Prometheus metrics path, if any.")
     openai_compatible: bool = Field(default=True, description="Serves the OpenAI HTTP API.")
     multi_node: bool = Field(default=False, description="Can span nodes (pipeline parallel over the network).")
+    leader_command: list[str] = Field(
+        default_factory=list,
+        description="Multi-node: command of the first pod of a replica (args follow); default: command.",
+    )
+    worker_command: list[str] = Field(
+        default_factory=list,
+        description="Multi-node: command of the other pods; they join $AUTOGLM_LEADER_ADDRESS (no args).",
+    )
     max_tensor_parallel: int | None = Field(default=None, ge=1, description="Largest TP the runtime supports.")
     runtime_overhead_gib: float = Field(
         alias="runtimeOverheadGiB",

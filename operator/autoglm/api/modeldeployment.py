@@ -212,6 +212,22 @@ class Rollout(ApiModel):
     )
 
 
+class AccessMode(StrEnum):
+    READ_WRITE_MANY = "ReadWriteMany"
+    READ_WRITE_ONCE = "ReadWriteOnce"
+
+
+class ModelCache(ApiModel):
+    enabled: bool = Field(default=True, description="Keep weights and converted artifacts on a volume.")
+    storage_class_name: str | None = Field(default=None, description="StorageClass; default class when unset.")
+    size: str | None = Field(
+        default=None, pattern=r"^[0-9]+(Gi|Ti)$", description="Volume size; default 1.5x the source weights."
+    )
+    access_mode: AccessMode = Field(
+        default=AccessMode.READ_WRITE_MANY, description="ReadWriteMany lets replicas on many nodes share it."
+    )
+
+
 class ModelDeploymentSpec(ApiModel):
     model: ModelSource = Field(description="The model to serve.")
     precision: PrecisionChoice = Field(
@@ -232,6 +248,7 @@ class ModelDeploymentSpec(ApiModel):
         description="Bytes every tensor allocation is rounded up to (a power of two).",
     )
     resources: ResourceBudget = Field(default_factory=ResourceBudget, description="Memory budget inputs.")
+    model_cache: ModelCache = Field(default_factory=ModelCache, description="Volume for weights and artifacts.")
     replicas: ReplicaRange = Field(default_factory=ReplicaRange, description="Replica bounds.")
     placement: Placement = Field(default_factory=Placement, description="Multi-cluster placement.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Reactive and predictive scaling.")

@@ -1,0 +1,390 @@
+"""Render a Plan into Kubernetes objects (plain dicts, ready for server-side apply). Pure.
+
+Per plan assignment (one accelerator pool): a Deployment, or for pipeline parallelism over nodes one
+StatefulSet per replica with a headless Service. Per ModelDeployment: a Service on the OpenAI port, an HPA
+on the primary workload, a PodMonitor, and the conversion Job where the runtime needs a compiled model.
+The model cache PVC is per namespace and shared, so converted artifacts outlive any one deployment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from autoglm.api.backendruntime import BackendRuntime
+from autoglm.api.modeldeployment import ModelDeployment
+from autoglm.backends import fill
+from autoglm.hardware import GIB
+from autoglm.planner import ARTIFACT_ROOT, MODEL_ROOT, Assignment, ConversionStep, Plan, PoolOption
+
+FIELD_MANAGER = "autoglm"
+LABEL_DEPLOYMENT = "autoglm.io/modeldeployment"
+LABEL_POOL = "autoglm.io/pool"
+LABEL_CACHE_KEY = "autoglm.io/cache-key"
+ANNOTATION_PLAN_HASH = "autoglm.io/plan-hash"
+CACHE_CLAIM = "autoglm-model-cache"
+WAIT_IMAGE = "busybox:1.37"
+Manifest = dict[str, Any]
+
+
+def _dns_label(text: str, limit: int = 63) -> str:
+    """A DNS-1123 label no longer than `limit`; long names keep a hash suffix so they stay unique."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    if len(slug) <= limit:
+        return slug
+    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+    return f"{slug[: limit - 7].rstrip('-')}-{digest}"
+
+
+def workload_name(md_name: str, option: PoolOption) -> str:
+    return _dns_label(f"{md_name}-{option.accelerator}", 52)
+
+
+def plan_hash(plan: Plan) -> str:
+    """Changes whenever what would be rendered changes; stored on the objects and in status."""
+    data = [a.model_dump(mode="json") for a in plan.assignments]
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def owner_reference(md: ModelDeployment) -> dict[str, Any]:
+    return {
+        "apiVersion": md.api_version,
+        "kind": md.kind,
+        "name": md.metadata.name,
+        "uid": md.metadata.uid or "",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _labels(md: ModelDeployment, pool: str | None = None) -> dict[str, str]:
+    labels = {
+        "app.kubernetes.io/name": "autoglm-serving",
+        "app.kubernetes.io/instance": _dns_label(md.metadata.name),
+        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+        LABEL_DEPLOYMENT: _dns_label(md.metadata.name),
+    }
+    if pool:
+        labels[LABEL_POOL] = _dns_label(pool)
+    return labels
+
+
+def _meta(md: ModelDeployment, name: str, pool: str | None = None, owned: bool = True) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": md.metadata.namespace, "labels": _labels(md, pool)}
+    if owned:
+        meta["ownerReferences"] = [owner_reference(md)]
+    return meta
+
+
+def cache_size(weight_bytes: int) -> str:
+    """1.5x the weights (room for a converted copy), at least 10 GiB."""
+    return f"{max(10, math.ceil(weight_bytes * 1.5 / GIB))}Gi"
+
+
+def model_cache_claim(md: ModelDeployment, weight_bytes: int) -> Manifest | None:
+    cache = md.spec.model_cache
+    if not cache.enabled:
+        return None
+    spec: dict[str, Any] = {
+        "accessModes": [cache.access_mode.value],
+        "resources": {"requests": {"storage": cache.size or cache_size(weight_bytes)}},
+    }
+    if cache.storage_class_name:
+        spec["storageClassName"] = cache.storage_class_name
+    meta = {
+        "name": CACHE_CLAIM,
+        "namespace": md.metadata.namespace,
+        "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER},
+    }
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec}
+
+
+def _volumes(md: ModelDeployment) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
+    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    if md.spec.model_cache.enabled:
+        volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM}})
+        mounts += [
+            {"name": "model-cache", "mountPath": MODEL_ROOT, "subPath": "models"},
+            {"name": "model-cache", "mountPath": ARTIFACT_ROOT, "subPath": "artifacts"},
+        ]
+    return volumes, mounts
+
+
+def _env(option: PoolOption, extra: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    values = {"HF_HOME": f"{MODEL_ROOT}/.hf", **option.collective_env, **option.env, **(extra or {})}
+    return [{"name": k, "value": v} for k, v in sorted(values.items())]
+
+
+def _resources(option: PoolOption) -> dict[str, Any]:
+    if option.is_cpu or not option.resource_name:
+        memory = f"{math.ceil(option.memory.total / GIB)}Gi"
+        return {"requests": {"cpu": "8", "memory": memory}, "limits": {"memory": memory}}
+    count = str(option.tensor_parallel)
+    return {"requests": {option.resource_name: count}, "limits": {option.resource_name: count}}
+
+
+def _probes(runtime: BackendRuntime) -> dict[str, Any]:
+    get = {"path": runtime.spec.health_path, "port": "http"}
+    return {
+        # Weights can take many minutes to load; the startup probe holds the others off until then.
+        "startupProbe": {"httpGet": get, "periodSeconds": 10, "failureThreshold": 360},
+        "readinessProbe": {"httpGet": get, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": get, "periodSeconds": 20, "failureThreshold": 3},
+    }
+
+
+def _ports(runtime: BackendRuntime) -> list[dict[str, Any]]:
+    return [{"name": p.name, "containerPort": p.container_port, "protocol": p.protocol} for p in runtime.spec.ports]
+
+
+def _wait_for_artifact(conversion: ConversionStep, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    marker = f"{conversion.artifact_path}/.complete"
+    return {
+        "name": "wait-for-artifact",
+        "image": WAIT_IMAGE,
+        "command": ["sh", "-c", f"until [ -f {marker} ]; do echo waiting for {marker}; sleep 5; done"],
+        "volumeMounts": mounts,
+    }
+
+
+def _pod_spec(
+    md: ModelDeployment,
+    option: PoolOption,
+    runtime: BackendRuntime,
+    command: list[str],
+    args: list[str],
+    extra_env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    volumes, mounts = _volumes(md)
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": option.image,
+        "args": args,
+        "env": _env(option, extra_env),
+        "ports": _ports(runtime),
+        "resources": _resources(option),
+        "volumeMounts": mounts,
+        **_probes(runtime),
+    }
+    if command:
+        container["command"] = command
+    spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "terminationGracePeriodSeconds": 60,
+    }
+    if option.node_selector:
+        spec["nodeSelector"] = dict(option.node_selector)
+    if option.taints:
+        spec["tolerations"] = [
+            {"key": t["key"], "operator": "Exists", "effect": t["effect"]} for t in option.taints if "key" in t
+        ]
+    if option.conversion and md.spec.model_cache.enabled:
+        spec["initContainers"] = [_wait_for_artifact(option.conversion, mounts)]
+    return spec
+
+
+def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str) -> Manifest:
+    option = a.option
+    name = workload_name(md.metadata.name, option)
+    labels = _labels(md, option.pool)
+    unavailable = md.spec.rollout.max_unavailable
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(md, name, option.pool),
+        "spec": {
+            "replicas": a.replicas,
+            "selector": {"matchLabels": {LABEL_DEPLOYMENT: labels[LABEL_DEPLOYMENT], LABEL_POOL: labels[LABEL_POOL]}},
+            # Accelerators are scarce: surge only when nothing may be unavailable.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": unavailable, "maxSurge": 0 if unavailable else 1},
+            },
+            "template": {
+                "metadata": {"labels": labels, "annotations": {ANNOTATION_PLAN_HASH: digest}},
+                "spec": _pod_spec(md, option, runtime, option.command, option.args),
+            },
+        },
+    }
+
+
+def _multi_node(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str) -> list[Manifest]:
+    """One StatefulSet of `pipeline_parallel` pods per replica, with a headless Service for stable names."""
+    option = a.option
+    base = workload_name(md.metadata.name, option)
+    objects: list[Manifest] = []
+    for index in range(a.replicas):
+        name = _dns_label(f"{base}-{index}", 52)
+        labels = {**_labels(md, option.pool), "autoglm.io/replica": str(index)}
+        leader = f"{name}-0.{name}.{md.metadata.namespace}.svc"
+        env = {"AUTOGLM_LEADER_ADDRESS": leader, "AUTOGLM_NNODES": str(option.pipeline_parallel)}
+        leader_cmd = fill(runtime.spec.leader_command, {}) if runtime.spec.leader_command else option.command
+        worker_cmd = fill(runtime.spec.worker_command, {}) if runtime.spec.worker_command else option.command
+        # Pod 0 leads and serves; the others join it. The ordinal comes from the StatefulSet pod-index label.
+        launcher = [
+            "bash",
+            "-ec",
+            'if [ "$AUTOGLM_NODE_RANK" = 0 ]; then exec "$@"; else exec ' + " ".join(_shell(worker_cmd)) + "; fi",
+            "--",
+            *leader_cmd,
+            *option.args,
+        ]
+        pod = _pod_spec(md, option, runtime, launcher[:4], launcher[4:], env)
+        pod["containers"][0]["env"].append(
+            {
+                "name": "AUTOGLM_NODE_RANK",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}},
+            }
+        )
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _meta(md, name, option.pool),
+                "spec": {
+                    "clusterIP": "None",
+                    "selector": labels,
+                    "publishNotReadyAddresses": True,
+                    "ports": [{"name": "http", "port": 8000, "targetPort": "http"}],
+                },
+            }
+        )
+        objects.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": _meta(md, name, option.pool),
+                "spec": {
+                    "serviceName": name,
+                    "replicas": option.pipeline_parallel,
+                    "podManagementPolicy": "Parallel",
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels, "annotations": {ANNOTATION_PLAN_HASH: digest}},
+                        "spec": pod,
+                    },
+                },
+            }
+        )
+    return objects
+
+
+def _shell(words: list[str]) -> list[str]:
+    return ["'" + w.replace("'", "'\"'\"'") + "'" for w in words]
+
+
+def conversion_job(md: ModelDeployment, option: PoolOption) -> Manifest | None:
+    """The compile Job for an option's artifact; named by cache key so every deployment shares it."""
+    conv = option.conversion
+    if conv is None:
+        return None
+    volumes, mounts = _volumes(md)
+    container: dict[str, Any] = {
+        "name": "convert",
+        "image": conv.image,
+        "command": conv.command,
+        "args": [
+            *conv.args[:-1],
+            conv.args[-1] + f" && mkdir -p {conv.artifact_path} && touch {conv.artifact_path}/.complete",
+        ]
+        if conv.args
+        else [],
+        "env": _env(option),
+        "volumeMounts": mounts,
+    }
+    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container], "volumes": volumes}
+    if conv.needs_accelerator:
+        container["resources"] = _resources(option)
+        if option.node_selector:
+            pod["nodeSelector"] = dict(option.node_selector)
+        if option.taints:
+            pod["tolerations"] = [{"key": t["key"], "operator": "Exists", "effect": t["effect"]} for t in option.taints]
+    labels = {"app.kubernetes.io/managed-by": FIELD_MANAGER, LABEL_CACHE_KEY: conv.cache_key}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": f"autoglm-convert-{conv.cache_key[:16]}",
+            "namespace": md.metadata.namespace,
+            "labels": labels,
+            "annotations": {"autoglm.io/produces": conv.produces, "autoglm.io/tool": conv.tool_version},
+        },
+        "spec": {"backoffLimit": 2, "template": {"metadata": {"labels": labels}, "spec": pod}},
+    }
+
+
+def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, BackendRuntime]) -> list[Manifest]:
+    """Workloads, Service, HPA and PodMonitor for a feasible plan (conversion Jobs are separate)."""
+    digest = plan_hash(plan)
+    objects: list[Manifest] = []
+    for a in plan.assignments:
+        runtime = runtimes[a.option.backend]
+        if a.option.pipeline_parallel > 1:
+            objects += _multi_node(md, a, runtime, digest)
+        else:
+            objects.append(_deployment(md, a, runtime, digest))
+    if not plan.assignments:
+        return objects
+    name = _dns_label(md.metadata.name)
+    selector = {LABEL_DEPLOYMENT: name}
+    objects.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(md, name),
+            "spec": {"selector": selector, "ports": [{"name": "http", "port": 8000, "targetPort": "http"}]},
+        }
+    )
+    primary = plan.assignments[0]
+    if primary.option.pipeline_parallel == 1:
+        others = sum(a.replicas for a in plan.assignments[1:])
+        minimum = max(1, primary.replicas)
+        objects.append(
+            {
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": _meta(md, name),
+                "spec": {
+                    "scaleTargetRef": {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": workload_name(md.metadata.name, primary.option),
+                    },
+                    "minReplicas": minimum,
+                    "maxReplicas": max(minimum, md.spec.replicas.max - others),
+                    "metrics": [
+                        {
+                            "type": "Pods",
+                            "pods": {
+                                "metric": {"name": md.spec.autoscaling.metric},
+                                "target": {
+                                    "type": "AverageValue",
+                                    "averageValue": str(md.spec.autoscaling.target_per_replica),
+                                },
+                            },
+                        }
+                    ],
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+                },
+            }
+        )
+    if any(runtimes[a.option.backend].spec.metrics_path for a in plan.assignments):
+        path = runtimes[primary.option.backend].spec.metrics_path or "/metrics"
+        objects.append(
+            {
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "PodMonitor",
+                "metadata": _meta(md, name),
+                "spec": {
+                    "selector": {"matchLabels": selector},
+                    "podMetricsEndpoints": [{"port": "http", "path": path, "interval": "15s"}],
+                },
+            }
+        )
+    return objects

@@ -1,0 +1,173 @@
+"""Rendering plans into Kubernetes objects, validated against the Kubernetes 1.34 schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from autoglm.api import ModelDeployment, Precision
+from autoglm.backends import load_default_catalog
+from autoglm.hardware import build_inventory
+from autoglm.models import profile_for, weight_bytes
+from autoglm.planner import Plan, plan
+from autoglm.render import (
+    ANNOTATION_PLAN_HASH,
+    CACHE_CLAIM,
+    conversion_job,
+    model_cache_claim,
+    plan_hash,
+    serving_objects,
+    workload_name,
+)
+from tests.conftest import inventory_of, load_nodes
+
+RUNTIMES = {b.metadata.name: b for b in load_default_catalog()}
+
+
+def _md(**spec: Any) -> ModelDeployment:
+    return ModelDeployment.model_validate(
+        {
+            "metadata": {"name": "glm", "namespace": "serving", "uid": "1234-uid"},
+            "spec": {"model": {"name": "glm-4-9b-chat"}, **spec},
+        }
+    )
+
+
+def _plan(md: ModelDeployment, *node_sets: str) -> Plan:
+    return plan(
+        inventory_of(*node_sets),
+        profile_for(md.spec.model),
+        list(RUNTIMES.values()),
+        md.spec,
+        served_name=md.metadata.name,
+    )
+
+
+def _validate(objects: list[dict[str, Any]]) -> None:
+    for obj in objects:
+        if obj["apiVersion"].startswith("monitoring.coreos.com"):
+            continue  # not a built-in kind
+        kubernetes_validate.validate(obj, "1.34.0", strict=True)
+
+
+def _by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_deployment_service_hpa_podmonitor_for_a_gpu_plan() -> None:
+    md = _md(replicas={"min": 2, "max": 6}, autoscaling={"metric": "vllm:num_requests_running", "targetPerReplica": 12})
+    p = _plan(md, "nvidia-h100.yaml")
+    objects = serving_objects(md, p, RUNTIMES)
+    _validate(objects)
+    (deploy,) = _by_kind(objects, "Deployment")
+    assert deploy["metadata"]["name"] == workload_name("glm", p.assignments[0].option)
+    assert deploy["metadata"]["ownerReferences"][0]["uid"] == "1234-uid"
+    assert deploy["spec"]["replicas"] == 2
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "vllm/vllm-openai:v0.11.0"
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["NCCL_SOCKET_NTHREADS"] == "4" and env["NCCL_NSOCKS_PERTHREAD"] == "8"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert deploy["spec"]["template"]["metadata"]["annotations"][ANNOTATION_PLAN_HASH] == plan_hash(p)
+    (hpa,) = _by_kind(objects, "HorizontalPodAutoscaler")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "vllm:num_requests_running"
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    (svc,) = _by_kind(objects, "Service")
+    assert svc["spec"]["selector"] == {"autoglm.io/modeldeployment": "glm"}
+    (monitor,) = _by_kind(objects, "PodMonitor")
+    assert monitor["spec"]["podMetricsEndpoints"][0]["path"] == "/metrics"
+
+
+def test_ascend_pods_request_npus_and_get_hccl_env() -> None:
+    md = _md()
+    nodes = [n for n in load_nodes("huawei-ascend.yaml") if n["metadata"]["name"] == "ascend-910b3-0"]
+    p = plan(build_inventory(nodes), profile_for(md.spec.model), list(RUNTIMES.values()), md.spec)
+    objects = serving_objects(md, p, RUNTIMES)
+    _validate(objects)
+    container = _by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"huawei.com/Ascend910": "1"}
+    assert "HCCL_CONNECT_TIMEOUT" in {e["name"] for e in container["env"]}
+
+
+def test_multi_node_plan_renders_statefulsets_with_a_leader() -> None:
+    md = _md(
+        model={"name": "GLM-4.5"}, precision="bf16", resources={"contextLength": 8192, "maxConcurrentSequences": 4}
+    )
+    p = _plan(md, "nvidia-h100.yaml")
+    assert p.primary is not None and p.primary.pipeline_parallel == 2
+    objects = serving_objects(md, p, RUNTIMES)
+    _validate(objects)
+    (sts,) = _by_kind(objects, "StatefulSet")
+    assert sts["spec"]["replicas"] == 2 and sts["spec"]["podManagementPolicy"] == "Parallel"
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "8"}
+    assert "ray start --head" in " ".join(container["args"])
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AUTOGLM_LEADER_ADDRESS"]["value"].startswith(sts["metadata"]["name"] + "-0.")
+    assert "pod-index" in env["AUTOGLM_NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"]
+    headless = [s for s in _by_kind(objects, "Service") if s["spec"].get("clusterIP") == "None"]
+    assert headless and headless[0]["metadata"]["name"] == sts["spec"]["serviceName"]
+    assert not _by_kind(objects, "HorizontalPodAutoscaler")  # replicas of multi-node groups are not HPA-scaled
+
+
+def test_conversion_job_and_the_wait_before_serving() -> None:
+    md = _md(model={"name": "chatglm3-6b"}, backend="tensorrt-llm", precision="bf16")
+    p = _plan(md, "nvidia-h100.yaml")
+    option = p.assignments[0].option
+    job = conversion_job(md, option)
+    assert job is not None
+    _validate([job])
+    assert job["metadata"]["name"].startswith("autoglm-convert-")
+    assert "ownerReferences" not in job["metadata"]  # shared by every deployment with the same cache key
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][-1]
+    assert "trtllm-build" in script and script.endswith(f"touch {option.conversion.artifact_path}/.complete")
+    assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    pod = _by_kind(serving_objects(md, p, RUNTIMES), "Deployment")[0]["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["name"] == "wait-for-artifact"
+
+
+def test_model_cache_claim_is_shared_and_sized_from_the_weights() -> None:
+    md = _md()
+    profile = profile_for(md.spec.model)
+    claim = model_cache_claim(md, weight_bytes(profile, Precision.BF16))
+    assert claim is not None
+    _validate([claim])
+    assert claim["metadata"]["name"] == CACHE_CLAIM and "ownerReferences" not in claim["metadata"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "27Gi"
+    assert model_cache_claim(_md(modelCache={"enabled": False}), 1) is None
+
+
+def test_cpu_fallback_requests_memory_not_accelerators() -> None:
+    md = _md(model={"name": "GLM-4.5-Air"}, resources={"contextLength": 4096, "maxConcurrentSequences": 2})
+    p = _plan(md, "cpu.yaml")
+    objects = serving_objects(md, p, RUNTIMES)
+    _validate(objects)
+    container = _by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+    assert container["image"].startswith("ghcr.io/ggml-org/llama.cpp:server")
+
+
+def test_nothing_to_serve_for_an_infeasible_plan() -> None:
+    md = _md(model={"name": "GLM-4.5"}, fallbackPolicy="none")
+    p = _plan(md, "nvidia-mixed.yaml")
+    assert not p.feasible and serving_objects(md, p, RUNTIMES) == []
+
+
+@pytest.mark.parametrize("name", ["a" * 80, "GLM_4.5.Air"])
+def test_names_are_valid_dns_labels(name: str) -> None:
+    md = ModelDeployment.model_validate(
+        {"metadata": {"name": "x", "namespace": "n"}, "spec": {"model": {"name": "glm-4-9b-chat"}}}
+    )
+    md.metadata.name = name
+    p = _plan(md, "nvidia-h100.yaml")
+    for obj in serving_objects(md, p, RUNTIMES):
+        assert len(obj["metadata"]["name"]) <= 63
+        assert all(len(v) <= 63 for v in obj["metadata"]["labels"].values())
