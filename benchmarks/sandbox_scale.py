@@ -21,7 +21,7 @@ from autoglm.sandbox import fleet
 from autoglm.sandbox.cluster import COMPONENTS, ClusterState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plan_scale import fleet as mixed_nodes  # noqa: E402
+from plan_scale import fleet as mixed_nodes
 
 
 def rss_mib(pid: int) -> float:
@@ -54,13 +54,23 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     args = parser.parse_args()
     table = Table(title="sandbox_scale: one cluster, mixed-vendor fake nodes (2-core machine)")
-    for col in ("nodes", "control plane up", "nodes created + Ready", "of which waiting Ready",
-                *(f"{c} RSS" for c in COMPONENTS)):
+    for col in (
+        "nodes",
+        "control plane up",
+        "nodes created + Ready",
+        "of which waiting Ready",
+        *(f"{c} RSS" for c in COMPONENTS),
+    ):
         table.add_column(col)
     for size in args.sizes:
         up, registration, ready, rss = run(size)
-        table.add_row(str(size), f"{up:.1f} s", f"{registration:.1f} s", f"{ready:.1f} s",
-                      *(f"{rss[c]:.0f} MiB" for c in COMPONENTS))
+        table.add_row(
+            str(size),
+            f"{up:.1f} s",
+            f"{registration:.1f} s",
+            f"{ready:.1f} s",
+            *(f"{rss[c]:.0f} MiB" for c in COMPONENTS),
+        )
     Console(width=200).print(table)
 
 

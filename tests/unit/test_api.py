@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
-from tests.conftest import EXAMPLES, ROOT
-from tests.crd_validation import schema_errors
 
 from autoglm.api import RESOURCES, ModelDeployment, ModelDeploymentSpec
 from autoglm.api.crd import crd_manifest
 from autoglm.cli import render_crds
+from tests.conftest import EXAMPLES, ROOT
+from tests.crd_validation import schema_errors
 
 MD_CRD = crd_manifest(ModelDeployment)
 

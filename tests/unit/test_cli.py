@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import EXAMPLES, NODE_SETS
 from typer.testing import CliRunner
 
 from autoglm.cli import app
+from tests.conftest import EXAMPLES, NODE_SETS
 
 runner = CliRunner()
 FLEET = str(NODE_SETS / "fleet.yaml")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import copy
 
-from tests.conftest import ROOT, inventory_of, load_nodes
-
 from autoglm.api.common import Precision
 from autoglm.hardware import GIB, MIB, build_inventory, load_accelerator_table
+from tests.conftest import ROOT, inventory_of, load_nodes
 
 
 def _pool(inv, product):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.conftest import ROOT
 
 from autoglm.api.common import Precision
 from autoglm.api.modeldeployment import KvCacheDtype, ModelArchitecture, ModelSource
@@ -18,6 +17,7 @@ from autoglm.models import (
     profile_for,
     weight_bytes,
 )
+from tests.conftest import ROOT
 
 CATALOG = load_model_catalog()
 

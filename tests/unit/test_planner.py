@@ -5,12 +5,11 @@ from __future__ import annotations
 import copy
 import random
 
-from tests.conftest import inventory_of, load_nodes, spec
-
 from autoglm.api.common import Precision
 from autoglm.hardware import build_inventory
 from autoglm.models import profile_for
 from autoglm.planner import plan, tensor_parallel_sizes
+from tests.conftest import inventory_of, load_nodes, spec
 
 
 def _plan(nodes: str | list[str], catalog, **fields):
