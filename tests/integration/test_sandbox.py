@@ -286,6 +286,8 @@ def test_down_stops_exactly_its_processes_and_frees_ports(sandbox_binaries: dict
 
     for port in (state.ports["kube-apiserver"], state.ports["etcd"]):
         with socket.socket() as s:
+            # As a restarted server would: TIME_WAIT connections from clients may linger, listeners may not.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))  # free again
     assert fleet.down(tmp_path) == {"solo": []}
 
