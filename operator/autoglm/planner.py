@@ -6,6 +6,7 @@ Pure and deterministic: the same inputs give the same Plan, and nothing here tal
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -578,3 +579,16 @@ def _summary(profile: ModelProfile, assignments: list[Assignment], rejections: l
         + "; ".join(f"{r.pool}: {r.reason}" for r in rejections[:3])
         + (f" (+{len(rejections) - 3} more)" if len(rejections) > 3 else "")
     )
+
+
+def inputs_digest(spec: ModelDeploymentSpec, catalog: Sequence[BackendRuntime], inventory: Inventory) -> str:
+    """Changes when anything plan() reads changes: the spec, the runtimes, the pools and their free devices."""
+    parts = [
+        spec.model_dump(mode="json"),
+        [b.spec.model_dump(mode="json") | {"name": b.metadata.name} for b in catalog],
+        [
+            (p.name, p.known, p.memory_bytes, p.devices_per_node, sorted(p.free_histogram.items()), len(p.node_names))
+            for p in inventory.pools
+        ],
+    ]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

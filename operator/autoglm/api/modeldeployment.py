@@ -296,6 +296,10 @@ class ModelDeploymentStatus(ApiModel):
     replicas: int = Field(default=0, ge=0, description="Replicas desired in total.")
     ready_replicas: int = Field(default=0, ge=0, description="Replicas ready in total.")
     forecast: ForecastStatus | None = Field(default=None, description="Latest forecast.")
+    inputs_hash: str | None = Field(
+        default=None, description="Digest of spec, catalog and inventory the plan was made from."
+    )
+    plan_hash: str | None = Field(default=None, description="Digest of the applied plan.")
     # Flattened for printer columns: JSONPath in additionalPrinterColumns cannot pick "the first entry's".
     backend: str | None = Field(default=None, description="Primary backend (printer column).")
     precision: str | None = Field(default=None, description="Primary precision (printer column).")

@@ -356,6 +356,39 @@ def cluster_status(directory: Path) -> list[ComponentStatus]:
     return out
 
 
+STORAGE_CLASS = "sandbox"
+PREMADE_VOLUMES = 128
+
+
+def provide_storage(state: ClusterState, volumes: int = PREMADE_VOLUMES) -> None:
+    """A default StorageClass with pre-made volumes, so PersistentVolumeClaims bind as on a real cluster.
+
+    There is no storage provisioner: the volumes are hostPath PVs nobody mounts (KWOK runs no containers).
+    """
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(config_file=str(state.kubeconfig))  # type: ignore[no-untyped-call]
+    storage: Any = {
+        "metadata": {"name": STORAGE_CLASS, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "Immediate",
+    }
+    client.StorageV1Api(api_client).create_storage_class(storage)
+    core = client.CoreV1Api(api_client)
+    for i in range(volumes):
+        pv: Any = {
+            "metadata": {"name": f"sandbox-pv-{i:03d}"},
+            "spec": {
+                "capacity": {"storage": "10Ti"},
+                "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+                "storageClassName": STORAGE_CLASS,
+                "persistentVolumeReclaimPolicy": "Delete",
+                "hostPath": {"path": f"/tmp/autoglm-sandbox-pv-{i:03d}"},
+            },
+        }
+        core.create_persistent_volume(pv)
+
+
 def fake_node(node: Mapping[str, Any]) -> dict[str, Any]:
     """A Node from a `kubectl get nodes -o yaml` list, made ready for KWOK to manage."""
     meta = node.get("metadata") or {}

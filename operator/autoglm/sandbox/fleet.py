@@ -13,6 +13,7 @@ from autoglm.sandbox.cluster import (
     ClusterState,
     ComponentStatus,
     cluster_status,
+    provide_storage,
     register_nodes,
     start_cluster,
     stop_cluster,
@@ -53,6 +54,7 @@ def up(
             state = start_cluster(name, state_dir / name, bins, cold_start_seconds)
             states[name] = state
             control_plane = time.monotonic() - start
+            provide_storage(state)
             register_nodes(state, nodes)
             ready = wait_nodes_ready(state, len(nodes), timeout=max(60.0, len(nodes) / 20))
             timings.append(ClusterTimings(name, control_plane, len(nodes), ready))

@@ -1,0 +1,199 @@
+"""One Kubernetes cluster as the operator sees it: read nodes, pods and runtimes, apply objects, write status.
+
+Thin on purpose: every decision is made in the pure core; this module only moves data in and out. A
+cluster is a value passed around (the host is member `local`), never a global.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from autoglm import API_GROUP, API_VERSION
+from autoglm.render import FIELD_MANAGER, LABEL_DEPLOYMENT
+
+Manifest = dict[str, Any]
+# Kinds the operator owns per ModelDeployment, for pruning what a new plan no longer renders.
+OWNED_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+)
+
+
+class ClusterClient:
+    """Reads and writes one cluster through the official Kubernetes client."""
+
+    def __init__(self, name: str, api: client.ApiClient):
+        self.name = name
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self._dynamic: DynamicClient | None = None
+        self._resources: dict[tuple[str, str], Any] = {}
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        if self._dynamic is None:
+            self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
+        return self._dynamic
+
+    def _raw(self, response: Any) -> Any:
+        return json.loads(response.data)
+
+    # --- observe ---------------------------------------------------------------------------------------
+
+    def nodes(self) -> list[Manifest]:
+        return list(self._raw(self.core.list_node(_preload_content=False))["items"])
+
+    def device_pods(self) -> list[Manifest]:
+        """Pods that still hold resources (not Succeeded/Failed), in every namespace."""
+        selector = "status.phase!=Succeeded,status.phase!=Failed"
+        raw = self.core.list_pod_for_all_namespaces(field_selector=selector, _preload_content=False)
+        return list(self._raw(raw)["items"])
+
+    def backend_runtimes(self) -> list[Manifest]:
+        try:
+            raw: Any = self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, "backendruntimes")
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return list(raw["items"])
+
+    def model_deployment(self, namespace: str, name: str) -> Manifest | None:
+        try:
+            obj: Manifest = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
+                API_GROUP, API_VERSION, namespace, "modeldeployments", name
+            )
+            return obj
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def owned(self, namespace: str, md_name: str) -> list[Manifest]:
+        """Objects labelled as rendered for this ModelDeployment."""
+        found: list[Manifest] = []
+        for api_version, kind in OWNED_KINDS:
+            resource = self._resource(api_version, kind)
+            if resource is None:
+                continue
+            items = resource.get(namespace=namespace, label_selector=f"{LABEL_DEPLOYMENT}={md_name}").items
+            found += [item.to_dict() for item in items]
+        return found
+
+    def job(self, namespace: str, name: str) -> Manifest | None:
+        try:
+            job: Manifest = client.BatchV1Api(self.api).read_namespaced_job(name, namespace).to_dict()
+            return job
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # --- act -------------------------------------------------------------------------------------------
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        key = (api_version, kind)
+        if key not in self._resources:
+            try:
+                self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                self._resources[key] = None
+        return self._resources[key]
+
+    def has_kind(self, api_version: str, kind: str) -> bool:
+        return self._resource(api_version, kind) is not None
+
+    def apply(self, obj: Manifest) -> Manifest:
+        """Server-side apply as field manager `autoglm`; it takes ownership of the fields it renders."""
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        if resource is None:
+            raise LookupError(f"{obj['apiVersion']} {obj['kind']} is not served by cluster {self.name}")
+        meta = obj["metadata"]
+        result = resource.server_side_apply(
+            body=obj,
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        return dict(result.to_dict())
+
+    def ensure(self, obj: Manifest) -> bool:
+        """Create the object if it does not exist; never change one that does. True when created."""
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        try:
+            resource.get(name=meta["name"], namespace=meta.get("namespace"))
+            return False
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        self.apply(obj)
+        return True
+
+    def delete(self, obj: Mapping[str, Any]) -> None:
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        try:
+            resource.delete(name=meta["name"], namespace=meta.get("namespace"))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_status(self, namespace: str, name: str, status: Manifest) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            API_GROUP, API_VERSION, namespace, "modeldeployments", name, {"status": status}
+        )
+
+    def event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the object, as `kubectl describe` shows them."""
+        meta = involved["metadata"]
+        now = datetime.now(UTC)
+        body: Any = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "autoglm-operator"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": "autoglm-operator",
+        }
+        self.core.create_namespaced_event(meta["namespace"], body)
+
+
+def ready_replicas(objects: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
+    """(ready, desired) replica groups: Deployment pods, or StatefulSets whose every pod is ready."""
+    ready = desired = 0
+    for obj in objects:
+        status = obj.get("status") or {}
+        spec = obj.get("spec") or {}
+        if obj.get("kind") == "Deployment":
+            desired += spec.get("replicas") or 0
+            ready += status.get("ready_replicas") or status.get("readyReplicas") or 0
+        elif obj.get("kind") == "StatefulSet":
+            desired += 1
+            wanted = spec.get("replicas") or 0
+            if wanted and (status.get("ready_replicas") or status.get("readyReplicas") or 0) >= wanted:
+                ready += 1
+    return ready, desired

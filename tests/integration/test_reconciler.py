@@ -1,0 +1,243 @@
+"""The reconciler against a real API server: plans, applies, converts, reports, and stays quiet when idle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from autoglm.backends import load_default_catalog
+from autoglm.clusters import ClusterClient
+from autoglm.reconciler import Reconciler
+from tests.integration.conftest import Cluster
+from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
+
+GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
+
+
+@pytest.fixture
+def reconciler(sandbox: Cluster, crds_installed: None) -> Reconciler:  # noqa: F811
+    return Reconciler(ClusterClient("local", sandbox.api), load_default_catalog())
+
+
+def _create(sandbox: Cluster, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {"model": {"name": "glm-4-9b-chat"}, **spec},
+    }
+    return dict(
+        client.CustomObjectsApi(sandbox.api).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    )
+
+
+def _get(sandbox: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return dict(
+        client.CustomObjectsApi(sandbox.api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    )
+
+
+def _condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in body["status"]["conditions"] if c["type"] == type_)
+
+
+def _events(sandbox: Cluster, namespace: str, name: str) -> list[Any]:
+    return [e for e in sandbox.core.list_namespaced_event(namespace).items if e.involved_object.name == name]
+
+
+def test_create_plans_applies_and_becomes_ready(sandbox: Cluster, namespace: str, reconciler: Reconciler) -> None:
+    _create(sandbox, namespace, "glm", replicas={"min": 2, "max": 4})
+    outcome = reconciler.reconcile(_get(sandbox, namespace, "glm"))
+    assert outcome.plan is not None and outcome.plan.feasible
+    assert any(a.startswith("Deployment/") for a in outcome.applied)
+    body = _get(sandbox, namespace, "glm")
+    assert _condition(body, "Planned")["status"] == "True"
+    assert body["status"]["backend"] == "vllm-cuda" and body["status"]["precision"] == "fp8"
+    assert body["status"]["observedGeneration"] == body["metadata"]["generation"]
+    deploy = client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace).items[0]
+    assert deploy.metadata.owner_references[0].uid == body["metadata"]["uid"]
+    assert deploy.metadata.managed_fields[0].manager == "autoglm"
+
+    def ready() -> bool:
+        reconciler.reconcile(_get(sandbox, namespace, "glm"))
+        return _condition(_get(sandbox, namespace, "glm"), "Ready")["status"] == "True"
+
+    eventually(ready, timeout=60, interval=1)
+    assert _get(sandbox, namespace, "glm")["status"]["readyReplicas"] == 2
+    assert {"Planned", "ReplicasReady"} <= {e.reason for e in _events(sandbox, namespace, "glm")}
+
+
+def test_second_reconcile_with_nothing_changed_writes_nothing(
+    sandbox: Cluster, namespace: str, reconciler: Reconciler
+) -> None:
+    _create(sandbox, namespace, "idle")
+    eventually(
+        lambda: (
+            reconciler.reconcile(_get(sandbox, namespace, "idle"))
+            and _condition(_get(sandbox, namespace, "idle"), "Ready")["status"] == "True"
+        ),
+        timeout=60,
+        interval=1,
+    )
+    reconciler.reconcile(_get(sandbox, namespace, "idle"))
+    before = _get(sandbox, namespace, "idle")["metadata"]["resourceVersion"]
+    deploy_rv = client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace).items[0].metadata.resource_version
+    outcome = reconciler.reconcile(_get(sandbox, namespace, "idle"))
+    assert not outcome.status_written and outcome.applied == [] and outcome.events == []
+    assert _get(sandbox, namespace, "idle")["metadata"]["resourceVersion"] == before
+    assert (
+        client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace).items[0].metadata.resource_version
+        == deploy_rv
+    )
+
+
+def test_invalid_spec_gets_a_condition_and_a_warning_event(
+    sandbox: Cluster, namespace: str, reconciler: Reconciler
+) -> None:
+    _create(sandbox, namespace, "unknown", model={"name": "my-private-model"})
+    outcome = reconciler.reconcile(_get(sandbox, namespace, "unknown"))
+    assert outcome.invalid and "not in the built-in catalog" in outcome.invalid
+    planned = _condition(_get(sandbox, namespace, "unknown"), "Planned")
+    assert (planned["status"], planned["reason"]) == ("False", "InvalidSpec")
+    warnings = [e for e in _events(sandbox, namespace, "unknown") if e.type == "Warning"]
+    assert any(e.reason == "InvalidSpec" and "architecture" in e.message for e in warnings)
+    assert not client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace).items
+
+
+def test_unplaceable_model_explains_why(sandbox: Cluster, namespace: str, reconciler: Reconciler) -> None:
+    _create(
+        sandbox,
+        namespace,
+        "huge",
+        model={"name": "GLM-4.5"},
+        precision="bf16",
+        fallbackPolicy="none",
+        resources={"contextLength": 131072, "maxConcurrentSequences": 64},
+    )
+    reconciler.reconcile(_get(sandbox, namespace, "huge"))
+    planned = _condition(_get(sandbox, namespace, "huge"), "Planned")
+    assert planned["reason"] == "Unplaceable" and "GiB" in planned["message"]
+    assert _condition(_get(sandbox, namespace, "huge"), "Degraded")["status"] == "True"
+
+
+def test_catalog_change_replans(sandbox: Cluster, namespace: str, reconciler: Reconciler) -> None:
+    _create(sandbox, namespace, "switch")
+    reconciler.reconcile(_get(sandbox, namespace, "switch"))
+    assert _get(sandbox, namespace, "switch")["status"]["backend"] == "vllm-cuda"
+    runtime = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "BackendRuntime",
+        "metadata": {"name": "sglang-cuda"},
+        "spec": {
+            "accelerator": {"vendor": "nvidia"},
+            "precisions": ["fp8", "bf16"],
+            "modelFormats": ["safetensors"],
+            "image": "lmsysorg/sglang:v0.5.2",
+            "args": ["--model-path", "{model}", "--tp", "{tp}"],
+            "priority": 500,
+        },
+    }
+    custom = client.CustomObjectsApi(sandbox.api)
+    custom.create_cluster_custom_object(GROUP, VERSION, "backendruntimes", runtime)
+    try:
+        outcome = reconciler.reconcile(_get(sandbox, namespace, "switch"))
+        assert outcome.plan is not None and outcome.plan.primary is not None
+        assert outcome.plan.primary.backend == "sglang-cuda"
+        images = [
+            d.spec.template.spec.containers[0].image
+            for d in client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace).items
+        ]
+        assert images == ["lmsysorg/sglang:v0.5.2"]
+    finally:
+        custom.delete_cluster_custom_object(GROUP, VERSION, "backendruntimes", "sglang-cuda")
+
+
+def test_conversion_job_runs_before_serving_and_is_reused(
+    sandbox: Cluster, namespace: str, reconciler: Reconciler
+) -> None:
+    _create(sandbox, namespace, "trt", model={"name": "chatglm3-6b"}, backend="tensorrt-llm", precision="bf16")
+    reconciler.reconcile(_get(sandbox, namespace, "trt"))
+    converted = _condition(_get(sandbox, namespace, "trt"), "Converted")
+    assert converted["status"] == "False" and converted["reason"] == "Converting"
+    assert not client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace).items
+    jobs = client.BatchV1Api(sandbox.api).list_namespaced_job(namespace).items
+    assert len(jobs) == 1 and jobs[0].metadata.name.startswith("autoglm-convert-")
+
+    def converted_now() -> bool:
+        reconciler.reconcile(_get(sandbox, namespace, "trt"))
+        return _condition(_get(sandbox, namespace, "trt"), "Converted")["status"] == "True"
+
+    eventually(converted_now, timeout=90, interval=1)
+    assert client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace).items
+    # A second deployment of the same model, precision and chip reuses the artifact: no new Job.
+    _create(sandbox, namespace, "trt-again", model={"name": "chatglm3-6b"}, backend="tensorrt-llm", precision="bf16")
+    reconciler.reconcile(_get(sandbox, namespace, "trt-again"))
+    assert len(client.BatchV1Api(sandbox.api).list_namespaced_job(namespace).items) == 1
+    assert _condition(_get(sandbox, namespace, "trt-again"), "Converted")["status"] == "True"
+
+
+def test_failed_conversion_falls_back_to_another_runtime(
+    sandbox: Cluster, namespace: str, reconciler: Reconciler
+) -> None:
+    body = _create(sandbox, namespace, "trt-fail", model={"name": "chatglm3-6b"}, precision="bf16")
+    md_plan = reconciler.reconcile(_get(sandbox, namespace, "trt-fail")).plan  # vllm-cuda, no conversion
+    assert md_plan is not None
+    # Make TensorRT-LLM the preferred runtime, and its conversion fail.
+    from autoglm.api import ModelDeployment
+    from autoglm.render import conversion_job
+
+    trt = next(b for b in load_default_catalog() if b.metadata.name == "tensorrt-llm")
+    trt.spec.priority = 1000
+    failing = Reconciler(ClusterClient("local", sandbox.api), [*load_default_catalog(), trt])
+    plan_trt = failing.reconcile(_get(sandbox, namespace, "trt-fail")).plan
+    assert plan_trt is not None
+    job_name = conversion_job(ModelDeployment.model_validate(body), plan_trt.assignments[0].option)["metadata"]["name"]
+    batch = client.BatchV1Api(sandbox.api)
+    batch.delete_namespaced_job(job_name, namespace, propagation_policy="Background")
+    eventually(lambda: not batch.list_namespaced_job(namespace).items)
+    job = conversion_job(ModelDeployment.model_validate(body), plan_trt.assignments[0].option)
+    job["spec"]["backoffLimit"] = 0
+    job["spec"]["template"]["metadata"]["annotations"] = {"autoglm.io/simulate": "fail"}
+    batch.create_namespaced_job(namespace, job)
+    eventually(lambda: (batch.read_namespaced_job(job_name, namespace).status.failed or 0) >= 1, timeout=60)
+
+    def fell_back() -> bool:
+        failing.reconcile(_get(sandbox, namespace, "trt-fail"))
+        status = _get(sandbox, namespace, "trt-fail")["status"]
+        return (
+            _condition(_get(sandbox, namespace, "trt-fail"), "Converted")["reason"] == "ConversionFailed"
+            and status["backend"] == "vllm-cuda"
+        )
+
+    eventually(fell_back, timeout=60, interval=1)
+    assert _condition(_get(sandbox, namespace, "trt-fail"), "Degraded")["status"] == "True"
+
+
+def test_node_capacity_change_replans(sandbox: Cluster, namespace: str, reconciler: Reconciler) -> None:
+    _create(
+        sandbox,
+        namespace,
+        "moves",
+        model={"name": "GLM-4.5-Air"},
+        resources={"contextLength": 4096, "maxConcurrentSequences": 2},
+    )
+    first = reconciler.reconcile(_get(sandbox, namespace, "moves")).plan
+    assert first is not None and not first.primary.is_cpu
+    saved = {}
+    for node in ("h100-0", "h100-1"):
+        current = sandbox.core.read_node_status(node)
+        saved[node] = current.status.allocatable["nvidia.com/gpu"]
+        sandbox.core.patch_node_status(
+            node, {"status": {"allocatable": {"nvidia.com/gpu": "0"}, "capacity": {"nvidia.com/gpu": "0"}}}
+        )
+    try:
+        second = reconciler.reconcile(_get(sandbox, namespace, "moves")).plan
+        assert second is not None and second.primary is not None and second.primary.is_cpu
+        assert _get(sandbox, namespace, "moves")["status"]["backend"] == "llama-cpp-cpu"
+    finally:
+        for node, value in saved.items():
+            sandbox.core.patch_node_status(
+                node, {"status": {"allocatable": {"nvidia.com/gpu": value}, "capacity": {"nvidia.com/gpu": value}}}
+            )
