@@ -144,6 +144,54 @@ def catalog() -> None:
     typer.echo(yaml.safe_dump_all(docs, sort_keys=False, width=120))
 
 
+@app.command()
+def run(
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Cluster to run against; in-cluster if unset."),
+    ] = None,
+    namespace: Annotated[
+        list[str] | None, typer.Option("-n", "--namespace", envvar="AUTOGLM_NAMESPACES", help="Watch only these.")
+    ] = None,
+    peering: Annotated[
+        str | None, typer.Option("--peering", envvar="AUTOGLM_PEERING", help="kopf peering name: leader election.")
+    ] = None,
+    liveness: Annotated[
+        str, typer.Option("--liveness", envvar="AUTOGLM_LIVENESS", help="Liveness endpoint URL ('' disables).")
+    ] = "http://0.0.0.0:8080/healthz",
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", envvar="AUTOGLM_METRICS_PORT", help="Prometheus /metrics port; 0 = off.")
+    ] = 9090,
+    resync: Annotated[
+        float, typer.Option("--resync", envvar="AUTOGLM_RESYNC_SECONDS", help="Seconds between re-plans.")
+    ] = 30.0,
+    json_logs: Annotated[bool, typer.Option("--json-logs", envvar="AUTOGLM_JSON_LOGS", help="Log JSON lines.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Run the operator: reconcile ModelDeployments in the cluster (cluster-wide unless -n is given)."""
+    import asyncio
+
+    import kopf
+
+    from autoglm.controllers import OperatorContext, build_registry
+
+    context = OperatorContext.from_kubeconfig(str(kubeconfig) if kubeconfig else None, resync_seconds=resync)
+    if metrics_port:
+        context.metrics.serve(metrics_port)
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL)
+    namespaces = namespace or []
+    asyncio.run(
+        kopf.operator(
+            registry=build_registry(context),
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            peering_name=peering,
+            standalone=peering is None,
+            liveness_endpoint=liveness or None,
+        )
+    )
+
+
 sandbox_app = typer.Typer(
     help="Local real control planes (kube-apiserver, etcd, controllers, KWOK fake nodes).", no_args_is_help=True
 )

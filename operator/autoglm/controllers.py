@@ -1,0 +1,132 @@
+"""kopf handlers: thin adapters from watch events to the Reconciler. No decisions here.
+
+`build_registry(context)` returns a registry for `kopf.operator`, so handlers close over an explicit
+context (clients, caches, metrics) instead of module globals.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+from kubernetes.client import ApiException
+
+from autoglm import API_GROUP, API_VERSION
+from autoglm.backends import load_default_catalog
+from autoglm.clusters import ClusterClient
+from autoglm.metrics import OperatorMetrics
+from autoglm.reconciler import Outcome, Reconciler
+
+MD = (API_GROUP, API_VERSION, "modeldeployments")
+RUNTIMES = (API_GROUP, API_VERSION, "backendruntimes")
+MAX_BACKOFF = 300.0
+
+
+@dataclass
+class OperatorContext:
+    """What every handler needs; built once per process from one kubeconfig (or the pod's service account)."""
+
+    reconciler: Reconciler
+    metrics: OperatorMetrics
+    configuration: client.Configuration
+    resync_seconds: float = 30.0
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        kubeconfig: str | None,
+        cluster: str = "local",
+        resync_seconds: float = 30.0,
+        metrics: OperatorMetrics | None = None,
+    ) -> OperatorContext:
+        cfg = client.Configuration()
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
+        else:
+            try:
+                config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        cluster_client = ClusterClient(cluster, client.ApiClient(cfg))
+        return cls(
+            Reconciler(cluster_client, load_default_catalog()), metrics or OperatorMetrics(), cfg, resync_seconds
+        )
+
+    def connection(self) -> kopf.ConnectionInfo:
+        cfg = self.configuration
+        token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+        return kopf.ConnectionInfo(
+            server=cfg.host,
+            ca_path=cfg.ssl_ca_cert,
+            insecure=not cfg.verify_ssl,
+            certificate_path=cfg.cert_file,
+            private_key_path=cfg.key_file,
+            token=token.removeprefix("Bearer ").strip() if token else None,
+            scheme="Bearer" if token else None,
+        )
+
+    def reconcile(self, body: Any, retry: int) -> Outcome:
+        start = time.perf_counter()
+        try:
+            outcome = self.reconciler.reconcile(dict(body))
+        except ApiException as exc:
+            self.metrics.errors.inc()
+            # Exponential backoff on API trouble; an invalid or unplaceable spec never lands here.
+            raise kopf.TemporaryError(
+                f"API error {exc.status}: {exc.reason}", delay=min(MAX_BACKOFF, 2.0**retry)
+            ) from exc
+        finally:
+            self.metrics.duration.observe(time.perf_counter() - start)
+        plan = outcome.plan
+        if outcome.invalid or plan is None or not plan.feasible:
+            self.metrics.reconciles.labels("not-placed").inc()
+            if outcome.status_written:
+                self.metrics.plan_failures.inc()
+        else:
+            self.metrics.reconciles.labels("placed").inc()
+            primary = plan.primary
+            if outcome.status_written and primary is not None:
+                self.metrics.plans.labels(primary.backend, primary.precision.value).inc()
+        return outcome
+
+
+def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # State lives in the API server (annotations), never only in memory: restarts lose nothing.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="autoglm.io")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="autoglm.io", key="last-handled-configuration"
+        )
+        settings.posting.level = 100  # our own Events say what happened; kopf's per-handler ones are noise
+        settings.execution.max_workers = 8
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return context.connection()
+
+    @kopf.on.create(*MD, registry=registry)
+    @kopf.on.update(*MD, registry=registry)
+    @kopf.on.resume(*MD, registry=registry)
+    def reconcile_spec(body: kopf.Body, retry: int, **_: Any) -> None:
+        context.reconcile(body, retry)
+
+    @kopf.timer(*MD, interval=context.resync_seconds, initial_delay=context.resync_seconds, registry=registry)
+    def resync(**kwargs: Any) -> None:
+        """Re-plan when nodes or runtimes changed and refresh readiness; writes only when something moved."""
+        context.reconcile(kwargs["body"], kwargs["retry"])
+
+    @kopf.on.event("", "v1", "nodes", registry=registry)
+    def node_changed(**_: Any) -> None:
+        context.metrics.inventory_changes.labels("node").inc()
+
+    @kopf.on.event(*RUNTIMES, registry=registry)
+    def runtime_changed(**_: Any) -> None:
+        context.metrics.inventory_changes.labels("backendruntime").inc()
+
+    return registry

@@ -1,0 +1,164 @@
+"""The real operator process logic (kopf + the Kubernetes client) against a sandbox cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import kopf
+import pytest
+from kubernetes import client
+
+from autoglm.controllers import OperatorContext, build_registry
+from tests.integration.conftest import Cluster
+from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
+
+GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
+
+
+@contextmanager
+def running_operator(cluster: Cluster, resync: float = 2.0) -> Iterator[OperatorContext]:
+    context = OperatorContext.from_kubeconfig(str(cluster.state.kubeconfig), resync_seconds=resync)
+    stop, ready = threading.Event(), threading.Event()
+
+    def main() -> None:
+        asyncio.run(
+            kopf.operator(
+                registry=build_registry(context), standalone=True, clusterwide=True, stop_flag=stop, ready_flag=ready
+            )
+        )
+
+    thread = threading.Thread(target=main, name="autoglm-operator", daemon=True)
+    thread.start()
+    assert ready.wait(30), "operator did not start"
+    try:
+        yield context
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def _create(cluster: Cluster, namespace: str, name: str, **spec: Any) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {"model": {"name": "glm-4-9b-chat"}, **spec},
+    }
+    client.CustomObjectsApi(cluster.api).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+
+def _get(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return dict(
+        client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    )
+
+
+def _condition(cluster: Cluster, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
+    status = _get(cluster, namespace, name).get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
+
+
+def _is(cluster: Cluster, namespace: str, name: str, type_: str, status: str) -> bool:
+    cond = _condition(cluster, namespace, name, type_)
+    return cond is not None and cond["status"] == status
+
+
+@pytest.fixture
+def operator(sandbox: Cluster, crds_installed: None) -> Iterator[OperatorContext]:  # noqa: F811
+    with running_operator(sandbox) as context:
+        yield context
+
+
+def test_create_update_delete(sandbox: Cluster, namespace: str, operator: OperatorContext) -> None:
+    _create(sandbox, namespace, "life", replicas={"min": 1, "max": 4})
+    eventually(lambda: _is(sandbox, namespace, "life", "Ready", "True"), timeout=60)
+    apps = client.AppsV1Api(sandbox.api)
+    (deploy,) = apps.list_namespaced_deployment(namespace).items
+    assert deploy.spec.replicas == 1
+
+    patch = {"spec": {"replicas": {"min": 3, "max": 4}}}
+    client.CustomObjectsApi(sandbox.api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "life", patch
+    )
+    eventually(lambda: apps.list_namespaced_deployment(namespace).items[0].spec.replicas == 3, timeout=30)
+    eventually(lambda: _get(sandbox, namespace, "life")["status"].get("readyReplicas") == 3, timeout=60)
+    body = _get(sandbox, namespace, "life")
+    assert body["status"]["observedGeneration"] == body["metadata"]["generation"]
+
+    client.CustomObjectsApi(sandbox.api).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "life")
+    eventually(lambda: not apps.list_namespaced_deployment(namespace).items, timeout=60)
+    assert operator.metrics.reconciles.labels("placed")._value.get() > 0
+
+
+def test_malformed_deployments_get_conditions_and_good_ones_still_serve(
+    sandbox: Cluster, namespace: str, operator: OperatorContext
+) -> None:
+    for i in range(100):
+        if i % 2:
+            _create(sandbox, namespace, f"bad-{i}", model={"name": f"no-such-model-{i}"})
+        else:
+            _create(sandbox, namespace, f"bad-{i}", placement={"weights": {"static": [{"cluster": "a", "weight": 0}]}})
+    _create(sandbox, namespace, "good")
+
+    def all_explained() -> bool:
+        items = client.CustomObjectsApi(sandbox.api).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)[
+            "items"
+        ]
+        bad = [i for i in items if i["metadata"]["name"].startswith("bad-")]
+        return len(bad) == 100 and all(
+            any(
+                c["type"] == "Planned" and c["reason"] == "InvalidSpec"
+                for c in (i.get("status") or {}).get("conditions", [])
+            )
+            for i in bad
+        )
+
+    eventually(all_explained, timeout=120, interval=1)
+    eventually(lambda: _is(sandbox, namespace, "good", "Ready", "True"), timeout=60)
+    message = _condition(sandbox, namespace, "bad-1", "Planned")["message"]
+    assert "no-such-model-1" in message and "architecture" in message
+    assert "weights must sum" in _condition(sandbox, namespace, "bad-0", "Planned")["message"]
+
+
+def test_restart_in_the_middle_loses_nothing(sandbox: Cluster, namespace: str, crds_installed: None) -> None:  # noqa: F811
+    with running_operator(sandbox):
+        _create(sandbox, namespace, "restart", model={"name": "chatglm3-6b"}, backend="tensorrt-llm", precision="bf16")
+        eventually(lambda: _is(sandbox, namespace, "restart", "Planned", "True"), timeout=30)
+    # Stopped while the conversion was pending; work created while nobody watches is picked up on start.
+    _create(sandbox, namespace, "while-down")
+    with running_operator(sandbox):
+        eventually(lambda: _is(sandbox, namespace, "restart", "Ready", "True"), timeout=90)
+        eventually(lambda: _is(sandbox, namespace, "while-down", "Ready", "True"), timeout=60)
+    assert _is(sandbox, namespace, "restart", "Converted", "True")
+
+
+def test_node_capacity_change_replans_without_touching_the_spec(
+    sandbox: Cluster, namespace: str, operator: OperatorContext
+) -> None:
+    _create(
+        sandbox,
+        namespace,
+        "follow",
+        model={"name": "GLM-4.5-Air"},
+        resources={"contextLength": 4096, "maxConcurrentSequences": 2},
+    )
+    eventually(
+        lambda: (_get(sandbox, namespace, "follow").get("status") or {}).get("backend") == "vllm-cuda", timeout=30
+    )
+    saved = {}
+    for node in ("h100-0", "h100-1"):
+        saved[node] = sandbox.core.read_node_status(node).status.allocatable["nvidia.com/gpu"]
+        sandbox.core.patch_node_status(
+            node, {"status": {"allocatable": {"nvidia.com/gpu": "0"}, "capacity": {"nvidia.com/gpu": "0"}}}
+        )
+    try:
+        eventually(lambda: _get(sandbox, namespace, "follow")["status"].get("backend") == "llama-cpp-cpu", timeout=30)
+    finally:
+        for node, value in saved.items():
+            sandbox.core.patch_node_status(
+                node, {"status": {"allocatable": {"nvidia.com/gpu": value}, "capacity": {"nvidia.com/gpu": value}}}
+            )
