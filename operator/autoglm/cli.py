@@ -31,6 +31,7 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+DEFAULT_STATE = Path.home() / ".local" / "state" / "open-autoglm" / "sandbox"
 EXIT_INFEASIBLE = 1
 EXIT_BAD_INPUT = 2
 
@@ -192,11 +193,73 @@ def run(
     )
 
 
+@app.command()
+def demo(
+    kubeconfig: Annotated[
+        Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Use this cluster instead of a sandbox.")
+    ] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the clusters (or namespace) running.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the deployments.")] = 180.0,
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Sandbox state folder.")] = DEFAULT_STATE / "demo",
+) -> None:
+    """Sample nodes of several vendors, the operator, GLM ModelDeployments planned and running; then clean up."""
+    from kubernetes import config as kube_config
+
+    from autoglm import demo as demo_run
+
+    root = demo_run.examples_root()
+    if kubeconfig:
+        api = kube_config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        cluster = demo_run.DemoCluster("local", api, str(kubeconfig))
+        namespace = demo_run.DEMO_NAMESPACE
+        out.print(f"running the demo in namespace {namespace} of {kubeconfig}")
+        try:
+            ok = demo_run.run_demo([cluster], out, namespace, timeout)
+        finally:
+            if not keep:
+                from kubernetes import client as kube_client
+
+                kube_client.CoreV1Api(api).delete_namespace(namespace)
+                out.print(f"deleted namespace {namespace}")
+        raise typer.Exit(0 if ok else 1)
+    try:
+        results = sandbox_builder.build(log=lambda line: out.print(line, highlight=False))
+    except sandbox_builder.SandboxError as exc:
+        err.print(f"[yellow]no sandbox[/yellow]: {exc}")
+        err.print("showing offline plans instead; install Go and run `autoglm sandbox build` for the full demo")
+        for name, (node_files, _) in demo_run.FLEET.items():
+            out.print(inventory_table(build_inventory(demo_run.example_nodes(node_files, root))))
+            out.print(f"(cluster {name})")
+        raise typer.Exit(0) from None
+    del results
+    nodes = {name: demo_run.example_nodes(files, root) for name, (files, _) in demo_run.FLEET.items()}
+    states, _ = sandbox_fleet.up(
+        state_dir, nodes, cold_start_seconds=2.0, log=lambda line: out.print(line, highlight=False)
+    )
+    clusters = [
+        demo_run.DemoCluster(
+            name,
+            kube_config.new_client_from_config(config_file=str(st.kubeconfig)),  # type: ignore[no-untyped-call]
+            str(st.kubeconfig),
+        )
+        for name, st in states.items()
+    ]
+    try:
+        ok = demo_run.run_demo(clusters, out, demo_run.DEMO_NAMESPACE, timeout)
+        out.print("inspect with:")
+        for st in states.values():
+            out.print(f"  KUBECONFIG={st.kubeconfig} kubectl get md,deploy,pods,events -n {demo_run.DEMO_NAMESPACE}")
+    finally:
+        if not keep:
+            sandbox_fleet.down(state_dir)
+            out.print(f"stopped the sandbox clusters ({state_dir}); --keep leaves them running")
+    raise typer.Exit(0 if ok else 1)
+
+
 sandbox_app = typer.Typer(
     help="Local real control planes (kube-apiserver, etcd, controllers, KWOK fake nodes).", no_args_is_help=True
 )
 app.add_typer(sandbox_app, name="sandbox")
-DEFAULT_STATE = Path.home() / ".local" / "state" / "open-autoglm" / "sandbox"
 
 
 @sandbox_app.command("build")

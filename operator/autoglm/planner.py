@@ -95,6 +95,9 @@ class PoolOption(_Frozen):
     is_cpu: bool
     node_selector: dict[str, str]
     taints: list[dict[str, str]] = Field(default_factory=list)
+    hosts: list[str] = Field(
+        default_factory=list, description="CPU pools: the exact nodes (a CPU node has no product label to select)."
+    )
     collective_env: dict[str, str] = Field(default_factory=dict)
     replica_tflops: float
     reasons: list[str]
@@ -327,6 +330,7 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate) -> PoolOption:
         is_cpu=pool.is_cpu,
         node_selector=pool.node_selector,
         taints=pool.taints,
+        hosts=sorted(pool.node_names) if pool.is_cpu else [],
         collective_env=pool.collective_env,
         replica_tflops=peak * devices,
         reasons=reasons,
@@ -443,12 +447,20 @@ def _options_on_pool(
                 Rejection(pool=pool.name, backend=name, reason=f"{name} and {pool.product} share no precision")
             )
             continue
+        unplaced: PoolOption | None = None
         for precision in offered:
             fit = _fit_on_pool(req, pool, runtime, precision)
-            if isinstance(fit, PoolOption):
+            if not isinstance(fit, PoolOption):
+                rejections.append(fit)
+                continue
+            if fit.max_replicas > 0:
                 options.append(fit)
                 break
-            rejections.append(fit)
+            # Fits in memory but no free devices for this layout: a cheaper precision may still find room.
+            unplaced = unplaced or fit
+        else:
+            if unplaced is not None:
+                options.append(unplaced)
     return options
 
 
@@ -574,9 +586,11 @@ def _summary(profile: ModelProfile, assignments: list[Assignment], rejections: l
         return f"{profile.name} ({profile.parameters / 1e9:.1f}B params): " + "; ".join(parts)
     if not rejections:
         return f"{profile.name}: no accelerator or CPU node in the inventory"
+    # Lead with what a user can act on: free devices, then memory, then everything else.
+    ranked = sorted(rejections, key=lambda r: 0 if "free" in r.reason else 1 if "GiB" in r.reason else 2)
     return (
         f"{profile.name} cannot be placed: "
-        + "; ".join(f"{r.pool}: {r.reason}" for r in rejections[:3])
+        + "; ".join(f"{r.pool}: {r.reason}" for r in ranked[:3])
         + (f" (+{len(rejections) - 3} more)" if len(rejections) > 3 else "")
     )
 

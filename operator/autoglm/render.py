@@ -44,6 +44,30 @@ def workload_name(md_name: str, option: PoolOption) -> str:
     return _dns_label(f"{md_name}-{option.accelerator}", 52)
 
 
+def template_hash(option: PoolOption) -> str:
+    """Changes only with what the pods run (image, args, env, layout), not with capacity or replica counts,
+    so another deployment taking devices never rolls this one's pods."""
+    keys = (
+        "pool",
+        "backend",
+        "image",
+        "command",
+        "args",
+        "env",
+        "precision",
+        "tensor_parallel",
+        "pipeline_parallel",
+        "resource_name",
+        "node_selector",
+        "hosts",
+        "taints",
+        "collective_env",
+        "conversion",
+    )
+    data = option.model_dump(mode="json", include=set(keys))
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def plan_hash(plan: Plan) -> str:
     """Changes whenever what would be rendered changes; stored on the objects and in status."""
     data = [a.model_dump(mode="json") for a in plan.assignments]
@@ -180,6 +204,13 @@ def _pod_spec(
     }
     if option.node_selector:
         spec["nodeSelector"] = dict(option.node_selector)
+    if option.hosts:
+        # CPU pools carry no product label; pin to the pool's nodes so CPU replicas never take an
+        # accelerator node's memory.
+        term = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": option.hosts}]}
+        spec["affinity"] = {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+        }
     if option.taints:
         spec["tolerations"] = [
             {"key": t["key"], "operator": "Exists", "effect": t["effect"]} for t in option.taints if "key" in t
@@ -321,10 +352,10 @@ def conversion_job(md: ModelDeployment, option: PoolOption) -> Manifest | None:
 
 def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, BackendRuntime]) -> list[Manifest]:
     """Workloads, Service, HPA and PodMonitor for a feasible plan (conversion Jobs are separate)."""
-    digest = plan_hash(plan)
     objects: list[Manifest] = []
     for a in plan.assignments:
         runtime = runtimes[a.option.backend]
+        digest = template_hash(a.option)
         if a.option.pipeline_parallel > 1:
             objects += _multi_node(md, a, runtime, digest)
         else:

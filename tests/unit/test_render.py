@@ -17,8 +17,8 @@ from autoglm.render import (
     CACHE_CLAIM,
     conversion_job,
     model_cache_claim,
-    plan_hash,
     serving_objects,
+    template_hash,
     workload_name,
 )
 from tests.conftest import inventory_of, load_nodes
@@ -74,7 +74,9 @@ def test_deployment_service_hpa_podmonitor_for_a_gpu_plan() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["NCCL_SOCKET_NTHREADS"] == "4" and env["NCCL_NSOCKS_PERTHREAD"] == "8"
     assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
-    assert deploy["spec"]["template"]["metadata"]["annotations"][ANNOTATION_PLAN_HASH] == plan_hash(p)
+    assert deploy["spec"]["template"]["metadata"]["annotations"][ANNOTATION_PLAN_HASH] == template_hash(
+        p.assignments[0].option
+    )
     (hpa,) = _by_kind(objects, "HorizontalPodAutoscaler")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "vllm:num_requests_running"
@@ -150,8 +152,11 @@ def test_cpu_fallback_requests_memory_not_accelerators() -> None:
     p = _plan(md, "cpu.yaml")
     objects = serving_objects(md, p, RUNTIMES)
     _validate(objects)
-    container = _by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    pod = _by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
     assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+    term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert term["matchExpressions"][0]["values"] == ["cpu-spr-0", "cpu-spr-1"]
     assert container["image"].startswith("ghcr.io/ggml-org/llama.cpp:server")
 
 
@@ -171,3 +176,22 @@ def test_names_are_valid_dns_labels(name: str) -> None:
     for obj in serving_objects(md, p, RUNTIMES):
         assert len(obj["metadata"]["name"]) <= 63
         assert all(len(v) <= 63 for v in obj["metadata"]["labels"].values())
+
+
+def test_capacity_changes_do_not_roll_pods() -> None:
+    md = _md(replicas={"min": 1, "max": 4})
+    nodes = load_nodes("nvidia-h100.yaml")
+    busy = [
+        {
+            "spec": {"nodeName": "h100-1", "containers": [{"resources": {"limits": {"nvidia.com/gpu": "6"}}}]},
+            "status": {"phase": "Running"},
+        }
+    ]
+    profile = profile_for(md.spec.model)
+    free = plan(build_inventory(nodes), profile, list(RUNTIMES.values()), md.spec, served_name="glm")
+    crowded = plan(build_inventory(nodes, pods=busy), profile, list(RUNTIMES.values()), md.spec, served_name="glm")
+    assert free.assignments[0].option.max_replicas != crowded.assignments[0].option.max_replicas
+    assert template_hash(free.assignments[0].option) == template_hash(crowded.assignments[0].option)
+    first = _by_kind(serving_objects(md, free, RUNTIMES), "Deployment")[0]["spec"]["template"]
+    second = _by_kind(serving_objects(md, crowded, RUNTIMES), "Deployment")[0]["spec"]["template"]
+    assert first == second

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -188,6 +189,8 @@ def start_cluster(
     if existing and any(process_alive(pid, existing.binaries.get(c)) for c, pid in existing.pids.items()):
         raise SandboxError(f"cluster {name} in {directory} is already up; run `autoglm sandbox down` first")
     directory.mkdir(parents=True, exist_ok=True)
+    # A folder that is down starts from scratch: stale etcd data would resurrect the last run's objects.
+    shutil.rmtree(directory / "etcd-data", ignore_errors=True)
     state = ClusterState(name=name, directory=str(directory.resolve()))
     state.ports = {c: free_port() for c in COMPONENTS}
     state.ports["etcd-peer"] = free_port()
