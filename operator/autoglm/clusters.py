@@ -7,7 +7,9 @@ cluster is a value passed around (the host is member `local`), never a global.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,11 +33,18 @@ OWNED_KINDS = (
 
 
 class ClusterClient:
-    """Reads and writes one cluster through the official Kubernetes client."""
+    """Reads and writes one cluster through the official Kubernetes client.
 
-    def __init__(self, name: str, api: client.ApiClient):
+    Nodes, pods and runtimes are listed at most once per `snapshot_ttl` seconds and shared by every
+    reconcile in that window: a thousand nodes' heartbeats must not cost a thousand lists.
+    """
+
+    def __init__(self, name: str, api: client.ApiClient, snapshot_ttl: float = 2.0):
         self.name = name
         self.api = api
+        self.snapshot_ttl = snapshot_ttl
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, Any]] = {}
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self._dynamic: DynamicClient | None = None
@@ -52,23 +61,50 @@ class ClusterClient:
 
     # --- observe ---------------------------------------------------------------------------------------
 
+    def _cached(self, key: str, load: Callable[[], Any]) -> Any:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit and time.monotonic() - hit[0] < self.snapshot_ttl:
+                return hit[1]
+        value = load()
+        with self._lock:
+            self._cache[key] = (time.monotonic(), value)
+        return value
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
     def nodes(self) -> list[Manifest]:
-        return list(self._raw(self.core.list_node(_preload_content=False))["items"])
+        """The current snapshot (shared; do not modify): the same list object until it is refreshed."""
+        nodes: list[Manifest] = self._cached(
+            "nodes", lambda: self._raw(self.core.list_node(_preload_content=False))["items"]
+        )
+        return nodes
 
     def device_pods(self) -> list[Manifest]:
         """Pods that still hold resources (not Succeeded/Failed), in every namespace."""
-        selector = "status.phase!=Succeeded,status.phase!=Failed"
-        raw = self.core.list_pod_for_all_namespaces(field_selector=selector, _preload_content=False)
-        return list(self._raw(raw)["items"])
+
+        def load() -> Any:
+            selector = "status.phase!=Succeeded,status.phase!=Failed"
+            raw = self.core.list_pod_for_all_namespaces(field_selector=selector, _preload_content=False)
+            return [p for p in self._raw(raw)["items"] if (p.get("spec") or {}).get("nodeName")]
+
+        pods: list[Manifest] = self._cached("pods", load)
+        return pods
 
     def backend_runtimes(self) -> list[Manifest]:
-        try:
-            raw: Any = self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, "backendruntimes")
-        except ApiException as exc:
-            if exc.status == 404:
-                return []
-            raise
-        return list(raw["items"])
+        def load() -> Any:
+            try:
+                raw: Any = self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, "backendruntimes")
+            except ApiException as exc:
+                if exc.status == 404:
+                    return []
+                raise
+            return raw["items"]
+
+        runtimes: list[Manifest] = self._cached("runtimes", load)
+        return runtimes
 
     def model_deployment(self, namespace: str, name: str) -> Manifest | None:
         try:
@@ -85,6 +121,8 @@ class ClusterClient:
         """Objects labelled as rendered for this ModelDeployment."""
         found: list[Manifest] = []
         for api_version, kind in OWNED_KINDS:
+            if kind == "PodMonitor" and not self.has_kind(api_version, kind):
+                continue
             resource = self._resource(api_version, kind)
             if resource is None:
                 continue

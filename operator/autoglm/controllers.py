@@ -121,12 +121,9 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
         """Re-plan when nodes or runtimes changed and refresh readiness; writes only when something moved."""
         context.reconcile(kwargs["body"], kwargs["retry"])
 
-    @kopf.on.event("", "v1", "nodes", registry=registry)
-    def node_changed(**_: Any) -> None:
-        context.metrics.inventory_changes.labels("node").inc()
-
     @kopf.on.event(*RUNTIMES, registry=registry)
     def runtime_changed(**_: Any) -> None:
+        context.reconciler.cluster.invalidate()
         context.metrics.inventory_changes.labels("backendruntime").inc()
 
     return registry

@@ -18,7 +18,7 @@ from autoglm.api import BackendRuntime, ModelDeployment, Precision
 from autoglm.api.modeldeployment import ModelDeploymentStatus
 from autoglm.backends import merge_catalogs
 from autoglm.clusters import ClusterClient, ready_replicas
-from autoglm.hardware import AcceleratorTable, build_inventory, load_accelerator_table
+from autoglm.hardware import AcceleratorTable, Inventory, build_inventory, load_accelerator_table
 from autoglm.models import ModelCatalog, ProfileError, load_model_catalog, profile_for, weight_bytes
 from autoglm.planner import Plan, inputs_digest, plan
 from autoglm.render import LABEL_DEPLOYMENT, conversion_job, model_cache_claim, plan_hash, serving_objects
@@ -66,9 +66,33 @@ class Reconciler:
     accelerators: AcceleratorTable = field(default_factory=load_accelerator_table)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
+    _memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
+
+    def _remember(self, key: tuple[Any, ...], sources: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """Per-snapshot memo. Entries hold their source snapshots, so an id() reused by a newer snapshot
+        never returns a stale result."""
+        hit = self._memo.get(key)
+        if hit is None or any(a is not b for a, b in zip(hit[0], sources, strict=True)):
+            # Keep only what belongs to the newest snapshots: inventories of a thousand nodes add up.
+            stale = [
+                k
+                for k, (srcs, _) in self._memo.items()
+                if k[0] == key[0] and any(a is not b for a, b in zip(srcs, sources, strict=True))
+            ]
+            for k in stale:
+                del self._memo[k]
+            hit = (sources, make())
+            self._memo[key] = hit
+        return hit[1]
+
     def catalog(self) -> list[BackendRuntime]:
+        raw = self.cluster.backend_runtimes()
+        result: list[BackendRuntime] = self._remember(("catalog", id(raw)), (raw,), lambda: self._catalog(raw))
+        return result
+
+    def _catalog(self, raws: Sequence[Mapping[str, Any]]) -> list[BackendRuntime]:
         user = []
-        for raw in self.cluster.backend_runtimes():
+        for raw in raws:
             try:
                 user.append(
                     BackendRuntime.model_validate(
@@ -95,13 +119,7 @@ class Reconciler:
             return self._finish(body, current, generation, None, Observed(self.cluster.name), str(exc), None, None)
 
         catalog = self.catalog()
-        own = f"{namespace}/{name}"
-        pods = [
-            p
-            for p in self.cluster.device_pods()
-            if f"{p['metadata'].get('namespace')}/{(p['metadata'].get('labels') or {}).get(LABEL_DEPLOYMENT)}" != own
-        ]
-        inventory = build_inventory(self.cluster.nodes(), self.accelerators, pods)
+        inventory = self._inventory(namespace, name)
         digest = inputs_digest(md.spec, catalog, inventory)
         result = plan(inventory, profile, catalog, md.spec, served_name=name)
         outcome_applied: list[str] = []
@@ -148,19 +166,39 @@ class Reconciler:
             if not unchanged:
                 if claim and self.cluster.ensure(claim):
                     outcome_applied.append(_ref(claim))
+                applied_objects = []
                 for obj in rendered:
-                    self.cluster.apply(obj)
+                    applied_objects.append(self.cluster.apply(obj))
                     outcome_applied.append(_ref(obj))
                 for obj in owned:
                     if (obj["kind"], obj["metadata"]["name"]) not in wanted:
                         self.cluster.delete(obj)
                         deleted.append(_ref(obj))
-                owned = self.cluster.owned(namespace, name)
+                # Server-side apply answers with the live object (status included): no second list needed.
+                owned = applied_objects
         ready, desired = ready_replicas(owned)
         observed = Observed(cluster=self.cluster.name, ready_replicas=ready, replicas=desired, conversions=conversions)
         outcome = self._finish(body, current, generation, result, observed, None, digest, phash)
         outcome.applied, outcome.deleted = outcome_applied, deleted
         return outcome
+
+    def _inventory(self, namespace: str, name: str) -> Inventory:
+        """Pools with this deployment's own pods counted as free (it may keep using what it holds)."""
+        nodes, pods = self.cluster.nodes(), self.cluster.device_pods()
+        own = [
+            p
+            for p in pods
+            if p["metadata"].get("namespace") == namespace
+            and (p["metadata"].get("labels") or {}).get(LABEL_DEPLOYMENT) == name
+        ]
+        own_ids = tuple(sorted(p["metadata"].get("uid", "") for p in own))
+        others = [p for p in pods if p not in own] if own else pods
+        inventory: Inventory = self._remember(
+            ("inventory", id(nodes), id(pods), own_ids),
+            (nodes, pods),
+            lambda: build_inventory(nodes, self.accelerators, others),
+        )
+        return inventory
 
     def _convert(
         self, md: ModelDeployment, result: Plan, applied: list[str], cache_bytes: int

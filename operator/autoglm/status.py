@@ -163,7 +163,7 @@ def condition_events(old: Sequence[Condition], new: Sequence[Condition]) -> list
     for cond in new:
         if before.get(cond.type) == (cond.status, cond.reason):
             continue
-        if cond.type == READY and cond.reason == "ReplicasNotReady":
+        if (cond.type, cond.reason) in ((READY, "ReplicasNotReady"), (CONVERTED, "NotNeeded")):
             continue
         if cond.type == DEGRADED and cond.status is not ConditionStatus.TRUE and cond.type not in before:
             continue

@@ -18,7 +18,7 @@ GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
 
 @pytest.fixture
 def reconciler(sandbox: Cluster, crds_installed: None) -> Reconciler:  # noqa: F811
-    return Reconciler(ClusterClient("local", sandbox.api), load_default_catalog())
+    return Reconciler(ClusterClient("local", sandbox.api, snapshot_ttl=0), load_default_catalog())
 
 
 def _create(sandbox: Cluster, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def test_failed_conversion_falls_back_to_another_runtime(
 
     trt = next(b for b in load_default_catalog() if b.metadata.name == "tensorrt-llm")
     trt.spec.priority = 1000
-    failing = Reconciler(ClusterClient("local", sandbox.api), [*load_default_catalog(), trt])
+    failing = Reconciler(ClusterClient("local", sandbox.api, snapshot_ttl=0), [*load_default_catalog(), trt])
     plan_trt = failing.reconcile(_get(sandbox, namespace, "trt-fail")).plan
     assert plan_trt is not None
     job_name = conversion_job(ModelDeployment.model_validate(body), plan_trt.assignments[0].option)["metadata"]["name"]
