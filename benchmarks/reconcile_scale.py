@@ -42,7 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--deployments", type=int, default=500)
-    parser.add_argument("--rate", type=float, default=20.0, help="Creates per second.")
+    parser.add_argument("--rate", type=float, default=5.0, help="Creates per second.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="reconcile-scale-") as tmp:
         states, _ = fleet.up(Path(tmp), {"scale": mixed_nodes(args.nodes)})
@@ -140,7 +140,11 @@ def run(kubeconfig: str, count: int, rate: float) -> tuple[list[float], float, i
     finally:
         stop.set()
         operator.terminate()
-        operator.wait(30)
+        try:
+            operator.wait(30)
+        except subprocess.TimeoutExpired:
+            operator.kill()
+            operator.wait()
     latencies = [planned[n] - created[n] for n in created if n in planned]
     return latencies, rss, count - len(latencies)
 

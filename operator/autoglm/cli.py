@@ -177,6 +177,7 @@ def run(
     from autoglm.controllers import OperatorContext, build_registry
 
     context = OperatorContext.from_kubeconfig(str(kubeconfig) if kubeconfig else None, resync_seconds=resync)
+    context.namespaces = tuple(namespace or ())
     if metrics_port:
         context.metrics.serve(metrics_port)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL)

@@ -32,6 +32,28 @@ OWNED_KINDS = (
 )
 
 
+def _node_facts(node: Manifest) -> Manifest:
+    """What the inventory reads of a Node; the rest (managedFields, images, ...) is dropped to save memory."""
+    meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
+    return {
+        "metadata": {"name": meta.get("name"), "labels": meta.get("labels", {})},
+        "spec": {k: spec[k] for k in ("taints", "unschedulable") if k in spec},
+        "status": {k: status.get(k) for k in ("capacity", "allocatable", "conditions")},
+    }
+
+
+def _pod_facts(pod: Manifest) -> Manifest:
+    meta, spec = pod.get("metadata", {}), pod.get("spec", {})
+    return {
+        "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "labels")},
+        "spec": {
+            "nodeName": spec.get("nodeName"),
+            "containers": [{"resources": c.get("resources", {})} for c in spec.get("containers", [])],
+        },
+        "status": {"phase": (pod.get("status") or {}).get("phase")},
+    }
+
+
 class ClusterClient:
     """Reads and writes one cluster through the official Kubernetes client.
 
@@ -77,9 +99,12 @@ class ClusterClient:
 
     def nodes(self) -> list[Manifest]:
         """The current snapshot (shared; do not modify): the same list object until it is refreshed."""
-        nodes: list[Manifest] = self._cached(
-            "nodes", lambda: self._raw(self.core.list_node(_preload_content=False))["items"]
-        )
+
+        def load() -> Any:
+            items = self._raw(self.core.list_node(_preload_content=False))["items"]
+            return [_node_facts(n) for n in items]
+
+        nodes: list[Manifest] = self._cached("nodes", load)
         return nodes
 
     def device_pods(self) -> list[Manifest]:
@@ -88,7 +113,7 @@ class ClusterClient:
         def load() -> Any:
             selector = "status.phase!=Succeeded,status.phase!=Failed"
             raw = self.core.list_pod_for_all_namespaces(field_selector=selector, _preload_content=False)
-            return [p for p in self._raw(raw)["items"] if (p.get("spec") or {}).get("nodeName")]
+            return [_pod_facts(p) for p in self._raw(raw)["items"] if (p.get("spec") or {}).get("nodeName")]
 
         pods: list[Manifest] = self._cached("pods", load)
         return pods
@@ -116,6 +141,17 @@ class ClusterClient:
             if exc.status == 404:
                 return None
             raise
+
+    def model_deployments(self, namespaces: tuple[str, ...] = ()) -> list[Manifest]:
+        """Every ModelDeployment in the namespaces (all namespaces when none are given)."""
+        if not namespaces:
+            raw: Any = self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, "modeldeployments")
+            return list(raw["items"])
+        found: list[Manifest] = []
+        for ns in namespaces:
+            raw = self.custom.list_namespaced_custom_object(API_GROUP, API_VERSION, ns, "modeldeployments")
+            found += raw["items"]
+        return found
 
     def owned(self, namespace: str, md_name: str) -> list[Manifest]:
         """Objects labelled as rendered for this ModelDeployment."""

@@ -6,6 +6,8 @@ context (clients, caches, metrics) instead of module globals.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ from autoglm.reconciler import Outcome, Reconciler
 MD = (API_GROUP, API_VERSION, "modeldeployments")
 RUNTIMES = (API_GROUP, API_VERSION, "backendruntimes")
 MAX_BACKOFF = 300.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +36,7 @@ class OperatorContext:
     metrics: OperatorMetrics
     configuration: client.Configuration
     resync_seconds: float = 30.0
+    namespaces: tuple[str, ...] = ()
 
     @classmethod
     def from_kubeconfig(
@@ -67,6 +71,24 @@ class OperatorContext:
             token=token.removeprefix("Bearer ").strip() if token else None,
             scheme="Bearer" if token else None,
         )
+
+    def resync_loop(self, stop: threading.Event) -> None:
+        """Every `resync_seconds`, reconcile every watched deployment once, one at a time.
+
+        This is how node capacity, BackendRuntime and readiness changes reach deployments; a reconcile
+        writes only when something moved. One loop (not a kopf timer per object) keeps memory flat and
+        leaves the workers to new and changed deployments.
+        """
+        while not stop.wait(self.resync_seconds):
+            for body in self.reconciler.cluster.model_deployments(self.namespaces):
+                if stop.is_set():
+                    return
+                try:
+                    self.reconcile(body, 0)
+                except kopf.TemporaryError as exc:
+                    logger.warning(
+                        "resync of %s/%s: %s", body["metadata"].get("namespace"), body["metadata"].get("name"), exc
+                    )
 
     def reconcile(self, body: Any, retry: int) -> Outcome:
         start = time.perf_counter()
@@ -116,10 +138,15 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     def reconcile_spec(body: kopf.Body, retry: int, **_: Any) -> None:
         context.reconcile(body, retry)
 
-    @kopf.timer(*MD, interval=context.resync_seconds, initial_delay=context.resync_seconds, registry=registry)
-    def resync(**kwargs: Any) -> None:
-        """Re-plan when nodes or runtimes changed and refresh readiness; writes only when something moved."""
-        context.reconcile(kwargs["body"], kwargs["retry"])
+    stop = threading.Event()
+
+    @kopf.on.startup(registry=registry)
+    def start_resync(**_: Any) -> None:
+        threading.Thread(target=context.resync_loop, args=(stop,), name="autoglm-resync", daemon=True).start()
+
+    @kopf.on.cleanup(registry=registry)
+    def stop_resync(**_: Any) -> None:
+        stop.set()
 
     @kopf.on.event(*RUNTIMES, registry=registry)
     def runtime_changed(**_: Any) -> None:

@@ -133,6 +133,7 @@ def _raw(response: Any) -> Any:
 @contextmanager
 def operator_thread(context: OperatorContext, namespace: str | None) -> Iterator[None]:
     stop, ready = threading.Event(), threading.Event()
+    context.namespaces = (namespace,) if namespace else ()
 
     def main() -> None:
         asyncio.run(

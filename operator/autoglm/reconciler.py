@@ -147,7 +147,8 @@ class Reconciler:
         phash = plan_hash(result)
         blocked = any(a.option.conversion and a.option.conversion.cache_key in failed for a in result.assignments)
         converting = any(c.phase not in ("Succeeded", "Failed") for c in conversions)
-        owned = self.cluster.owned(namespace, name)
+        # A deployment that never had a plan applied owns nothing yet: skip four list calls.
+        owned = self.cluster.owned(namespace, name) if current.plan_hash else []
         if result.feasible and not blocked and not converting:
             claim = model_cache_claim(md, cache_bytes)
             rendered = [
