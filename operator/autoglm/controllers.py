@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -37,6 +37,7 @@ class OperatorContext:
     configuration: client.Configuration
     resync_seconds: float = 30.0
     namespaces: tuple[str, ...] = ()
+    catalog_changed: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def from_kubeconfig(
@@ -72,23 +73,34 @@ class OperatorContext:
             scheme="Bearer" if token else None,
         )
 
-    def resync_loop(self, stop: threading.Event) -> None:
-        """Every `resync_seconds`, reconcile every watched deployment once, one at a time.
+    def resync_loop(self, stop: threading.Event, poll_seconds: float = 5.0) -> None:
+        """Reconcile every watched deployment once per pass, one at a time; a reconcile writes only when
+        something moved.
 
-        This is how node capacity, BackendRuntime and readiness changes reach deployments; a reconcile
-        writes only when something moved. One loop (not a kopf timer per object) keeps memory flat and
-        leaves the workers to new and changed deployments.
+        A pass runs every `resync_seconds`, and early (within `poll_seconds`, which debounces bursts)
+        when the nodes' accelerator capacity or the BackendRuntimes changed. Heartbeats do not count:
+        only labels, taints, schedulability, capacity and allocatable are compared. One loop, not a kopf
+        timer per object, keeps memory flat and leaves the workers to new and changed deployments.
         """
-        while not stop.wait(self.resync_seconds):
+        last_pass = time.monotonic()
+        fingerprint = capacity_fingerprint(self.reconciler.cluster.nodes())
+        while not stop.wait(min(poll_seconds, self.resync_seconds)):
+            current = capacity_fingerprint(self.reconciler.cluster.nodes())
+            due = time.monotonic() - last_pass >= self.resync_seconds
+            if not (due or current != fingerprint or self.catalog_changed.is_set()):
+                continue
+            if current != fingerprint:
+                self.metrics.inventory_changes.labels("node").inc()
+            fingerprint, last_pass = current, time.monotonic()
+            self.catalog_changed.clear()
             for body in self.reconciler.cluster.model_deployments(self.namespaces):
                 if stop.is_set():
                     return
                 try:
                     self.reconcile(body, 0)
                 except kopf.TemporaryError as exc:
-                    logger.warning(
-                        "resync of %s/%s: %s", body["metadata"].get("namespace"), body["metadata"].get("name"), exc
-                    )
+                    meta = body["metadata"]
+                    logger.warning("resync of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
 
     def reconcile(self, body: Any, retry: int) -> Outcome:
         start = time.perf_counter()
@@ -113,6 +125,25 @@ class OperatorContext:
             if outcome.status_written and primary is not None:
                 self.metrics.plans.labels(primary.backend, primary.precision.value).inc()
         return outcome
+
+
+def capacity_fingerprint(nodes: list[dict[str, Any]]) -> int:
+    """Changes when anything the planner reads of the nodes changes; not on heartbeats."""
+    facts = [
+        (
+            n["metadata"].get("name"),
+            tuple(sorted((n["metadata"].get("labels") or {}).items())),
+            repr(n.get("spec")),
+            tuple(sorted(((n.get("status") or {}).get("allocatable") or {}).items())),
+            tuple(sorted(((n.get("status") or {}).get("capacity") or {}).items())),
+            any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (n.get("status") or {}).get("conditions") or []
+            ),
+        )
+        for n in nodes
+    ]
+    return hash(tuple(sorted(facts, key=lambda f: f[0] or "")))
 
 
 def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
@@ -151,6 +182,7 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     @kopf.on.event(*RUNTIMES, registry=registry)
     def runtime_changed(**_: Any) -> None:
         context.reconciler.cluster.invalidate()
+        context.catalog_changed.set()
         context.metrics.inventory_changes.labels("backendruntime").inc()
 
     return registry

@@ -137,8 +137,47 @@ def test_restart_in_the_middle_loses_nothing(sandbox: Cluster, namespace: str, c
 
 
 def test_node_capacity_change_replans_without_touching_the_spec(
-    sandbox: Cluster, namespace: str, operator: OperatorContext
+    sandbox: Cluster,
+    namespace: str,
+    crds_installed: None,  # noqa: F811
 ) -> None:
+    # The periodic pass is 10 minutes away: only the capacity watch can make this re-plan in time.
+    with running_operator(sandbox, resync=600):
+        _node_change_scenario(sandbox, namespace)
+
+
+def test_backend_runtime_change_replans_deployments(
+    sandbox: Cluster,
+    namespace: str,
+    crds_installed: None,  # noqa: F811
+) -> None:
+    custom = client.CustomObjectsApi(sandbox.api)
+    with running_operator(sandbox, resync=600):
+        _create(sandbox, namespace, "rt")
+        eventually(
+            lambda: (_get(sandbox, namespace, "rt").get("status") or {}).get("backend") == "vllm-cuda", timeout=30
+        )
+        runtime = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "BackendRuntime",
+            "metadata": {"name": "sglang-op"},
+            "spec": {
+                "accelerator": {"vendor": "nvidia"},
+                "precisions": ["fp8", "bf16"],
+                "modelFormats": ["safetensors"],
+                "image": "lmsysorg/sglang:v0.5.2",
+                "args": ["--model-path", "{model}"],
+                "priority": 900,
+            },
+        }
+        custom.create_cluster_custom_object(GROUP, VERSION, "backendruntimes", runtime)
+        try:
+            eventually(lambda: _get(sandbox, namespace, "rt")["status"].get("backend") == "sglang-op", timeout=30)
+        finally:
+            custom.delete_cluster_custom_object(GROUP, VERSION, "backendruntimes", "sglang-op")
+
+
+def _node_change_scenario(sandbox: Cluster, namespace: str) -> None:
     _create(
         sandbox,
         namespace,
