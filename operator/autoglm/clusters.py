@@ -221,7 +221,7 @@ class ClusterClient:
         resource = self._resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         try:
-            resource.delete(name=meta["name"], namespace=meta.get("namespace"))
+            resource.delete(name=meta["name"], namespace=meta.get("namespace"), propagation_policy="Background")
         except ApiException as exc:
             if exc.status != 404:
                 raise

@@ -156,6 +156,7 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix="autoglm.io", key="last-handled-configuration"
         )
+        settings.persistence.finalizer = "autoglm.io/release-artifacts"
         settings.posting.level = 100  # our own Events say what happened; kopf's per-handler ones are noise
         settings.execution.max_workers = 8
 
@@ -168,6 +169,13 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     @kopf.on.resume(*MD, registry=registry)
     def reconcile_spec(body: kopf.Body, retry: int, **_: Any) -> None:
         context.reconcile(body, retry)
+
+    # A finalizer only where deletion must clean something ownerReferences cannot: shared artifacts.
+    @kopf.on.delete(*MD, registry=registry, when=lambda status, **_: bool((status or {}).get("artifacts")))
+    def release_artifacts(body: kopf.Body, **_: Any) -> None:
+        released = context.reconciler.release(dict(body))
+        if released:
+            logger.info("released conversion artifacts %s", ", ".join(released))
 
     stop = threading.Event()
 

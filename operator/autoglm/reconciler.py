@@ -21,7 +21,15 @@ from autoglm.clusters import ClusterClient, ready_replicas
 from autoglm.hardware import AcceleratorTable, Inventory, build_inventory, load_accelerator_table
 from autoglm.models import ModelCatalog, ProfileError, load_model_catalog, profile_for, weight_bytes
 from autoglm.planner import Plan, inputs_digest, plan
-from autoglm.render import LABEL_DEPLOYMENT, conversion_job, model_cache_claim, plan_hash, serving_objects
+from autoglm.render import (
+    LABEL_DEPLOYMENT,
+    artifact_cleanup_job,
+    conversion_job,
+    conversion_job_name,
+    model_cache_claim,
+    plan_hash,
+    serving_objects,
+)
 from autoglm.status import ConversionState, Observed, condition_events, desired_status
 
 Manifest = dict[str, Any]
@@ -182,6 +190,28 @@ class Reconciler:
         outcome = self._finish(body, current, generation, result, observed, None, digest, phash)
         outcome.applied, outcome.deleted = outcome_applied, deleted
         return outcome
+
+    def release(self, body: Mapping[str, Any]) -> list[str]:
+        """On deletion: remove the conversion artifacts (Job and cached files) no other deployment uses."""
+        meta = body["metadata"]
+        mine = set((body.get("status") or {}).get("artifacts") or [])
+        others = [
+            md
+            for md in self.cluster.model_deployments((meta["namespace"],))
+            if md["metadata"]["name"] != meta["name"] and not md["metadata"].get("deletionTimestamp")
+        ]
+        in_use = {key for md in others for key in (md.get("status") or {}).get("artifacts") or []}
+        released = sorted(mine - in_use)
+        for key in released:
+            self.cluster.delete(
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "metadata": {"name": conversion_job_name(key), "namespace": meta["namespace"]},
+                }
+            )
+            self.cluster.ensure(artifact_cleanup_job(meta["namespace"], key))
+        return released
 
     def _inventory(self, namespace: str, name: str) -> Inventory:
         """Pools with this deployment's own pods counted as free (it may keep using what it holds)."""

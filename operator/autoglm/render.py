@@ -419,3 +419,39 @@ def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, Back
             }
         )
     return objects
+
+
+def artifact_cleanup_job(namespace: str, cache_key: str) -> Manifest:
+    """Removes one conversion artifact from the shared cache once no deployment uses it."""
+    path = f"{ARTIFACT_ROOT}/{cache_key}"
+    labels = {"app.kubernetes.io/managed-by": FIELD_MANAGER, LABEL_CACHE_KEY: cache_key}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": f"autoglm-clean-{cache_key[:16]}", "namespace": namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 2,
+            "ttlSecondsAfterFinished": 600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "clean",
+                            "image": WAIT_IMAGE,
+                            "command": ["rm", "-rf", path],
+                            "volumeMounts": [
+                                {"name": "model-cache", "mountPath": ARTIFACT_ROOT, "subPath": "artifacts"}
+                            ],
+                        }
+                    ],
+                    "volumes": [{"name": "model-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM}}],
+                },
+            },
+        },
+    }
+
+
+def conversion_job_name(cache_key: str) -> str:
+    return f"autoglm-convert-{cache_key[:16]}"

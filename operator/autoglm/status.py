@@ -150,6 +150,9 @@ def desired_status(
         cluster_count=1 if feasible else 0,
         inputs_hash=inputs_hash,
         plan_hash=plan_hash,
+        artifacts=sorted({a.option.conversion.cache_key for a in plan.assignments if a.option.conversion})
+        if feasible and plan
+        else [],
     )
 
 

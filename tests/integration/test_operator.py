@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -201,3 +202,47 @@ def _node_change_scenario(sandbox: Cluster, namespace: str) -> None:
             sandbox.core.patch_node_status(
                 node, {"status": {"allocatable": {"nvidia.com/gpu": value}, "capacity": {"nvidia.com/gpu": value}}}
             )
+
+
+def test_deleting_the_last_user_of_an_artifact_cleans_it(
+    sandbox: Cluster, namespace: str, operator: OperatorContext
+) -> None:
+    spec = {"model": {"name": "chatglm3-6b"}, "backend": "tensorrt-llm", "precision": "bf16"}
+    _create(sandbox, namespace, "first", **spec)
+    _create(sandbox, namespace, "second", **spec)
+    for name in ("first", "second"):
+        eventually(lambda n=name: _is(sandbox, namespace, n, "Converted", "True"), timeout=90)
+    artifacts = _get(sandbox, namespace, "first")["status"]["artifacts"]
+    assert len(artifacts) == 1 and artifacts == _get(sandbox, namespace, "second")["status"]["artifacts"]
+    assert "autoglm.io" in " ".join(_get(sandbox, namespace, "first")["metadata"].get("finalizers", []))
+    batch, custom = client.BatchV1Api(sandbox.api), client.CustomObjectsApi(sandbox.api)
+
+    def jobs() -> list[str]:
+        return sorted(j.metadata.name for j in batch.list_namespaced_job(namespace).items)
+
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "first")
+    eventually(
+        lambda: (
+            "first"
+            not in [
+                i["metadata"]["name"]
+                for i in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+            ]
+        ),
+        timeout=30,
+    )
+    assert [j for j in jobs() if j.startswith("autoglm-convert-")], "still used by 'second'"
+    assert not [j for j in jobs() if j.startswith("autoglm-clean-")]
+
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "second")
+    eventually(lambda: [j for j in jobs() if j.startswith("autoglm-clean-")], timeout=30)
+    eventually(lambda: not [j for j in jobs() if j.startswith("autoglm-convert-")], timeout=30)
+
+
+def test_deployments_without_artifacts_get_no_finalizer(
+    sandbox: Cluster, namespace: str, operator: OperatorContext
+) -> None:
+    _create(sandbox, namespace, "plain")
+    eventually(lambda: _is(sandbox, namespace, "plain", "Planned", "True"), timeout=30)
+    time.sleep(1)
+    assert not _get(sandbox, namespace, "plain")["metadata"].get("finalizers")

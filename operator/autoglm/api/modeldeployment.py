@@ -300,6 +300,9 @@ class ModelDeploymentStatus(ApiModel):
         default=None, description="Digest of spec, catalog and inventory the plan was made from."
     )
     plan_hash: str | None = Field(default=None, description="Digest of the applied plan.")
+    artifacts: list[str] = Field(
+        default_factory=list, description="Conversion cache keys this deployment uses (cleaned when unused)."
+    )
     # Flattened for printer columns: JSONPath in additionalPrinterColumns cannot pick "the first entry's".
     backend: str | None = Field(default=None, description="Primary backend (printer column).")
     precision: str | None = Field(default=None, description="Primary precision (printer column).")
