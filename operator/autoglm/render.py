@@ -350,6 +350,16 @@ def conversion_job(md: ModelDeployment, option: PoolOption) -> Manifest | None:
     }
 
 
+def _service_ports(plan: Plan, runtimes: Mapping[str, BackendRuntime]) -> list[dict[str, Any]]:
+    """The OpenAI HTTP port, and gRPC when every runtime in the plan offers one."""
+    ports: list[dict[str, Any]] = [{"name": "http", "port": 8000, "targetPort": "http"}]
+    if plan.assignments and all(
+        any(p.name == "grpc" for p in runtimes[a.option.backend].spec.ports) for a in plan.assignments
+    ):
+        ports.append({"name": "grpc", "port": 9000, "targetPort": "grpc"})
+    return ports
+
+
 def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, BackendRuntime]) -> list[Manifest]:
     """Workloads, Service, HPA and PodMonitor for a feasible plan (conversion Jobs are separate)."""
     objects: list[Manifest] = []
@@ -369,7 +379,7 @@ def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, Back
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": _meta(md, name),
-            "spec": {"selector": selector, "ports": [{"name": "http", "port": 8000, "targetPort": "http"}]},
+            "spec": {"selector": selector, "ports": _service_ports(plan, runtimes)},
         }
     )
     primary = plan.assignments[0]

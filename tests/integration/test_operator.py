@@ -246,3 +246,57 @@ def test_deployments_without_artifacts_get_no_finalizer(
     eventually(lambda: _is(sandbox, namespace, "plain", "Planned", "True"), timeout=30)
     time.sleep(1)
     assert not _get(sandbox, namespace, "plain")["metadata"].get("finalizers")
+
+
+def test_autoglm_run_process_serves_healthz_and_metrics(sandbox: Cluster, namespace: str, crds_installed: None) -> None:  # noqa: F811
+    import socket
+    import subprocess
+    import urllib.request
+
+    def port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    health, metrics = port(), port()
+    proc = subprocess.Popen(
+        [
+            "autoglm",
+            "run",
+            "--kubeconfig",
+            str(sandbox.state.kubeconfig),
+            "-n",
+            namespace,
+            "--json-logs",
+            "--liveness",
+            f"http://127.0.0.1:{health}/healthz",
+            "--metrics-port",
+            str(metrics),
+            "--resync",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _create(sandbox, namespace, "proc")
+        eventually(lambda: _is(sandbox, namespace, "proc", "Planned", "True"), timeout=60)
+
+        def get(url: str) -> str:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+
+        eventually(lambda: get(f"http://127.0.0.1:{health}/healthz") is not None, timeout=30)
+        text = get(f"http://127.0.0.1:{metrics}/metrics")
+        assert 'autoglm_reconciles_total{result="placed"}' in text
+        assert "autoglm_reconcile_duration_seconds_bucket" in text
+        assert 'autoglm_plans_total{backend="vllm-cuda",precision="fp8"}' in text
+    finally:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert out.lstrip().startswith("{"), out[:200]  # JSON log lines

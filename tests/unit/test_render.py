@@ -195,3 +195,16 @@ def test_capacity_changes_do_not_roll_pods() -> None:
     first = _by_kind(serving_objects(md, free, RUNTIMES), "Deployment")[0]["spec"]["template"]
     second = _by_kind(serving_objects(md, crowded, RUNTIMES), "Deployment")[0]["spec"]["template"]
     assert first == second
+
+
+def test_grpc_port_is_exposed_when_the_runtime_offers_one() -> None:
+    md = _md()
+    p = _plan(md, "nvidia-h100.yaml")
+    runtimes = dict(RUNTIMES)
+    assert [x["name"] for x in _by_kind(serving_objects(md, p, runtimes), "Service")[0]["spec"]["ports"]] == ["http"]
+    grpc = runtimes["vllm-cuda"].model_copy(deep=True)
+    grpc.spec.ports.append(grpc.spec.ports[0].model_copy(update={"name": "grpc", "container_port": 50051}))
+    runtimes["vllm-cuda"] = grpc
+    objects = serving_objects(md, p, runtimes)
+    _validate(objects)
+    assert [x["name"] for x in _by_kind(objects, "Service")[0]["spec"]["ports"]] == ["http", "grpc"]
