@@ -128,3 +128,15 @@ def test_static_and_dynamic_weights_are_exclusive() -> None:
                 "placement": {"weights": {"static": [{"cluster": "a", "weight": 1}], "dynamic": "FreeAccelerators"}},
             }
         )
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "runtimes").glob("*.yaml")), ids=lambda p: p.name)
+def test_runtime_examples_are_valid(path: Path) -> None:
+    from autoglm.api import BackendRuntime
+    from autoglm.backends import unknown_placeholders
+
+    crd = crd_manifest(BackendRuntime)
+    for doc in _documents(path):
+        runtime = BackendRuntime.model_validate(doc)
+        assert schema_errors(crd, doc) == []
+        assert unknown_placeholders(runtime) == set()
