@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
 
 from autoglm.sandbox import build, fleet
 from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import ClusterState
-from tests.conftest import load_nodes
+from tests.conftest import EXAMPLES, load_nodes
 
 
 @dataclass
@@ -81,3 +83,35 @@ def namespace(sandbox: Cluster) -> Iterator[str]:
     sandbox.core.create_namespace({"metadata": {"name": name}})
     yield name
     sandbox.core.delete_namespace(name)
+
+
+@contextmanager
+def gpus_withdrawn(cluster: Cluster, nodes: tuple[str, ...] = ("h100-0", "h100-1")) -> Iterator[None]:
+    """Set the nodes' nvidia.com/gpu capacity to 0 (as a failed device plugin would), then restore it."""
+    saved = {node: cluster.core.read_node_status(node).status.allocatable["nvidia.com/gpu"] for node in nodes}
+
+    def set_gpus(node: str, value: str) -> None:
+        body = {"status": {"allocatable": {"nvidia.com/gpu": value}, "capacity": {"nvidia.com/gpu": value}}}
+        cluster.core.patch_node_status(node, body)
+
+    for node in nodes:
+        set_gpus(node, "0")
+    try:
+        yield
+    finally:
+        for node, value in saved.items():
+            set_gpus(node, value)
+
+
+@contextmanager
+def extra_runtime(cluster: Cluster, name: str, priority: int) -> Iterator[dict[str, Any]]:
+    """The example SGLang BackendRuntime under another name and priority, removed afterwards."""
+    body = yaml.safe_load((EXAMPLES / "runtimes" / "sglang-cuda.yaml").read_text())
+    body["metadata"]["name"] = name
+    body["spec"]["priority"] = priority
+    custom = client.CustomObjectsApi(cluster.api)
+    custom.create_cluster_custom_object("autoglm.io", "v1alpha1", "backendruntimes", body)
+    try:
+        yield body
+    finally:
+        custom.delete_cluster_custom_object("autoglm.io", "v1alpha1", "backendruntimes", name)

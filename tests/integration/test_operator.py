@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from autoglm.controllers import OperatorContext, build_registry
-from tests.integration.conftest import Cluster
+from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
 
 GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
@@ -152,30 +152,13 @@ def test_backend_runtime_change_replans_deployments(
     namespace: str,
     crds_installed: None,  # noqa: F811
 ) -> None:
-    custom = client.CustomObjectsApi(sandbox.api)
     with running_operator(sandbox, resync=600):
         _create(sandbox, namespace, "rt")
         eventually(
             lambda: (_get(sandbox, namespace, "rt").get("status") or {}).get("backend") == "vllm-cuda", timeout=30
         )
-        runtime = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "BackendRuntime",
-            "metadata": {"name": "sglang-op"},
-            "spec": {
-                "accelerator": {"vendor": "nvidia"},
-                "precisions": ["fp8", "bf16"],
-                "modelFormats": ["safetensors"],
-                "image": "lmsysorg/sglang:v0.5.2",
-                "args": ["--model-path", "{model}"],
-                "priority": 900,
-            },
-        }
-        custom.create_cluster_custom_object(GROUP, VERSION, "backendruntimes", runtime)
-        try:
+        with extra_runtime(sandbox, "sglang-op", priority=900):
             eventually(lambda: _get(sandbox, namespace, "rt")["status"].get("backend") == "sglang-op", timeout=30)
-        finally:
-            custom.delete_cluster_custom_object(GROUP, VERSION, "backendruntimes", "sglang-op")
 
 
 def _node_change_scenario(sandbox: Cluster, namespace: str) -> None:
@@ -189,19 +172,8 @@ def _node_change_scenario(sandbox: Cluster, namespace: str) -> None:
     eventually(
         lambda: (_get(sandbox, namespace, "follow").get("status") or {}).get("backend") == "vllm-cuda", timeout=30
     )
-    saved = {}
-    for node in ("h100-0", "h100-1"):
-        saved[node] = sandbox.core.read_node_status(node).status.allocatable["nvidia.com/gpu"]
-        sandbox.core.patch_node_status(
-            node, {"status": {"allocatable": {"nvidia.com/gpu": "0"}, "capacity": {"nvidia.com/gpu": "0"}}}
-        )
-    try:
+    with gpus_withdrawn(sandbox):
         eventually(lambda: _get(sandbox, namespace, "follow")["status"].get("backend") == "llama-cpp-cpu", timeout=30)
-    finally:
-        for node, value in saved.items():
-            sandbox.core.patch_node_status(
-                node, {"status": {"allocatable": {"nvidia.com/gpu": value}, "capacity": {"nvidia.com/gpu": value}}}
-            )
 
 
 def test_deleting_the_last_user_of_an_artifact_cleans_it(

@@ -10,7 +10,7 @@ from kubernetes import client
 from autoglm.backends import load_default_catalog
 from autoglm.clusters import ClusterClient
 from autoglm.reconciler import Reconciler
-from tests.integration.conftest import Cluster
+from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
 
 GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
@@ -126,22 +126,7 @@ def test_catalog_change_replans(sandbox: Cluster, namespace: str, reconciler: Re
     _create(sandbox, namespace, "switch")
     reconciler.reconcile(_get(sandbox, namespace, "switch"))
     assert _get(sandbox, namespace, "switch")["status"]["backend"] == "vllm-cuda"
-    runtime = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "BackendRuntime",
-        "metadata": {"name": "sglang-cuda"},
-        "spec": {
-            "accelerator": {"vendor": "nvidia"},
-            "precisions": ["fp8", "bf16"],
-            "modelFormats": ["safetensors"],
-            "image": "lmsysorg/sglang:v0.5.2",
-            "args": ["--model-path", "{model}", "--tp", "{tp}"],
-            "priority": 500,
-        },
-    }
-    custom = client.CustomObjectsApi(sandbox.api)
-    custom.create_cluster_custom_object(GROUP, VERSION, "backendruntimes", runtime)
-    try:
+    with extra_runtime(sandbox, "sglang-cuda", priority=500) as runtime:
         outcome = reconciler.reconcile(_get(sandbox, namespace, "switch"))
         assert outcome.plan is not None and outcome.plan.primary is not None
         assert outcome.plan.primary.backend == "sglang-cuda"
@@ -149,9 +134,7 @@ def test_catalog_change_replans(sandbox: Cluster, namespace: str, reconciler: Re
             d.spec.template.spec.containers[0].image
             for d in client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace).items
         ]
-        assert images == ["lmsysorg/sglang:v0.5.2"]
-    finally:
-        custom.delete_cluster_custom_object(GROUP, VERSION, "backendruntimes", "sglang-cuda")
+        assert images == [runtime["spec"]["image"]]
 
 
 def test_conversion_job_runs_before_serving_and_is_reused(
@@ -225,19 +208,7 @@ def test_node_capacity_change_replans(sandbox: Cluster, namespace: str, reconcil
     )
     first = reconciler.reconcile(_get(sandbox, namespace, "moves")).plan
     assert first is not None and not first.primary.is_cpu
-    saved = {}
-    for node in ("h100-0", "h100-1"):
-        current = sandbox.core.read_node_status(node)
-        saved[node] = current.status.allocatable["nvidia.com/gpu"]
-        sandbox.core.patch_node_status(
-            node, {"status": {"allocatable": {"nvidia.com/gpu": "0"}, "capacity": {"nvidia.com/gpu": "0"}}}
-        )
-    try:
+    with gpus_withdrawn(sandbox):
         second = reconciler.reconcile(_get(sandbox, namespace, "moves")).plan
         assert second is not None and second.primary is not None and second.primary.is_cpu
         assert _get(sandbox, namespace, "moves")["status"]["backend"] == "llama-cpp-cpu"
-    finally:
-        for node, value in saved.items():
-            sandbox.core.patch_node_status(
-                node, {"status": {"allocatable": {"nvidia.com/gpu": value}, "capacity": {"nvidia.com/gpu": value}}}
-            )
