@@ -272,3 +272,54 @@ def test_autoglm_run_process_serves_healthz_and_metrics(sandbox: Cluster, namesp
             proc.kill()
             out, _ = proc.communicate()
     assert out.lstrip().startswith("{"), out[:200]  # JSON log lines
+
+
+def test_peering_elects_a_leader_that_reconciles(sandbox: Cluster, namespace: str, crds_installed: None) -> None:  # noqa: F811
+    import subprocess
+
+    proc = subprocess.Popen(
+        [
+            "autoglm",
+            "run",
+            "--kubeconfig",
+            str(sandbox.state.kubeconfig),
+            "-n",
+            namespace,
+            "--peering",
+            "autoglm",
+            "--liveness",
+            "",
+            "--metrics-port",
+            "0",
+            "--resync",
+            "5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _create(sandbox, namespace, "peered")
+        eventually(lambda: _is(sandbox, namespace, "peered", "Planned", "True"), timeout=60)
+        peers = client.CustomObjectsApi(sandbox.api).list_namespaced_custom_object(
+            "kopf.dev", "v1", namespace, "kopfpeerings"
+        )
+        assert [p["metadata"]["name"] for p in peers["items"]] == ["autoglm"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_peering_without_its_crd_is_a_clear_error(sandbox_fleet: dict[str, Cluster]) -> None:
+    from typer.testing import CliRunner
+
+    from autoglm.cli import app
+
+    kubeconfig = str(sandbox_fleet["edge"].state.kubeconfig)
+    result = CliRunner().invoke(
+        app, ["run", "--kubeconfig", kubeconfig, "--peering", "autoglm", "--metrics-port", "0", "--liveness", ""]
+    )
+    assert result.exit_code == 2
+    assert "--peering needs the ClusterKopfPeering CRD" in result.output

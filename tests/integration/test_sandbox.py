@@ -35,12 +35,12 @@ def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float 
 def crds_installed(sandbox: Cluster) -> None:
     ext = client.ApiextensionsV1Api(sandbox.api)
     for path in sorted((ROOT / "crds").glob("*.yaml")):
-        body = yaml.safe_load(path.read_text())
-        try:
-            ext.create_custom_resource_definition(body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        for body in yaml.safe_load_all(path.read_text()):
+            try:
+                ext.create_custom_resource_definition(body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
 
     def established() -> bool:
         crds = ext.list_custom_resource_definition().items
