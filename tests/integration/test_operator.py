@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -14,6 +17,7 @@ import pytest
 from kubernetes import client
 
 from autoglm.controllers import OperatorContext, build_registry
+from autoglm.sandbox.cluster import free_port
 from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
 
@@ -220,38 +224,32 @@ def test_deployments_without_artifacts_get_no_finalizer(
     assert not _get(sandbox, namespace, "plain")["metadata"].get("finalizers")
 
 
-def test_autoglm_run_process_serves_healthz_and_metrics(sandbox: Cluster, namespace: str, crds_installed: None) -> None:  # noqa: F811
-    import socket
-    import subprocess
-    import urllib.request
+@contextmanager
+def operator_process(cluster: Cluster, namespace: str, *flags: str) -> Iterator[Path]:
+    """`autoglm run` as its own process, scoped to one namespace; yields its log file; stopped afterwards."""
+    command = ["autoglm", "run", "--kubeconfig", str(cluster.state.kubeconfig), "-n", namespace, "--resync", "5"]
+    log = Path(cluster.state.directory) / "logs" / f"operator-{namespace}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*command, *flags], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield log
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
-    def port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
 
-    health, metrics = port(), port()
-    proc = subprocess.Popen(
-        [
-            "autoglm",
-            "run",
-            "--kubeconfig",
-            str(sandbox.state.kubeconfig),
-            "-n",
-            namespace,
-            "--json-logs",
-            "--liveness",
-            f"http://127.0.0.1:{health}/healthz",
-            "--metrics-port",
-            str(metrics),
-            "--resync",
-            "5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+def test_autoglm_run_process_serves_healthz_and_metrics(
+    sandbox: Cluster,
+    namespace: str,
+    crds_installed: None,  # noqa: F811
+) -> None:
+    health, metrics = free_port(), free_port()
+    flags = ("--json-logs", "--liveness", f"http://127.0.0.1:{health}/healthz", "--metrics-port", str(metrics))
+    with operator_process(sandbox, namespace, *flags) as log:
         _create(sandbox, namespace, "proc")
         eventually(lambda: _is(sandbox, namespace, "proc", "Planned", "True"), timeout=60)
 
@@ -264,52 +262,21 @@ def test_autoglm_run_process_serves_healthz_and_metrics(sandbox: Cluster, namesp
         assert 'autoglm_reconciles_total{result="placed"}' in text
         assert "autoglm_reconcile_duration_seconds_bucket" in text
         assert 'autoglm_plans_total{backend="vllm-cuda",precision="fp8"}' in text
-    finally:
-        proc.terminate()
-        try:
-            out, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-    assert out.lstrip().startswith("{"), out[:200]  # JSON log lines
+    assert log.read_text().lstrip().startswith("{")  # JSON log lines
 
 
-def test_peering_elects_a_leader_that_reconciles(sandbox: Cluster, namespace: str, crds_installed: None) -> None:  # noqa: F811
-    import subprocess
-
-    proc = subprocess.Popen(
-        [
-            "autoglm",
-            "run",
-            "--kubeconfig",
-            str(sandbox.state.kubeconfig),
-            "-n",
-            namespace,
-            "--peering",
-            "autoglm",
-            "--liveness",
-            "",
-            "--metrics-port",
-            "0",
-            "--resync",
-            "5",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+def test_peering_elects_a_leader_that_reconciles(
+    sandbox: Cluster,
+    namespace: str,
+    crds_installed: None,  # noqa: F811
+) -> None:
+    with operator_process(sandbox, namespace, "--peering", "autoglm", "--liveness", "", "--metrics-port", "0"):
         _create(sandbox, namespace, "peered")
         eventually(lambda: _is(sandbox, namespace, "peered", "Planned", "True"), timeout=60)
         peers = client.CustomObjectsApi(sandbox.api).list_namespaced_custom_object(
             "kopf.dev", "v1", namespace, "kopfpeerings"
         )
         assert [p["metadata"]["name"] for p in peers["items"]] == ["autoglm"]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_peering_without_its_crd_is_a_clear_error(sandbox_fleet: dict[str, Cluster]) -> None:
