@@ -131,17 +131,6 @@ class ClusterClient:
         runtimes: list[Manifest] = self._cached("runtimes", load)
         return runtimes
 
-    def model_deployment(self, namespace: str, name: str) -> Manifest | None:
-        try:
-            obj: Manifest = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
-                API_GROUP, API_VERSION, namespace, "modeldeployments", name
-            )
-            return obj
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
     def model_deployments(self, namespaces: tuple[str, ...] = ()) -> list[Manifest]:
         """Every ModelDeployment in the namespaces (all namespaces when none are given)."""
         if not namespaces:
@@ -157,8 +146,6 @@ class ClusterClient:
         """Objects labelled as rendered for this ModelDeployment."""
         found: list[Manifest] = []
         for api_version, kind in OWNED_KINDS:
-            if kind == "PodMonitor" and not self.has_kind(api_version, kind):
-                continue
             resource = self._resource(api_version, kind)
             if resource is None:
                 continue
@@ -166,10 +153,11 @@ class ClusterClient:
             found += [item.to_dict() for item in items]
         return found
 
-    def job(self, namespace: str, name: str) -> Manifest | None:
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Manifest | None:
+        """The live object as JSON (camelCase, like apply's answer), or None when it does not exist."""
         try:
-            job: Manifest = client.BatchV1Api(self.api).read_namespaced_job(name, namespace).to_dict()
-            return job
+            found: Manifest = self._resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+            return found
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -206,14 +194,9 @@ class ClusterClient:
 
     def ensure(self, obj: Manifest) -> bool:
         """Create the object if it does not exist; never change one that does. True when created."""
-        resource = self._resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
-        try:
-            resource.get(name=meta["name"], namespace=meta.get("namespace"))
+        if self.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")) is not None:
             return False
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
         self.apply(obj)
         return True
 
@@ -264,10 +247,10 @@ def ready_replicas(objects: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
         spec = obj.get("spec") or {}
         if obj.get("kind") == "Deployment":
             desired += spec.get("replicas") or 0
-            ready += status.get("ready_replicas") or status.get("readyReplicas") or 0
+            ready += status.get("readyReplicas") or 0
         elif obj.get("kind") == "StatefulSet":
             desired += 1
             wanted = spec.get("replicas") or 0
-            if wanted and (status.get("ready_replicas") or status.get("readyReplicas") or 0) >= wanted:
+            if wanted and (status.get("readyReplicas") or 0) >= wanted:
                 ready += 1
     return ready, desired

@@ -159,10 +159,9 @@ class Reconciler:
         owned = self.cluster.owned(namespace, name) if current.plan_hash else []
         if result.feasible and not blocked and not converting:
             claim = model_cache_claim(md, cache_bytes)
+            # Optional kinds the cluster does not serve (PodMonitor without the Prometheus Operator) are left out.
             rendered = [
-                o
-                for o in serving_objects(md, result, runtimes)
-                if o["kind"] != "PodMonitor" or self.cluster.has_kind(o["apiVersion"], o["kind"])
+                o for o in serving_objects(md, result, runtimes) if self.cluster.has_kind(o["apiVersion"], o["kind"])
             ]
             wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered}
             present = {(o["kind"], o["metadata"]["name"]) for o in owned}
@@ -216,38 +215,39 @@ class Reconciler:
     def _inventory(self, namespace: str, name: str) -> Inventory:
         """Pools with this deployment's own pods counted as free (it may keep using what it holds)."""
         nodes, pods = self.cluster.nodes(), self.cluster.device_pods()
-        own = [
-            p
-            for p in pods
-            if p["metadata"].get("namespace") == namespace
-            and (p["metadata"].get("labels") or {}).get(LABEL_DEPLOYMENT) == name
-        ]
-        own_ids = tuple(sorted(p["metadata"].get("uid", "") for p in own))
-        others = [p for p in pods if p not in own] if own else pods
+        own_ids: list[str] = []
+        others: list[Manifest] = []
+        for p in pods:
+            meta = p["metadata"]
+            if meta.get("namespace") == namespace and (meta.get("labels") or {}).get(LABEL_DEPLOYMENT) == name:
+                own_ids.append(meta.get("uid") or "")
+            else:
+                others.append(p)
         inventory: Inventory = self._remember(
-            ("inventory", id(nodes), id(pods), own_ids),
+            ("inventory", id(nodes), id(pods), tuple(sorted(own_ids))),
             (nodes, pods),
-            lambda: build_inventory(nodes, self.accelerators, others),
+            lambda: build_inventory(nodes, self.accelerators, others if own_ids else pods),
         )
         return inventory
 
     def _convert(
         self, md: ModelDeployment, result: Plan, applied: list[str], cache_bytes: int
     ) -> list[ConversionState]:
+        jobs = [
+            (job, a.option.conversion.cache_key)
+            for a in result.assignments
+            if a.option.conversion and (job := conversion_job(md, a.option)) is not None
+        ]
+        claim = model_cache_claim(md, cache_bytes)
+        if jobs and claim and self.cluster.ensure(claim):
+            applied.append(_ref(claim))
         states = []
-        for a in result.assignments:
-            job = conversion_job(md, a.option)
-            if job is None or a.option.conversion is None:
-                continue
-            name, key = job["metadata"]["name"], a.option.conversion.cache_key
-            claim = model_cache_claim(md, cache_bytes)
-            if claim and self.cluster.ensure(claim):
-                applied.append(_ref(claim))
-            existing = self.cluster.job(md.metadata.namespace or "", name)
+        for job, key in jobs:
+            name = job["metadata"]["name"]
+            existing = self.cluster.get("batch/v1", "Job", name, md.metadata.namespace)
             if existing is None:
-                self.cluster.apply(job)
+                existing = self.cluster.apply(job)
                 applied.append(_ref(job))
-                existing = self.cluster.job(md.metadata.namespace or "", name)
             states.append(_job_state(existing, name, key))
         return states
 
