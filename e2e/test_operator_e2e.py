@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from autoglm.controllers import OperatorContext
-from autoglm.demo import install_crds, operator_thread
+from autoglm.controllers import OperatorContext, operator_thread
+from autoglm.demo import install_crds
 
 KUBECONFIG = os.environ.get("KUBECONFIG")
 if not KUBECONFIG:

@@ -259,7 +259,7 @@ def demo(
                 out.print(f"deleted namespace {namespace}")
         raise typer.Exit(0 if ok else 1)
     try:
-        results = sandbox_builder.build(log=lambda line: out.print(line, highlight=False))
+        sandbox_builder.build(log=lambda line: out.print(line, highlight=False))
     except sandbox_builder.SandboxError as exc:
         err.print(f"[yellow]no sandbox[/yellow]: {exc}")
         err.print("showing offline plans instead; install Go and run `autoglm sandbox build` for the full demo")
@@ -267,7 +267,6 @@ def demo(
             out.print(inventory_table(build_inventory(demo_run.example_nodes(node_files, root))))
             out.print(f"(cluster {name})")
         raise typer.Exit(0) from None
-    del results
     nodes = {name: demo_run.example_nodes(files, root) for name, (files, _) in demo_run.FLEET.items()}
     states, _ = sandbox_fleet.up(
         state_dir, nodes, cold_start_seconds=2.0, log=lambda line: out.print(line, highlight=False)
@@ -275,7 +274,7 @@ def demo(
     clusters = [
         demo_run.DemoCluster(
             name,
-            kube_config.new_client_from_config(config_file=str(st.kubeconfig)),  # type: ignore[no-untyped-call]
+            st.api_client(),
             str(st.kubeconfig),
         )
         for name, st in states.items()

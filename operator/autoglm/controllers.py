@@ -6,9 +6,12 @@ context (clients, caches, metrics) instead of module globals.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,3 +197,33 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
         context.metrics.inventory_changes.labels("backendruntime").inc()
 
     return registry
+
+
+@contextmanager
+def operator_thread(context: OperatorContext, namespace: str | None = None) -> Iterator[None]:
+    """The operator in a background thread (standalone), for the demo, tests and e2e; stopped on exit."""
+    stop, ready = threading.Event(), threading.Event()
+    context.namespaces = (namespace,) if namespace else ()
+
+    def main() -> None:
+        asyncio.run(
+            kopf.operator(
+                registry=build_registry(context),
+                standalone=True,
+                clusterwide=namespace is None,
+                namespaces=[namespace] if namespace else [],
+                stop_flag=stop,
+                ready_flag=ready,
+            )
+        )
+
+    thread = threading.Thread(target=main, name="autoglm-operator", daemon=True)
+    thread.start()
+    if not ready.wait(30):
+        stop.set()
+        raise RuntimeError("the operator did not start within 30 s")
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)

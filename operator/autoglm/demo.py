@@ -7,18 +7,15 @@ kubeconfig it does the same in one real cluster, in its own namespace, and clean
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import kopf
 import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
@@ -27,8 +24,8 @@ from rich.table import Table
 
 from autoglm import API_GROUP, API_VERSION
 from autoglm.api import RESOURCES
-from autoglm.api.crd import crd_manifest
-from autoglm.controllers import OperatorContext, build_registry
+from autoglm.api.crd import crd_manifest, kopf_peering_crds
+from autoglm.controllers import OperatorContext, operator_thread
 from autoglm.hardware import nodes_from_document
 
 DEMO_NAMESPACE = "autoglm-demo"
@@ -103,11 +100,11 @@ def example_nodes(names: list[str], root: Path) -> list[dict[str, Any]]:
 
 
 def install_crds(api: client.ApiClient) -> None:
+    """Create the autoglm.io CRDs and kopf's peering CRDs (existing ones are left alone); wait until served."""
     ext = client.ApiextensionsV1Api(api)
-    for resource in RESOURCES:
-        body: Any = crd_manifest(resource)
+    for body in [crd_manifest(r) for r in RESOURCES] + kopf_peering_crds():
         try:
-            ext.create_custom_resource_definition(body)
+            ext.create_custom_resource_definition(cast(Any, body))
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -128,33 +125,6 @@ def install_crds(api: client.ApiClient) -> None:
 
 def _raw(response: Any) -> Any:
     return json.loads(response.data)
-
-
-@contextmanager
-def operator_thread(context: OperatorContext, namespace: str | None) -> Iterator[None]:
-    stop, ready = threading.Event(), threading.Event()
-    context.namespaces = (namespace,) if namespace else ()
-
-    def main() -> None:
-        asyncio.run(
-            kopf.operator(
-                registry=build_registry(context),
-                standalone=True,
-                clusterwide=namespace is None,
-                namespaces=[namespace] if namespace else [],
-                stop_flag=stop,
-                ready_flag=ready,
-            )
-        )
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    ready.wait(30)
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 def apply_deployments(api: client.ApiClient, namespace: str, items: list[dict[str, Any]]) -> None:
@@ -274,14 +244,10 @@ def run_demo(
 
 @contextmanager
 def _all_operators(contexts: list[OperatorContext], namespace: str) -> Iterator[None]:
-    managers = [operator_thread(ctx, namespace) for ctx in contexts]
-    for m in managers:
-        m.__enter__()
-    try:
+    with ExitStack() as stack:
+        for context in contexts:
+            stack.enter_context(operator_thread(context, namespace))
         yield
-    finally:
-        for m in reversed(managers):
-            m.__exit__(None, None, None)
 
 
 def examples_root() -> Path:

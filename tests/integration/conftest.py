@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
 from autoglm.sandbox import build, fleet
 from autoglm.sandbox.build import SandboxError
@@ -33,10 +33,6 @@ class Cluster:
         return client.CoreV1Api(self.api)
 
 
-def _client(state: ClusterState) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(state.kubeconfig))
-
-
 @pytest.fixture(scope="session")
 def sandbox_binaries() -> dict[str, Path]:
     try:
@@ -52,7 +48,7 @@ def _start(
     state_dir = tmp_path_factory.mktemp("sandbox")
     states, _ = fleet.up(state_dir, clusters, cold_start_seconds=0.0)
     try:
-        yield {name: Cluster(state, _client(state)) for name, state in states.items()}
+        yield {name: Cluster(state, state.api_client()) for name, state in states.items()}
     finally:
         fleet.down(state_dir)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -12,11 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import kopf
 import pytest
 from kubernetes import client
 
-from autoglm.controllers import OperatorContext, build_registry
+from autoglm.controllers import OperatorContext, operator_thread
 from autoglm.sandbox.cluster import free_port
 from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
@@ -27,23 +24,8 @@ GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
 @contextmanager
 def running_operator(cluster: Cluster, resync: float = 2.0) -> Iterator[OperatorContext]:
     context = OperatorContext.from_kubeconfig(str(cluster.state.kubeconfig), resync_seconds=resync)
-    stop, ready = threading.Event(), threading.Event()
-
-    def main() -> None:
-        asyncio.run(
-            kopf.operator(
-                registry=build_registry(context), standalone=True, clusterwide=True, stop_flag=stop, ready_flag=ready
-            )
-        )
-
-    thread = threading.Thread(target=main, name="autoglm-operator", daemon=True)
-    thread.start()
-    assert ready.wait(30), "operator did not start"
-    try:
+    with operator_thread(context):
         yield context
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 def _create(cluster: Cluster, namespace: str, name: str, **spec: Any) -> None:

@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from autoglm.demo import install_crds
 from autoglm.sandbox import build, fleet
 from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import start_cluster
-from tests.conftest import ROOT
 from tests.integration.conftest import Cluster
 
 
@@ -33,24 +32,7 @@ def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float 
 
 @pytest.fixture(scope="module")
 def crds_installed(sandbox: Cluster) -> None:
-    ext = client.ApiextensionsV1Api(sandbox.api)
-    for path in sorted((ROOT / "crds").glob("*.yaml")):
-        for body in yaml.safe_load_all(path.read_text()):
-            try:
-                ext.create_custom_resource_definition(body)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-
-    def established() -> bool:
-        crds = ext.list_custom_resource_definition().items
-        ours = [c for c in crds if c.spec.group == "autoglm.io"]
-        return len(ours) == 3 and all(
-            any(cond.type == "Established" and cond.status == "True" for cond in (c.status.conditions or []))
-            for c in ours
-        )
-
-    eventually(established)
+    install_crds(sandbox.api)
 
 
 def _md(name: str, **spec: Any) -> dict[str, Any]:

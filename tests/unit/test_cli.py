@@ -110,13 +110,8 @@ def test_bad_nodes_file_exits_2(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "cannot read file" in missing.output
 
 
-def test_extra_backends_file_overrides_the_catalog(tmp_path: Path) -> None:
-    extra = tmp_path / "backends.yaml"
-    extra.write_text(
-        "apiVersion: autoglm.io/v1alpha1\nkind: BackendRuntime\nmetadata: {name: sglang-cuda}\nspec:\n"
-        "  accelerator: {vendor: nvidia}\n  precisions: [bf16, fp8]\n  modelFormats: [safetensors]\n"
-        "  image: lmsysorg/sglang:v0.5.2\n  args: [--model-path, '{model}', --tp, '{tp}']\n  priority: 200\n"
-    )
+def test_extra_backends_file_overrides_the_catalog() -> None:
+    extra = EXAMPLES / "runtimes" / "sglang-cuda.yaml"  # priority 150, above vllm-cuda's 100
     result = runner.invoke(
         app,
         [

@@ -51,6 +51,12 @@ class ClusterState:
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
 
+    def api_client(self) -> Any:
+        """A Kubernetes client for this cluster's admin kubeconfig."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+
     def save(self) -> None:
         (Path(self.directory) / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
 
@@ -368,9 +374,9 @@ def provide_storage(state: ClusterState, volumes: int = PREMADE_VOLUMES) -> None
 
     There is no storage provisioner: the volumes are hostPath PVs nobody mounts (KWOK runs no containers).
     """
-    from kubernetes import client, config
+    from kubernetes import client
 
-    api_client = config.new_client_from_config(config_file=str(state.kubeconfig))  # type: ignore[no-untyped-call]
+    api_client = state.api_client()
     storage: Any = {
         "metadata": {"name": STORAGE_CLASS, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
         "provisioner": "kubernetes.io/no-provisioner",
@@ -419,9 +425,9 @@ def fake_node(node: Mapping[str, Any]) -> dict[str, Any]:
 
 def register_nodes(state: ClusterState, nodes: Iterable[Mapping[str, Any]], workers: int = 8) -> int:
     """Create the fake Nodes; KWOK then keeps them Ready."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    api = client.CoreV1Api(config.new_client_from_config(config_file=str(state.kubeconfig)))  # type: ignore[no-untyped-call]
+    api = client.CoreV1Api(state.api_client())
     bodies: list[Any] = [fake_node(n) for n in nodes]
 
     def create(body: Any) -> None:
@@ -436,9 +442,9 @@ def register_nodes(state: ClusterState, nodes: Iterable[Mapping[str, Any]], work
 
 def wait_nodes_ready(state: ClusterState, count: int, timeout: float = 120.0) -> float:
     """Seconds until `count` Nodes report Ready."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    api = client.CoreV1Api(config.new_client_from_config(config_file=str(state.kubeconfig)))  # type: ignore[no-untyped-call]
+    api = client.CoreV1Api(state.api_client())
     start = time.monotonic()
 
     def ready() -> bool:
