@@ -66,17 +66,12 @@ class ClusterClient:
         self.api = api
         self.snapshot_ttl = snapshot_ttl
         self._lock = threading.Lock()
+        self._discovery_lock = threading.Lock()
         self._cache: dict[str, tuple[float, Any]] = {}
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self._dynamic: DynamicClient | None = None
         self._resources: dict[tuple[str, str], Any] = {}
-
-    @property
-    def dynamic(self) -> DynamicClient:
-        if self._dynamic is None:
-            self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
-        return self._dynamic
 
     def _raw(self, response: Any) -> Any:
         return json.loads(response.data)
@@ -167,12 +162,17 @@ class ClusterClient:
 
     def _resource(self, api_version: str, kind: str) -> Any:
         key = (api_version, kind)
-        if key not in self._resources:
-            try:
-                self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
-            except ResourceNotFoundError:
-                self._resources[key] = None
-        return self._resources[key]
+        # The dynamic client's discovery cache is not thread-safe: a lookup that misses (an unserved kind)
+        # re-runs discovery, and a second reconcile thread doing the same saw a half-built cache.
+        with self._discovery_lock:
+            if key not in self._resources:
+                if self._dynamic is None:
+                    self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
+                try:
+                    self._resources[key] = self._dynamic.resources.get(api_version=api_version, kind=kind)
+                except ResourceNotFoundError:
+                    self._resources[key] = None
+            return self._resources[key]
 
     def has_kind(self, api_version: str, kind: str) -> bool:
         return self._resource(api_version, kind) is not None
