@@ -158,6 +158,10 @@ class ClusterClient:
                 return None
             raise
 
+    def namespace_terminating(self, namespace: str) -> bool:
+        found = self.get("v1", "Namespace", namespace, None)
+        return found is None or (found.get("status") or {}).get("phase") == "Terminating"
+
     # --- act -------------------------------------------------------------------------------------------
 
     def _resource(self, api_version: str, kind: str) -> Any:

@@ -193,6 +193,10 @@ class Reconciler:
     def release(self, body: Mapping[str, Any]) -> list[str]:
         """On deletion: remove the conversion artifacts (Job and cached files) no other deployment uses."""
         meta = body["metadata"]
+        if self.cluster.namespace_terminating(meta["namespace"]):
+            # The cache volume, its files and the Jobs all go with the namespace; nothing may be created
+            # there any more, and trying would hold the finalizer (and so the namespace) forever.
+            return []
         mine = set((body.get("status") or {}).get("artifacts") or [])
         others = [
             md

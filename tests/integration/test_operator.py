@@ -272,3 +272,18 @@ def test_peering_without_its_crd_is_a_clear_error(sandbox_fleet: dict[str, Clust
     )
     assert result.exit_code == 2
     assert "--peering needs the ClusterKopfPeering CRD" in result.output
+
+
+def test_deleting_a_namespace_with_artifact_users_is_not_held_by_the_finalizer(
+    sandbox: Cluster, operator: OperatorContext
+) -> None:
+    ns = "t-gone-" + str(int(time.time()))
+    sandbox.core.create_namespace({"metadata": {"name": ns}})
+    _create(sandbox, ns, "trt", model={"name": "chatglm3-6b"}, backend="tensorrt-llm", precision="bf16")
+    eventually(lambda: _is(sandbox, ns, "trt", "Converted", "True"), timeout=90)
+    sandbox.core.delete_namespace(ns)
+
+    def namespace_gone() -> bool:
+        return ns not in [n.metadata.name for n in sandbox.core.list_namespace().items]
+
+    eventually(namespace_gone, timeout=90, interval=1)
