@@ -22,6 +22,7 @@ from autoglm.planner import plan as make_plan
 from autoglm.report import inventory_table, plan_view
 from autoglm.sandbox import build as sandbox_builder
 from autoglm.sandbox import fleet as sandbox_fleet
+from autoglm.sandbox.cluster import NODE_LEASE_SECONDS
 
 app = typer.Typer(
     help="open-autoglm: plan, propagate and scale GLM inference on heterogeneous accelerators.",
@@ -322,6 +323,15 @@ def sandbox_up(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Where clusters keep state and logs.")] = DEFAULT_STATE,
     karmada: Annotated[bool, typer.Option("--karmada", help="Add a Karmada control plane.")] = False,
     cold_start: Annotated[float, typer.Option("--cold-start", help="Seconds a fake pod takes to become Ready.")] = 0.0,
+    node_lease: Annotated[
+        int,
+        typer.Option(
+            "--node-lease-seconds",
+            min=4,
+            help="Duration of each node's Lease (renewed every quarter of it); the node lifecycle controller's "
+            "grace period is 1.25 times this, as in Kubernetes (40 s and 50 s).",
+        ),
+    ] = NODE_LEASE_SECONDS,
 ) -> None:
     """Start one control plane per --cluster with exactly the Nodes in its file; print the kubeconfigs."""
     try:
@@ -331,7 +341,12 @@ def sandbox_up(
         raise _fail(exc.problems) from None
     try:
         states, _ = sandbox_fleet.up(
-            state_dir, nodes, cold_start, karmada, log=lambda line: out.print(line, highlight=False)
+            state_dir,
+            nodes,
+            cold_start,
+            karmada,
+            log=lambda line: out.print(line, highlight=False),
+            node_lease_seconds=node_lease,
         )
     except sandbox_builder.SandboxError as exc:
         err.print(f"[red]error[/red]: {exc}", highlight=False)

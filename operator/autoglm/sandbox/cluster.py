@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -17,8 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,8 +28,14 @@ from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.pki import CertificateAuthority, Credential, service_account_keys, write_kubeconfig
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 STATE_FILE = "state.json"
+FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# KWOK leaves pods with this annotation alone: the pods of a node in an outage (see nodes.py).
+OUTAGE_ANNOTATION = "autoglm.io/node-outage"
+# A kubelet's default Lease: 40 s, renewed every 10 s; the node lifecycle controller's grace period (50 s by
+# default) keeps Kubernetes' ratio to it, so a shorter Lease (for scale runs or quick outage tests) stays sound.
+NODE_LEASE_SECONDS = 40
+GRACE_PER_LEASE = 1.25
 
 
 @dataclass
@@ -42,6 +48,7 @@ class ClusterState:
     pids: dict[str, int] = field(default_factory=dict)
     binaries: dict[str, str] = field(default_factory=dict)
     nodes: int = 0
+    node_lease_seconds: int = NODE_LEASE_SECONDS
 
     @property
     def kubeconfig(self) -> Path:
@@ -112,7 +119,7 @@ def _http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
+def wait_until(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -189,6 +196,7 @@ def start_cluster(
     binaries: Mapping[str, Path],
     cold_start_seconds: float = 0.0,
     timeout: float = 60.0,
+    node_lease_seconds: int = NODE_LEASE_SECONDS,
 ) -> ClusterState:
     """Start one control plane; returns once kube-apiserver answers /readyz and the controllers are healthy."""
     existing = ClusterState.load(directory)
@@ -197,7 +205,7 @@ def start_cluster(
     directory.mkdir(parents=True, exist_ok=True)
     # A folder that is down starts from scratch: stale etcd data would resurrect the last run's objects.
     shutil.rmtree(directory / "etcd-data", ignore_errors=True)
-    state = ClusterState(name=name, directory=str(directory.resolve()))
+    state = ClusterState(name=name, directory=str(directory.resolve()), node_lease_seconds=node_lease_seconds)
     state.ports = {c: free_port() for c in COMPONENTS}
     state.ports["etcd-peer"] = free_port()
     state.save()
@@ -226,7 +234,9 @@ def start_cluster(
             "--log-level=warn",
         ],
     )
-    _wait(f"{name}: etcd", lambda: _http_ok(f"http://127.0.0.1:{ports['etcd']}/health"), timeout, launch.log("etcd"))
+    wait_until(
+        f"{name}: etcd", lambda: _http_ok(f"http://127.0.0.1:{ports['etcd']}/health"), timeout, launch.log("etcd")
+    )
 
     sa_key, sa_pub = certs["sa"]
     launch.start(
@@ -252,7 +262,7 @@ def start_cluster(
         ],
     )
     admin = certs["admin"]
-    _wait(
+    wait_until(
         f"{name}: kube-apiserver",
         lambda: _https_ok(f"{server}/readyz", certs["ca"], admin),
         timeout,
@@ -271,6 +281,7 @@ def start_cluster(
             f"--root-ca-file={certs['ca']}",
             "--use-service-account-credentials=false",
             "--horizontal-pod-autoscaler-sync-period=5s",
+            f"--node-monitor-grace-period={math.ceil(node_lease_seconds * GRACE_PER_LEASE)}s",
             "--controllers=*",
             *common,
         ],
@@ -292,6 +303,8 @@ def start_cluster(
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
             f"--config={_stages(directory, cold_start_seconds)}",
+            f"--node-lease-duration-seconds={node_lease_seconds}",
+            f"--disregard-status-with-annotation-selector={OUTAGE_ANNOTATION}=true",
             "--cidr=10.0.0.1/16",
             "--node-ip=10.255.0.1",
             f"--server-address=127.0.0.1:{ports['kwok']}",
@@ -300,8 +313,8 @@ def start_cluster(
     ca: Path = certs["ca"]
     for component in ("kube-controller-manager", "kube-scheduler"):
         url = f"https://127.0.0.1:{ports[component]}/healthz"
-        _wait(f"{name}: {component}", _healthz(url, ca), timeout, launch.log(component))
-    _wait(f"{name}: kwok", lambda: process_alive(state.pids["kwok"]), 5, launch.log("kwok"))
+        wait_until(f"{name}: {component}", _healthz(url, ca), timeout, launch.log(component))
+    wait_until(f"{name}: kwok", lambda: process_alive(state.pids["kwok"]), 5, launch.log("kwok"))
     return state
 
 
@@ -396,61 +409,3 @@ def provide_storage(state: ClusterState, volumes: int = PREMADE_VOLUMES) -> None
             },
         }
         core.create_persistent_volume(pv)
-
-
-def fake_node(node: Mapping[str, Any]) -> dict[str, Any]:
-    """A Node from a `kubectl get nodes -o yaml` list, made ready for KWOK to manage."""
-    meta = node.get("metadata") or {}
-    status = node.get("status") or {}
-    allocatable = dict(status.get("allocatable") or {})
-    allocatable.setdefault("pods", "110")
-    allocatable.setdefault("cpu", "32")
-    allocatable.setdefault("memory", "256Gi")
-    capacity = {**allocatable, **dict(status.get("capacity") or {})}
-    labels = dict(meta.get("labels") or {})
-    labels.setdefault("kubernetes.io/hostname", meta["name"])
-    labels["type"] = "kwok"
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": meta["name"],
-            "labels": labels,
-            "annotations": {**(meta.get("annotations") or {}), FAKE_NODE_ANNOTATION: "fake"},
-        },
-        "spec": {k: v for k, v in (node.get("spec") or {}).items() if k in ("taints", "unschedulable")},
-        "status": {"allocatable": allocatable, "capacity": capacity},
-    }
-
-
-def register_nodes(state: ClusterState, nodes: Iterable[Mapping[str, Any]], workers: int = 8) -> int:
-    """Create the fake Nodes; KWOK then keeps them Ready."""
-    from kubernetes import client
-
-    api = client.CoreV1Api(state.api_client())
-    bodies: list[Any] = [fake_node(n) for n in nodes]
-
-    def create(body: Any) -> None:
-        api.create_node(body)
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(create, bodies))
-    state.nodes = len(bodies)
-    state.save()
-    return len(bodies)
-
-
-def wait_nodes_ready(state: ClusterState, count: int, timeout: float = 120.0) -> float:
-    """Seconds until `count` Nodes report Ready."""
-    from kubernetes import client
-
-    api = client.CoreV1Api(state.api_client())
-    start = time.monotonic()
-
-    def ready() -> bool:
-        items = api.list_node(label_selector="type=kwok").items
-        conditions = [(n.status.conditions or []) if n.status else [] for n in items]
-        return sum(any(c.type == "Ready" and c.status == "True" for c in cs) for cs in conditions) >= count
-
-    _wait(f"{state.name}: {count} nodes Ready", ready, timeout, Path(state.directory) / "logs" / "kwok.log")
-    return time.monotonic() - start

@@ -10,15 +10,15 @@ from typing import Any
 
 from autoglm.sandbox.build import SandboxError, binaries
 from autoglm.sandbox.cluster import (
+    NODE_LEASE_SECONDS,
     ClusterState,
     ComponentStatus,
     cluster_status,
     provide_storage,
-    register_nodes,
     start_cluster,
     stop_cluster,
-    wait_nodes_ready,
 )
+from autoglm.sandbox.nodes import register_nodes, wait_nodes_ready
 
 KARMADA_UNAVAILABLE = (
     "--karmada is not available on this machine: the Go module proxy refuses github.com/karmada-io/karmada "
@@ -41,6 +41,7 @@ def up(
     cold_start_seconds: float = 0.0,
     karmada: bool = False,
     log: Callable[[str], None] = lambda _: None,
+    node_lease_seconds: int = NODE_LEASE_SECONDS,
 ) -> tuple[dict[str, ClusterState], list[ClusterTimings]]:
     """Start every cluster with its nodes; on any failure, stop what was started and raise."""
     if karmada:
@@ -51,7 +52,9 @@ def up(
     try:
         for name, nodes in clusters.items():
             start = time.monotonic()
-            state = start_cluster(name, state_dir / name, bins, cold_start_seconds)
+            state = start_cluster(
+                name, state_dir / name, bins, cold_start_seconds, node_lease_seconds=node_lease_seconds
+            )
             states[name] = state
             control_plane = time.monotonic() - start
             provide_storage(state)
