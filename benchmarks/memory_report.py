@@ -18,7 +18,7 @@ import yaml
 
 from autoglm.api.common import Precision
 from autoglm.api.modeldeployment import KvCacheDtype
-from autoglm.models import build_profile, kv_bytes_per_token, load_model_catalog, weight_bytes
+from autoglm.core.models import build_profile, kv_bytes_per_token, load_model_catalog, weight_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 # PyTorch's CUDA caching allocator rounds every block up to 512 bytes.

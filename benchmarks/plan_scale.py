@@ -21,10 +21,10 @@ from rich.console import Console
 from rich.table import Table
 
 from autoglm.api import ModelDeploymentSpec
-from autoglm.backends import load_default_catalog
-from autoglm.hardware import build_inventory, nodes_from_document
-from autoglm.models import load_model_catalog, profile_for
-from autoglm.planner import plan
+from autoglm.core.backends import load_default_catalog
+from autoglm.core.hardware import build_inventory, nodes_from_document
+from autoglm.core.models import load_model_catalog, profile_for
+from autoglm.core.planner import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_SETS = ROOT / "manifests/examples/nodes"

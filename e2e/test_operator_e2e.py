@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from autoglm.controllers import OperatorContext, operator_thread
-from autoglm.demo import install_crds
+from autoglm.face.demo import install_crds
+from autoglm.shell.controllers import OperatorContext, operator_thread
 
 KUBECONFIG = os.environ.get("KUBECONFIG")
 if not KUBECONFIG:

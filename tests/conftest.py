@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from autoglm.api import ModelDeploymentSpec
-from autoglm.backends import load_default_catalog
-from autoglm.hardware import Inventory, build_inventory, nodes_from_document
+from autoglm.core.backends import load_default_catalog
+from autoglm.core.hardware import Inventory, build_inventory, nodes_from_document
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "manifests" / "examples"

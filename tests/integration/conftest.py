@@ -37,16 +37,16 @@ class Cluster:
 def sandbox_binaries() -> dict[str, Path]:
     try:
         build.build()
-        return build.binaries()
+        return build.binaries(components=build.COMPONENTS)
     except SandboxError as exc:
         pytest.fail(f"sandbox unavailable: {exc}", pytrace=False)
 
 
 def _start(
-    tmp_path_factory: pytest.TempPathFactory, clusters: dict[str, list[dict[str, Any]]]
+    tmp_path_factory: pytest.TempPathFactory, clusters: dict[str, list[dict[str, Any]]], karmada: bool = False
 ) -> Iterator[dict[str, Cluster]]:
     state_dir = tmp_path_factory.mktemp("sandbox")
-    states, _ = fleet.up(state_dir, clusters, cold_start_seconds=0.0)
+    states, _ = fleet.up(state_dir, clusters, cold_start_seconds=0.0, karmada=karmada)
     try:
         yield {name: Cluster(state, state.api_client()) for name, state in states.items()}
     finally:
@@ -71,6 +71,15 @@ def sandbox_fleet(
         "edge": load_nodes("cpu.yaml") + load_nodes("sophgo.yaml") + load_nodes("kunlunxin.yaml"),
     }
     yield from _start(tmp_path_factory, clusters)
+
+
+@pytest.fixture(scope="session")
+def karmada_fleet(
+    sandbox_binaries: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Cluster]]:
+    """An NVIDIA and an Ascend cluster joined in Push mode to a Karmada control plane (key "karmada")."""
+    clusters = {"gpu": load_nodes("nvidia-h100.yaml"), "ascend": load_nodes("huawei-ascend.yaml")}
+    yield from _start(tmp_path_factory, clusters, karmada=True)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from autoglm.cli import app
+from autoglm.face.cli import app
 from autoglm.sandbox import fleet
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from autoglm.controllers import OperatorContext, operator_thread
 from autoglm.sandbox.cluster import free_port
+from autoglm.shell.controllers import OperatorContext, operator_thread
 from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
 
@@ -264,7 +264,7 @@ def test_peering_elects_a_leader_that_reconciles(
 def test_peering_without_its_crd_is_a_clear_error(sandbox_fleet: dict[str, Cluster]) -> None:
     from typer.testing import CliRunner
 
-    from autoglm.cli import app
+    from autoglm.face.cli import app
 
     kubeconfig = str(sandbox_fleet["edge"].state.kubeconfig)
     result = CliRunner().invoke(

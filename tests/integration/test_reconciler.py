@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from autoglm.backends import load_default_catalog
-from autoglm.clusters import ClusterClient
-from autoglm.reconciler import Reconciler
+from autoglm.core.backends import load_default_catalog
+from autoglm.shell.clusters import ClusterClient
+from autoglm.shell.reconciler import Reconciler
 from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
 
@@ -169,7 +169,7 @@ def test_failed_conversion_falls_back_to_another_runtime(
     assert md_plan is not None
     # Make TensorRT-LLM the preferred runtime, and its conversion fail.
     from autoglm.api import ModelDeployment
-    from autoglm.render import conversion_job
+    from autoglm.core.render import conversion_job
 
     trt = next(b for b in load_default_catalog() if b.metadata.name == "tensorrt-llm")
     trt.spec.priority = 1000

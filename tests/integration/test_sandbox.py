@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from autoglm.demo import install_crds
+from autoglm.face.demo import install_crds
 from autoglm.sandbox import build, fleet
 from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import start_cluster
@@ -274,6 +275,87 @@ def test_down_stops_exactly_its_processes_and_frees_ports(sandbox_binaries: dict
     assert fleet.down(tmp_path) == {"solo": []}
 
 
-def test_karmada_is_reported_unavailable_not_faked(tmp_path: Path) -> None:
-    with pytest.raises(SandboxError, match="karmada-io/karmada"):
-        fleet.up(tmp_path, {}, karmada=True)
+def test_a_stopped_cluster_starts_again_with_its_objects_and_nodes(
+    sandbox_binaries: dict[str, Path], tmp_path: Path
+) -> None:
+    from tests.conftest import load_nodes
+
+    states, _ = fleet.up(tmp_path, {"solo": load_nodes("sophgo.yaml"), "other": load_nodes("cpu.yaml")})
+    try:
+        solo = Cluster(states["solo"], states["solo"].api_client())
+        solo.core.create_namespace({"metadata": {"name": "kept"}})
+        client.AppsV1Api(solo.api).create_namespaced_deployment("kept", _deployment("kept", gpus=0))
+        eventually(lambda: any(_ready(p) for p in _pods(solo.core, "kept", "kept")))
+        stopped = fleet.stop(tmp_path, "solo")
+        assert set(stopped) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+        with pytest.raises(Exception):  # noqa: B017  (connection refused, whatever the client makes of it)
+            solo.core.list_namespace(_request_timeout=2)
+        assert all(r.running for r in fleet.status(tmp_path) if r.cluster == "other")
+        with pytest.raises(SandboxError, match="is running"):
+            fleet.start(tmp_path, "other")
+        fleet.start(tmp_path, "solo")
+        assert all(r.running and r.healthy for r in fleet.status(tmp_path))
+        again = Cluster(states["solo"], states["solo"].api_client())
+        assert again.core.read_namespace("kept").metadata.name == "kept"
+        eventually(lambda: any(_ready(p) for p in _pods(again.core, "kept", "kept")))
+        assert len(again.core.list_node().items) == len(load_nodes("sophgo.yaml"))
+        with pytest.raises(SandboxError, match="no sandbox cluster 'nope'"):
+            fleet.stop(tmp_path, "nope")
+    finally:
+        fleet.down(tmp_path)
+
+
+def test_karmada_control_plane_joins_the_clusters_and_divides_a_deployment(
+    karmada_fleet: dict[str, Cluster],
+) -> None:
+    karmada = karmada_fleet["karmada"]
+    custom = client.CustomObjectsApi(karmada.api)
+    clusters = custom.list_cluster_custom_object("cluster.karmada.io", "v1alpha1", "clusters")["items"]
+    assert sorted(c["metadata"]["name"] for c in clusters) == ["ascend", "gpu"]
+    assert all(c["spec"]["syncMode"] == "Push" for c in clusters)
+    assert {r.component for r in fleet.status(Path(karmada.state.directory).parent) if r.cluster == "karmada"} == {
+        "etcd",
+        "karmada-apiserver",
+        "karmada-aggregated-apiserver",
+        "karmada-webhook",
+        "karmada-controller-manager",
+        "karmada-scheduler",
+    }
+    # The aggregated API server's cluster proxy reaches a member's API with the caller's identity.
+    request = karmada.api.param_serialize(
+        "GET", "/apis/cluster.karmada.io/v1alpha1/clusters/ascend/proxy/api/v1/nodes", auth_settings=["BearerToken"]
+    )
+    response = karmada.api.call_api(*request)
+    response.read()
+    nodes = json.loads(response.data)
+    assert any("huawei.com/Ascend910" in (n["status"].get("allocatable") or {}) for n in nodes["items"])
+
+    client.CoreV1Api(karmada.api).create_namespace({"metadata": {"name": "divided"}})
+    body = _deployment("web", gpus=0, replicas=2)
+    body["spec"]["template"]["spec"]["tolerations"] = [{"operator": "Exists"}]
+    client.AppsV1Api(karmada.api).create_namespaced_deployment("divided", body)
+    policy = {
+        "apiVersion": "policy.karmada.io/v1alpha1",
+        "kind": "PropagationPolicy",
+        "metadata": {"name": "web", "namespace": "divided"},
+        "spec": {
+            "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}],
+            "placement": {
+                "clusterAffinity": {"clusterNames": ["gpu", "ascend"]},
+                "replicaScheduling": {
+                    "replicaSchedulingType": "Divided",
+                    "replicaDivisionPreference": "Weighted",
+                    "weightPreference": {
+                        "staticWeightList": [
+                            {"targetCluster": {"clusterNames": ["gpu"]}, "weight": 1},
+                            {"targetCluster": {"clusterNames": ["ascend"]}, "weight": 1},
+                        ]
+                    },
+                },
+            },
+        },
+    }
+    custom.create_namespaced_custom_object("policy.karmada.io", "v1alpha1", "divided", "propagationpolicies", policy)
+    for name in ("gpu", "ascend"):
+        member = karmada_fleet[name]
+        eventually(lambda m=member: sum(_ready(p) for p in _pods(m.core, "divided", "web")) == 1, timeout=60)  # type: ignore[misc]

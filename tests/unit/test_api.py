@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from autoglm.api import RESOURCES, ModelDeployment, ModelDeploymentSpec
 from autoglm.api.crd import crd_manifest
-from autoglm.cli import render_crds
+from autoglm.face.cli import render_crds
 from tests.conftest import EXAMPLES, ROOT
 from tests.crd_validation import schema_errors
 
@@ -133,7 +133,7 @@ def test_static_and_dynamic_weights_are_exclusive() -> None:
 @pytest.mark.parametrize("path", sorted((EXAMPLES / "runtimes").glob("*.yaml")), ids=lambda p: p.name)
 def test_runtime_examples_are_valid(path: Path) -> None:
     from autoglm.api import BackendRuntime
-    from autoglm.backends import unknown_placeholders
+    from autoglm.core.backends import unknown_placeholders
 
     crd = crd_manifest(BackendRuntime)
     for doc in _documents(path):

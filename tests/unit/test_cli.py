@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autoglm.cli import app
+from autoglm.face.cli import app
 from tests.conftest import EXAMPLES, NODE_SETS
 
 runner = CliRunner()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from autoglm.api.common import Precision
-from autoglm.hardware import GIB, MIB, build_inventory, load_accelerator_table
+from autoglm.core.hardware import GIB, MIB, build_inventory, load_accelerator_table
 from tests.conftest import ROOT, inventory_of, load_nodes
 
 

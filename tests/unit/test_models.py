@@ -8,7 +8,7 @@ import pytest
 
 from autoglm.api.common import Precision
 from autoglm.api.modeldeployment import KvCacheDtype, ModelArchitecture, ModelSource
-from autoglm.models import (
+from autoglm.core.models import (
     ProfileError,
     build_profile,
     kv_bytes_per_token,

@@ -6,9 +6,9 @@ import copy
 import random
 
 from autoglm.api.common import Precision
-from autoglm.hardware import build_inventory
-from autoglm.models import profile_for
-from autoglm.planner import plan, tensor_parallel_sizes
+from autoglm.core.hardware import build_inventory
+from autoglm.core.models import profile_for
+from autoglm.core.planner import plan, tensor_parallel_sizes
 from tests.conftest import inventory_of, load_nodes, spec
 
 

@@ -8,11 +8,11 @@ import kubernetes_validate
 import pytest
 
 from autoglm.api import ModelDeployment, Precision
-from autoglm.backends import load_default_catalog
-from autoglm.hardware import build_inventory
-from autoglm.models import profile_for, weight_bytes
-from autoglm.planner import Plan, plan
-from autoglm.render import (
+from autoglm.core.backends import load_default_catalog
+from autoglm.core.hardware import build_inventory
+from autoglm.core.models import profile_for, weight_bytes
+from autoglm.core.planner import Plan, plan
+from autoglm.core.render import (
     ANNOTATION_PLAN_HASH,
     CACHE_CLAIM,
     conversion_job,

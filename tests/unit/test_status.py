@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from autoglm.api.common import ConditionStatus
-from autoglm.backends import load_default_catalog
-from autoglm.models import profile_for
-from autoglm.planner import plan
-from autoglm.status import ConversionState, Observed, condition_events, desired_status, set_condition
+from autoglm.core.backends import load_default_catalog
+from autoglm.core.models import profile_for
+from autoglm.core.planner import plan
+from autoglm.core.status import ConversionState, Observed, condition_events, desired_status, set_condition
 from tests.conftest import inventory_of, spec
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ from pathlib import Path
 
 CACHE_ENV = "AUTOGLM_SANDBOX_CACHE"
 SOURCE_ENV = "AUTOGLM_SANDBOX_SRC"
+# A release's source archive (with vendor/) to build Karmada from where the module proxy does not serve it.
+KARMADA_SRC_ENV = "AUTOGLM_KARMADA_SRC"
+ASSETS = "share"
 
 
 class SandboxError(Exception):
@@ -26,20 +30,36 @@ class Component:
 
     name: str
     module: str
-    programs: dict[str, str]
+    programs: dict[str, str]  # binary name -> Go package
     version_module: str
+    # Files of the upstream source the sandbox needs at run time (CRDs, webhook configurations), copied next
+    # to the binaries so a built cache is all `up` needs.
+    assets: tuple[str, ...] = ()
 
     def ldflags(self, version: str) -> str:
-        if self.name != "kubernetes":
-            return ""
-        major, minor = version.lstrip("v").split(".")[:2]
-        return " ".join(
-            f"-X k8s.io/component-base/version.{k}={v}"
-            for k, v in (("gitVersion", version), ("gitMajor", major), ("gitMinor", minor))
-        )
+        if self.name == "kubernetes":
+            major, minor = version.lstrip("v").split(".")[:2]
+            return " ".join(
+                f"-X k8s.io/component-base/version.{k}={v}"
+                for k, v in (("gitVersion", version), ("gitMajor", major), ("gitMinor", minor))
+            )
+        if self.name == "karmada":
+            return f"-X {self.version_module}/pkg/version.gitVersion={version}"
+        return ""
 
 
-COMPONENTS = (
+KARMADA = Component(
+    name="karmada",
+    module="karmada",
+    programs={
+        f"karmada-{cmd}": f"github.com/karmada-io/karmada/cmd/{cmd}"
+        for cmd in ("controller-manager", "scheduler", "aggregated-apiserver", "webhook")
+    },
+    version_module="github.com/karmada-io/karmada",
+    assets=("charts/karmada/_crds", "artifacts/deploy/webhook-configuration.yaml", "LICENSE"),
+)
+
+CLUSTER_COMPONENTS = (
     Component(
         name="kubernetes",
         module="kubernetes",
@@ -60,6 +80,7 @@ COMPONENTS = (
         name="kwok", module="kwok", programs={"kwok": "sigs.k8s.io/kwok/cmd/kwok"}, version_module="sigs.k8s.io/kwok"
     ),
 )
+COMPONENTS = (*CLUSTER_COMPONENTS, KARMADA)
 
 
 def source_dir() -> Path:
@@ -98,10 +119,10 @@ def binary_dir(component: Component, src: Path | None = None) -> Path:
     return cache_dir() / build_key(component, src)
 
 
-def binaries(src: Path | None = None) -> dict[str, Path]:
+def binaries(src: Path | None = None, components: tuple[Component, ...] = CLUSTER_COMPONENTS) -> dict[str, Path]:
     """Program name -> built binary; raises SandboxError naming what is missing and how to build it."""
     found: dict[str, Path] = {}
-    for component in COMPONENTS:
+    for component in components:
         folder = binary_dir(component, src)
         if not (folder / ".complete").exists():
             raise SandboxError(
@@ -109,6 +130,8 @@ def binaries(src: Path | None = None) -> dict[str, Path]:
             )
         for program in component.programs:
             found[program] = folder / program
+        if component.assets:
+            found[f"{component.name}-{ASSETS}"] = folder / ASSETS
     return found
 
 
@@ -131,9 +154,15 @@ def build(
     components: tuple[Component, ...] = COMPONENTS,
     src: Path | None = None,
     log: Callable[[str], None] = lambda _: None,
+    karmada_archive: Path | None = None,
 ) -> list[BuildResult]:
-    """Build every component not already in the cache; a component whose pins did not change is skipped."""
+    """Build every component not already in the cache; a component whose pins did not change is skipped.
+
+    Karmada comes from its pinned Go module; where the module proxy refuses it, from the source archive
+    `karmada_archive` (or $AUTOGLM_KARMADA_SRC), built with its vendor/ folder.
+    """
     src = src or source_dir()
+    archive = karmada_archive or (Path(os.environ[KARMADA_SRC_ENV]) if os.environ.get(KARMADA_SRC_ENV) else None)
     results = []
     for component in components:
         folder = src / component.module
@@ -148,23 +177,101 @@ def build(
         log(f"{component.name} {version}: building {', '.join(component.programs)} ...")
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{component.name}-", dir=target.parent))
-        command = [_go(), "build", "-trimpath", "-ldflags", component.ldflags(version), "-o", f"{staging}/"]
-        if len(component.programs) == 1:
-            ((program, package),) = component.programs.items()
-            command[-1] = str(staging / program)
-            command.append(package)
-        else:
-            command += list(component.programs.values())
-        done = subprocess.run(
-            command, cwd=folder, capture_output=True, text=True, env={**os.environ, "CGO_ENABLED": "0"}
-        )
-        if done.returncode != 0:
+        try:
+            try:
+                source = _build_module(component, version, folder, staging)
+            except SandboxError as refused:
+                if component is not KARMADA or archive is None:
+                    raise
+                log(f"{component.name}: the module could not be built ({_first_line(refused)}); building {archive}")
+                source = _build_archive(component, version, archive, staging)
+            for asset in component.assets:
+                _copy(source / asset, staging / ASSETS / asset)
+            shutil.rmtree(staging / "src", ignore_errors=True)  # an extracted archive, once built
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
-            raise SandboxError(f"building {component.name} failed: `{' '.join(command)}` in {folder}:\n{tail}")
+            raise
         (staging / ".complete").write_text(version + "\n")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
         results.append(BuildResult(component.name, version, target, built=True))
     return results
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _go_build(component: Component, version: str, cwd: Path, args: list[str]) -> None:
+    command = [_go(), "build", "-trimpath", "-ldflags", component.ldflags(version), *args]
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "CGO_ENABLED": "0"})
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+        hint = ""
+        if component is KARMADA:
+            hint = (
+                f"\n(where the Go module proxy refuses {component.version_module}, build from its source archive: "
+                f"`autoglm sandbox build --karmada-src FILE` or ${KARMADA_SRC_ENV})"
+            )
+        raise SandboxError(f"building {component.name} failed: `{' '.join(command)}` in {cwd}:\n{tail}{hint}")
+
+
+def _build_module(component: Component, version: str, folder: Path, staging: Path) -> Path:
+    """Build from the pinned module folder; returns the upstream module's source folder (for assets)."""
+    if len(component.programs) == 1:
+        ((program, package),) = component.programs.items()
+        _go_build(component, version, folder, ["-o", str(staging / program), package])
+    else:
+        _go_build(component, version, folder, ["-o", f"{staging}/", *component.programs.values()])
+        for program, package in component.programs.items():
+            built = staging / package.rsplit("/", 1)[-1]
+            if built.name != program:
+                built.rename(staging / program)
+    if not component.assets:
+        return folder
+    done = subprocess.run(
+        [_go(), "list", "-m", "-f", "{{.Dir}}", component.version_module],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        raise SandboxError(f"{component.name}: cannot locate the source of {component.version_module}: {done.stderr}")
+    return Path(done.stdout.strip())
+
+
+def _build_archive(component: Component, version: str, archive: Path, staging: Path) -> Path:
+    """Build from a release's source archive (one top folder holding go.mod and vendor/), checked against the
+    pinned module and version; it is extracted into staging/src, which the caller removes."""
+    if not archive.is_file():
+        raise SandboxError(f"{component.name}: source archive {archive} does not exist")
+    source_root = staging / "src"
+    source_root.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(source_root, filter="data")
+    tops = [p for p in source_root.iterdir() if p.is_dir()]
+    root = tops[0] if len(tops) == 1 and not (source_root / "go.mod").exists() else source_root
+    gomod = root / "go.mod"
+    if not gomod.exists() or f"module {component.version_module}\n" not in gomod.read_text():
+        raise SandboxError(f"{archive} is not a source archive of {component.version_module} (no matching go.mod)")
+    if not (root / "vendor").is_dir():
+        raise SandboxError(f"{archive} has no vendor/ folder: it cannot be built without the module proxy")
+    if version not in archive.name:
+        raise SandboxError(f"{archive} does not look like {component.version_module} {version} (its name lacks it)")
+    prefix = component.version_module + "/"
+    for program, package in component.programs.items():
+        local = "./" + package.removeprefix(prefix)
+        _go_build(component, version, root, ["-mod=vendor", "-o", str(staging / program), local])
+    return root
+
+
+def _copy(source: Path, target: Path) -> None:
+    if not source.exists():
+        raise SandboxError(f"expected {source} in the upstream source")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copyfile(source, target)

@@ -1,7 +1,9 @@
 """Run one sandbox cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK on 127.0.0.1.
 
-Every process is started in its own session with its pid, port and log file recorded under the cluster's
-folder, so `down` stops exactly what `up` started, and a folder that is up cannot be started twice.
+Every process is started in its own session with its pid, port, command, health URL and log file recorded
+under the cluster's folder, so `down` stops exactly what `up` started, a folder that is up cannot be started
+twice, and a stopped cluster can be started again with its etcd data (a member outage and its return).
+The Karmada control plane (karmada.py) is run the same way.
 """
 
 from __future__ import annotations
@@ -38,15 +40,23 @@ NODE_LEASE_SECONDS = 40
 GRACE_PER_LEASE = 1.25
 
 
+# The API server of each kind of control plane.
+APISERVER = {"kubernetes": "kube-apiserver", "karmada": "karmada-apiserver"}
+
+
 @dataclass
 class ClusterState:
-    """What `up` recorded: enough for `status` and `down` in a later process."""
+    """What `up` recorded: enough for `status`, `down`, `stop` and `start` in a later process."""
 
     name: str
     directory: str
+    kind: str = "kubernetes"
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     binaries: dict[str, str] = field(default_factory=dict)
+    # component -> argv (without the binary) and health URL, in start order: how to start it again.
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    health: dict[str, str] = field(default_factory=dict)
     nodes: int = 0
     node_lease_seconds: int = NODE_LEASE_SECONDS
 
@@ -56,7 +66,20 @@ class ClusterState:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+        return f"https://127.0.0.1:{self.ports[APISERVER[self.kind]]}"
+
+    @property
+    def ca(self) -> Path:
+        return Path(self.directory) / "pki" / "ca.crt"
+
+    @property
+    def admin(self) -> Credential:
+        pki = Path(self.directory) / "pki"
+        return Credential(pki / "admin.crt", pki / "admin.key")
+
+    def running(self) -> list[str]:
+        """The recorded components whose process still runs our binary."""
+        return [c for c, pid in self.pids.items() if process_alive(pid, self.binaries.get(c))]
 
     def api_client(self) -> Any:
         """A Kubernetes client for this cluster's admin kubeconfig."""
@@ -131,7 +154,9 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, log: Path |
     raise SandboxError(f"{what} did not become ready within {timeout:.0f} s (log: {log}){tail}")
 
 
-class _Launcher:
+class Launcher:
+    """Starts a control plane's processes and records how, so they can be stopped and started again."""
+
     def __init__(self, state: ClusterState, binaries: Mapping[str, Path]):
         self.state = state
         self.binaries = binaries
@@ -141,11 +166,18 @@ class _Launcher:
     def log(self, component: str) -> Path:
         return self.dir / "logs" / f"{component}.log"
 
-    def start(self, component: str, args: list[str]) -> None:
-        binary = str(self.binaries[component])
+    def start(self, component: str, args: list[str], health: str | None = None, binary: str | None = None) -> None:
+        """Start `component` (the program `binary`, by default the component's own name) in its own session."""
+        self.state.binaries[component] = str(self.binaries[binary or component])
+        self.state.commands[component] = args
+        if health:
+            self.state.health[component] = health
+        self._spawn(component)
+
+    def _spawn(self, component: str) -> None:
         with self.log(component).open("ab") as out:
             proc = subprocess.Popen(
-                [binary, *args],
+                [self.state.binaries[component], *self.state.commands[component]],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -153,8 +185,86 @@ class _Launcher:
                 start_new_session=True,
             )
         self.state.pids[component] = proc.pid
-        self.state.binaries[component] = binary
         self.state.save()
+
+    def wait(self, component: str, timeout: float) -> None:
+        """Until the component answers its health URL (or, without one, its process runs)."""
+        wait_until(
+            f"{self.state.name}: {component}", lambda: healthy(self.state, component), timeout, self.log(component)
+        )
+
+    def etcd(self, timeout: float) -> None:
+        """Start this control plane's etcd (data in DIR/etcd-data) and wait for it."""
+        port, peer = self.state.ports["etcd"], self.state.ports["etcd-peer"]
+        self.start(
+            "etcd",
+            [
+                f"--name={self.state.name}",
+                f"--data-dir={self.dir / 'etcd-data'}",
+                f"--listen-client-urls=http://127.0.0.1:{port}",
+                f"--advertise-client-urls=http://127.0.0.1:{port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster={self.state.name}=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync=true",
+                "--quota-backend-bytes=8589934592",
+                "--log-level=warn",
+            ],
+            health=f"http://127.0.0.1:{port}/health",
+        )
+        self.wait("etcd", timeout)
+
+    def restart(self, timeout: float) -> None:
+        """Start every recorded process again, in the recorded order, each once the one before is healthy."""
+        for component in self.state.commands:
+            self._spawn(component)
+            self.wait(component, timeout)
+
+
+def healthy(state: ClusterState, component: str) -> bool:
+    """The component's health URL answers 200 (its own API server is asked as admin); without one, it runs."""
+    pid = state.pids.get(component)
+    if not pid or not process_alive(pid, state.binaries.get(component)):
+        return False
+    url = state.health.get(component)
+    if url is None:
+        return True
+    if url.startswith("http://"):
+        return _http_ok(url)
+    if url.startswith(state.server):
+        return _https_ok(url, state.ca, state.admin)
+    return _https_ok(url, state.ca, None)
+
+
+def prepare_directory(name: str, directory: Path, kind: str = "kubernetes") -> ClusterState:
+    """A fresh state for a control plane in `directory`; refuses a folder whose processes still run."""
+    existing = ClusterState.load(directory)
+    if existing and existing.running():
+        raise SandboxError(f"cluster {name} in {directory} is already up; run `autoglm sandbox down` first")
+    directory.mkdir(parents=True, exist_ok=True)
+    # A folder that is down starts from scratch: stale etcd data would resurrect the last run's objects.
+    shutil.rmtree(directory / "etcd-data", ignore_errors=True)
+    state = ClusterState(name=name, directory=str(directory.resolve()), kind=kind)
+    state.save()
+    return state
+
+
+def admin_client(state: ClusterState) -> Any:
+    """A Kubernetes client for the control plane's admin kubeconfig."""
+    return state.api_client()
+
+
+def server_side_apply(api: Any, objects: list[dict[str, Any]], manager: str = "autoglm-sandbox") -> None:
+    """Create or update each object with server-side apply, in order."""
+    from kubernetes.dynamic import DynamicClient
+
+    dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]
+    for obj in objects:
+        resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        meta = obj["metadata"]
+        resource.server_side_apply(
+            body=obj, name=meta["name"], namespace=meta.get("namespace"), field_manager=manager, force_conflicts=True
+        )
 
 
 def _pki(directory: Path, name: str) -> dict[str, Any]:
@@ -179,10 +289,6 @@ def _pki(directory: Path, name: str) -> dict[str, Any]:
     }
 
 
-def _healthz(url: str, ca: Path) -> Callable[[], bool]:
-    return lambda: _https_ok(url, ca, None)
-
-
 def _stages(directory: Path, cold_start_seconds: float) -> Path:
     text = resources.files("autoglm.sandbox").joinpath("kwok-stages.yaml").read_text(encoding="utf-8")
     path = directory / "kwok-stages.yaml"
@@ -199,18 +305,13 @@ def start_cluster(
     node_lease_seconds: int = NODE_LEASE_SECONDS,
 ) -> ClusterState:
     """Start one control plane; returns once kube-apiserver answers /readyz and the controllers are healthy."""
-    existing = ClusterState.load(directory)
-    if existing and any(process_alive(pid, existing.binaries.get(c)) for c, pid in existing.pids.items()):
-        raise SandboxError(f"cluster {name} in {directory} is already up; run `autoglm sandbox down` first")
-    directory.mkdir(parents=True, exist_ok=True)
-    # A folder that is down starts from scratch: stale etcd data would resurrect the last run's objects.
-    shutil.rmtree(directory / "etcd-data", ignore_errors=True)
-    state = ClusterState(name=name, directory=str(directory.resolve()), node_lease_seconds=node_lease_seconds)
+    state = prepare_directory(name, directory)
+    state.node_lease_seconds = node_lease_seconds
     state.ports = {c: free_port() for c in COMPONENTS}
     state.ports["etcd-peer"] = free_port()
     state.save()
     certs = _pki(directory, name)
-    launch = _Launcher(state, binaries)
+    launch = Launcher(state, binaries)
     server = state.server
     kubeconfigs = {
         who: write_kubeconfig(directory / "pki" / f"{who}.kubeconfig", name, server, certs["ca"], certs[who])
@@ -219,25 +320,7 @@ def start_cluster(
     write_kubeconfig(state.kubeconfig, name, server, certs["ca"], certs["admin"])
     ports = state.ports
 
-    launch.start(
-        "etcd",
-        [
-            "--name=sandbox",
-            f"--data-dir={directory / 'etcd-data'}",
-            f"--listen-client-urls=http://127.0.0.1:{ports['etcd']}",
-            f"--advertise-client-urls=http://127.0.0.1:{ports['etcd']}",
-            f"--listen-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
-            f"--initial-cluster=sandbox=http://127.0.0.1:{ports['etcd-peer']}",
-            "--unsafe-no-fsync=true",
-            "--quota-backend-bytes=8589934592",
-            "--log-level=warn",
-        ],
-    )
-    wait_until(
-        f"{name}: etcd", lambda: _http_ok(f"http://127.0.0.1:{ports['etcd']}/health"), timeout, launch.log("etcd")
-    )
-
+    launch.etcd(timeout)
     sa_key, sa_pub = certs["sa"]
     launch.start(
         "kube-apiserver",
@@ -260,14 +343,9 @@ def start_cluster(
             f"--cert-dir={directory / 'pki'}",
             "--profiling=false",
         ],
+        health=f"{server}/readyz",
     )
-    admin = certs["admin"]
-    wait_until(
-        f"{name}: kube-apiserver",
-        lambda: _https_ok(f"{server}/readyz", certs["ca"], admin),
-        timeout,
-        launch.log("kube-apiserver"),
-    )
+    launch.wait("kube-apiserver", timeout)
 
     common = ["--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false"]
     launch.start(
@@ -285,6 +363,7 @@ def start_cluster(
             "--controllers=*",
             *common,
         ],
+        health=f"https://127.0.0.1:{ports['kube-controller-manager']}/healthz",
     )
     launch.start(
         "kube-scheduler",
@@ -295,6 +374,7 @@ def start_cluster(
             f"--secure-port={ports['kube-scheduler']}",
             *common,
         ],
+        health=f"https://127.0.0.1:{ports['kube-scheduler']}/healthz",
     )
     launch.start(
         "kwok",
@@ -309,12 +389,24 @@ def start_cluster(
             "--node-ip=10.255.0.1",
             f"--server-address=127.0.0.1:{ports['kwok']}",
         ],
+        health=f"http://127.0.0.1:{ports['kwok']}/healthz",
     )
-    ca: Path = certs["ca"]
-    for component in ("kube-controller-manager", "kube-scheduler"):
-        url = f"https://127.0.0.1:{ports[component]}/healthz"
-        wait_until(f"{name}: {component}", _healthz(url, ca), timeout, launch.log(component))
-    wait_until(f"{name}: kwok", lambda: process_alive(state.pids["kwok"]), 5, launch.log("kwok"))
+    for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
+        launch.wait(component, timeout)
+    return state
+
+
+def restart_cluster(directory: Path, timeout: float = 60.0) -> ClusterState:
+    """Start a stopped control plane again with its recorded commands, ports, certificates and etcd data."""
+    state = ClusterState.load(directory)
+    if state is None or not state.commands:
+        raise SandboxError(f"no sandbox control plane was started in {directory}")
+    if state.running():
+        raise SandboxError(f"{state.name} is running ({', '.join(state.running())}); stop it first")
+    missing = [b for b in state.binaries.values() if not Path(b).exists()]
+    if missing:
+        raise SandboxError(f"{state.name}: {', '.join(missing)} no longer exist; run `autoglm sandbox build`")
+    Launcher(state, {}).restart(timeout)
     return state
 
 
@@ -357,24 +449,12 @@ def cluster_status(directory: Path) -> list[ComponentStatus]:
     state = ClusterState.load(directory)
     if state is None:
         return []
-    ca = Path(state.directory) / "pki" / "ca.crt"
-    admin = Credential(Path(state.directory) / "pki/admin.crt", Path(state.directory) / "pki/admin.key")
     out = []
-    for component in COMPONENTS:
+    for component in state.commands:
         pid = state.pids.get(component)
-        port = state.ports.get(component)
         running = bool(pid) and process_alive(pid or 0, state.binaries.get(component))
-        healthy = False
-        if running and port:
-            if component == "etcd":
-                healthy = _http_ok(f"http://127.0.0.1:{port}/health")
-            elif component == "kube-apiserver":
-                healthy = _https_ok(f"https://127.0.0.1:{port}/readyz", ca, admin)
-            elif component == "kwok":
-                healthy = running
-            else:
-                healthy = _https_ok(f"https://127.0.0.1:{port}/healthz", ca, None)
-        out.append(ComponentStatus(state.name, component, pid, port, running, healthy))
+        ok = running and healthy(state, component)
+        out.append(ComponentStatus(state.name, component, pid, state.ports.get(component), running, ok))
     return out
 
 

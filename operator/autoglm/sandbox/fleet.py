@@ -1,4 +1,4 @@
-"""Several sandbox clusters under one state folder: DIR/NAME/ for each cluster."""
+"""Several sandbox clusters under one state folder: DIR/NAME/ for each cluster, DIR/karmada/ for Karmada."""
 
 from __future__ import annotations
 
@@ -8,23 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoglm.sandbox.build import SandboxError, binaries
+from autoglm.sandbox.build import CLUSTER_COMPONENTS, KARMADA, SandboxError, binaries
 from autoglm.sandbox.cluster import (
     NODE_LEASE_SECONDS,
     ClusterState,
     ComponentStatus,
     cluster_status,
     provide_storage,
+    restart_cluster,
     start_cluster,
     stop_cluster,
 )
+from autoglm.sandbox.karmada import NAME as KARMADA_NAME
+from autoglm.sandbox.karmada import join, start_karmada
 from autoglm.sandbox.nodes import register_nodes, wait_nodes_ready
-
-KARMADA_UNAVAILABLE = (
-    "--karmada is not available on this machine: the Go module proxy refuses github.com/karmada-io/karmada "
-    "(403 'This module version is not available'), so karmada-controller-manager and karmada-scheduler "
-    "cannot be built here"
-)
 
 
 @dataclass(frozen=True)
@@ -43,10 +40,11 @@ def up(
     log: Callable[[str], None] = lambda _: None,
     node_lease_seconds: int = NODE_LEASE_SECONDS,
 ) -> tuple[dict[str, ClusterState], list[ClusterTimings]]:
-    """Start every cluster with its nodes; on any failure, stop what was started and raise."""
-    if karmada:
-        raise SandboxError(KARMADA_UNAVAILABLE)
-    bins = binaries()
+    """Start every cluster with its nodes, and with `karmada` a Karmada control plane that every cluster joins
+    in Push mode (its state under the key "karmada"); on any failure, stop what was started and raise."""
+    if karmada and KARMADA_NAME in clusters:
+        raise SandboxError(f"a cluster cannot be named {KARMADA_NAME!r} beside the Karmada control plane")
+    bins = binaries(components=(*CLUSTER_COMPONENTS, KARMADA) if karmada else CLUSTER_COMPONENTS)
     states: dict[str, ClusterState] = {}
     timings = []
     try:
@@ -65,6 +63,16 @@ def up(
                 f"{name}: up in {control_plane:.1f} s, {len(nodes)} nodes Ready {ready:.1f} s later; "
                 f"kubeconfig {state.kubeconfig}"
             )
+        if karmada:
+            start = time.monotonic()
+            states[KARMADA_NAME] = start_karmada(state_dir / KARMADA_NAME, bins)
+            control_plane = time.monotonic() - start
+            for name in clusters:
+                join(states[KARMADA_NAME], states[name])
+            log(
+                f"karmada: up in {control_plane:.1f} s, {len(clusters)} clusters joined in Push mode "
+                f"{time.monotonic() - start - control_plane:.1f} s later; kubeconfig {states[KARMADA_NAME].kubeconfig}"
+            )
     except BaseException:
         for name in states:
             stop_cluster(state_dir / name)
@@ -78,6 +86,24 @@ def cluster_dirs(state_dir: Path) -> list[Path]:
 
 def down(state_dir: Path) -> dict[str, list[str]]:
     return {d.name: stop_cluster(d) for d in cluster_dirs(state_dir)}
+
+
+def _one(state_dir: Path, name: str) -> Path:
+    directory = state_dir / name
+    if ClusterState.load(directory) is None:
+        known = ", ".join(d.name for d in cluster_dirs(state_dir)) or "none"
+        raise SandboxError(f"no sandbox cluster {name!r} in {state_dir} (clusters: {known})")
+    return directory
+
+
+def stop(state_dir: Path, name: str) -> list[str]:
+    """Stop one cluster's processes and keep its data: to its clients, an outage of the whole cluster."""
+    return stop_cluster(_one(state_dir, name))
+
+
+def start(state_dir: Path, name: str, timeout: float = 60.0) -> ClusterState:
+    """Start a stopped cluster again, as it was (same ports, certificates, etcd data and nodes)."""
+    return restart_cluster(_one(state_dir, name), timeout)
 
 
 def status(state_dir: Path) -> list[ComponentStatus]:

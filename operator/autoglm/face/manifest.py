@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from autoglm.hardware import nodes_from_document
+from autoglm.core.hardware import nodes_from_document
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

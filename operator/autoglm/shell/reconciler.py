@@ -16,12 +16,11 @@ from pydantic import ValidationError
 
 from autoglm.api import BackendRuntime, ModelDeployment, Precision
 from autoglm.api.modeldeployment import ModelDeploymentStatus
-from autoglm.backends import merge_catalogs
-from autoglm.clusters import ClusterClient, ready_replicas
-from autoglm.hardware import AcceleratorTable, Inventory, build_inventory, load_accelerator_table
-from autoglm.models import ModelCatalog, ProfileError, load_model_catalog, profile_for, weight_bytes
-from autoglm.planner import Plan, inputs_digest, plan
-from autoglm.render import (
+from autoglm.core.backends import merge_catalogs
+from autoglm.core.hardware import AcceleratorTable, Inventory, build_inventory, load_accelerator_table
+from autoglm.core.models import ModelCatalog, ProfileError, load_model_catalog, profile_for, weight_bytes
+from autoglm.core.planner import Plan, inputs_digest, plan
+from autoglm.core.render import (
     LABEL_DEPLOYMENT,
     artifact_cleanup_job,
     conversion_job,
@@ -30,7 +29,8 @@ from autoglm.render import (
     plan_hash,
     serving_objects,
 )
-from autoglm.status import ConversionState, Observed, condition_events, desired_status
+from autoglm.core.status import ConversionState, Observed, condition_events, desired_status
+from autoglm.shell.clusters import ClusterClient, ready_replicas
 
 Manifest = dict[str, Any]
 

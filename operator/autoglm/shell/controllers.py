@@ -20,10 +20,10 @@ from kubernetes import client, config
 from kubernetes.client import ApiException
 
 from autoglm import API_GROUP, API_VERSION
-from autoglm.backends import load_default_catalog
-from autoglm.clusters import ClusterClient
-from autoglm.metrics import OperatorMetrics
-from autoglm.reconciler import Outcome, Reconciler
+from autoglm.core.backends import load_default_catalog
+from autoglm.shell.clusters import ClusterClient
+from autoglm.shell.metrics import OperatorMetrics
+from autoglm.shell.reconciler import Outcome, Reconciler
 
 MD = (API_GROUP, API_VERSION, "modeldeployments")
 RUNTIMES = (API_GROUP, API_VERSION, "backendruntimes")

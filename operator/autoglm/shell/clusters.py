@@ -19,7 +19,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from autoglm import API_GROUP, API_VERSION
-from autoglm.render import FIELD_MANAGER, LABEL_DEPLOYMENT
+from autoglm.core.render import FIELD_MANAGER, LABEL_DEPLOYMENT
 
 Manifest = dict[str, Any]
 # Kinds the operator owns per ModelDeployment, for pruning what a new plan no longer renders.

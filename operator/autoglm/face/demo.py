@@ -25,8 +25,8 @@ from rich.table import Table
 from autoglm import API_GROUP, API_VERSION
 from autoglm.api import RESOURCES
 from autoglm.api.crd import crd_manifest, kopf_peering_crds
-from autoglm.controllers import OperatorContext, operator_thread
-from autoglm.hardware import nodes_from_document
+from autoglm.core.hardware import nodes_from_document
+from autoglm.shell.controllers import OperatorContext, operator_thread
 
 DEMO_NAMESPACE = "autoglm-demo"
 # Cluster name -> example node sets (from manifests/examples/nodes) and the ModelDeployments it gets.

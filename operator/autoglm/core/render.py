@@ -17,9 +17,9 @@ from typing import Any
 
 from autoglm.api.backendruntime import BackendRuntime
 from autoglm.api.modeldeployment import ModelDeployment
-from autoglm.backends import fill
-from autoglm.hardware import GIB
-from autoglm.planner import ARTIFACT_ROOT, MODEL_ROOT, Assignment, ConversionStep, Plan, PoolOption
+from autoglm.core.backends import fill
+from autoglm.core.hardware import GIB
+from autoglm.core.planner import ARTIFACT_ROOT, MODEL_ROOT, Assignment, ConversionStep, Plan, PoolOption
 
 FIELD_MANAGER = "autoglm"
 LABEL_DEPLOYMENT = "autoglm.io/modeldeployment"

@@ -12,7 +12,7 @@ import yaml
 
 from autoglm.api.backendruntime import BackendRuntime
 from autoglm.api.common import Precision
-from autoglm.hardware import AcceleratorPool
+from autoglm.core.hardware import AcceleratorPool
 
 PLACEHOLDERS = frozenset(
     {

@@ -6,8 +6,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from autoglm.hardware import GIB, Inventory
-from autoglm.planner import Plan
+from autoglm.core.hardware import GIB, Inventory
+from autoglm.core.planner import Plan
 
 
 def inventory_table(inventory: Inventory) -> Table:

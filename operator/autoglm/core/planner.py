@@ -17,15 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from autoglm.api.backendruntime import BackendRuntime
 from autoglm.api.common import Precision, PrecisionChoice
 from autoglm.api.modeldeployment import FallbackPolicy, KvCacheDtype, ModelDeploymentSpec, PlanEntry
-from autoglm.backends import (
+from autoglm.core.backends import (
     accelerator_mismatch,
     fill,
     model_type_mismatch,
     precisions_offered,
     unknown_placeholders,
 )
-from autoglm.hardware import GIB, AcceleratorPool, Inventory
-from autoglm.models import ModelProfile, activation_dtype, kv_bytes_per_token, weight_bytes
+from autoglm.core.hardware import GIB, AcceleratorPool, Inventory
+from autoglm.core.models import ModelProfile, activation_dtype, kv_bytes_per_token, weight_bytes
 
 QUALITY_RANK = {Precision.FP8: 0, Precision.BF16: 0, Precision.FP16: 0, Precision.INT8: 1, Precision.INT4: 2}
 TORCH_DTYPE = {Precision.BF16: "bfloat16", Precision.FP16: "float16"}

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from autoglm.api.common import Condition, ConditionStatus
 from autoglm.api.modeldeployment import ClusterStatus, ModelDeploymentStatus
-from autoglm.planner import Plan
+from autoglm.core.planner import Plan
 
 PLANNED = "Planned"
 CONVERTED = "Converted"

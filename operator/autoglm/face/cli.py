@@ -14,12 +14,12 @@ from rich.table import Table
 
 from autoglm.api import RESOURCES, BackendRuntime, ModelDeployment
 from autoglm.api.crd import crd_manifest, kopf_peering_crds
-from autoglm.backends import load_default_catalog, merge_catalogs
-from autoglm.hardware import build_inventory
-from autoglm.manifest import InputError, InputProblem, parse_objects, read_nodes
-from autoglm.models import ProfileError, load_model_catalog, profile_for
-from autoglm.planner import plan as make_plan
-from autoglm.report import inventory_table, plan_view
+from autoglm.core.backends import load_default_catalog, merge_catalogs
+from autoglm.core.hardware import build_inventory
+from autoglm.core.models import ProfileError, load_model_catalog, profile_for
+from autoglm.core.planner import plan as make_plan
+from autoglm.face.manifest import InputError, InputProblem, parse_objects, read_nodes
+from autoglm.face.report import inventory_table, plan_view
 from autoglm.sandbox import build as sandbox_builder
 from autoglm.sandbox import fleet as sandbox_fleet
 from autoglm.sandbox.cluster import NODE_LEASE_SECONDS
@@ -204,7 +204,7 @@ def run(
 
     import kopf
 
-    from autoglm.controllers import OperatorContext, build_registry
+    from autoglm.shell.controllers import OperatorContext, build_registry
 
     context = OperatorContext.from_kubeconfig(str(kubeconfig) if kubeconfig else None, resync_seconds=resync)
     context.namespaces = tuple(namespace or ())
@@ -242,7 +242,7 @@ def demo(
     """Sample nodes of several vendors, the operator, GLM ModelDeployments planned and running; then clean up."""
     from kubernetes import config as kube_config
 
-    from autoglm import demo as demo_run
+    from autoglm.face import demo as demo_run
 
     root = demo_run.examples_root()
     if kubeconfig:
@@ -299,10 +299,21 @@ app.add_typer(sandbox_app, name="sandbox")
 
 
 @sandbox_app.command("build")
-def sandbox_build() -> None:
-    """Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd and KWOK from the pinned Go modules."""
+def sandbox_build(
+    karmada_src: Annotated[
+        Path | None,
+        typer.Option(
+            "--karmada-src",
+            envvar=sandbox_builder.KARMADA_SRC_ENV,
+            help="Karmada's release source archive (with vendor/), for machines whose Go module proxy refuses "
+            "github.com/karmada-io/karmada.",
+        ),
+    ] = None,
+) -> None:
+    """Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, KWOK and Karmada's controller-manager,
+    scheduler, aggregated API server and webhook from the pinned Go modules (cached)."""
     try:
-        results = sandbox_builder.build(log=lambda line: out.print(line, highlight=False))
+        results = sandbox_builder.build(log=lambda line: out.print(line, highlight=False), karmada_archive=karmada_src)
     except sandbox_builder.SandboxError as exc:
         err.print(f"[red]error[/red]: {exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -372,6 +383,34 @@ def sandbox_status(
     out.print(table)
     if not all(r.healthy for r in rows):
         raise typer.Exit(1)
+
+
+@sandbox_app.command("stop")
+def sandbox_stop(
+    cluster: Annotated[str, typer.Option("--cluster", help="The cluster to stop (its data is kept).")],
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
+) -> None:
+    """Stop one cluster of a running sandbox, keeping its data: an outage of that member."""
+    try:
+        stopped = sandbox_fleet.stop(state_dir, cluster)
+    except sandbox_builder.SandboxError as exc:
+        err.print(f"[red]error[/red]: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"{cluster}: stopped {', '.join(stopped) if stopped else 'nothing (not running)'}")
+
+
+@sandbox_app.command("start")
+def sandbox_start(
+    cluster: Annotated[str, typer.Option("--cluster", help="The stopped cluster to start again.")],
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
+) -> None:
+    """Start a stopped cluster again as it was: same ports, certificates, objects and nodes."""
+    try:
+        state = sandbox_fleet.start(state_dir, cluster)
+    except sandbox_builder.SandboxError as exc:
+        err.print(f"[red]error[/red]: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"{cluster}: started {', '.join(state.commands)}")
 
 
 @sandbox_app.command("down")

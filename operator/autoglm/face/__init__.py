@@ -1,0 +1,1 @@
+"""What a person runs: the CLI, the demo and their human-readable views. Imported by nothing else."""

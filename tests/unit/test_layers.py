@@ -1,0 +1,56 @@
+"""The package's layers, as STYLE.md states them: api <- core <- shell <- face, with sandbox beside them.
+
+Never core -> shell, core -> sandbox, shell -> sandbox (the operator runs on any cluster), anything -> face.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "autoglm"
+# layer -> layers it may import (besides itself and the package root's constants)
+ALLOWED = {
+    "api": {"api"},
+    "core": {"api", "core"},
+    "shell": {"api", "core", "shell"},
+    "sandbox": {"sandbox"},
+    "face": {"api", "core", "shell", "sandbox", "face"},
+}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "autoglm" and parts[1] in ALLOWED else None
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_a_layer_imports_only_what_it_may(layer: str) -> None:
+    files = sorted((PACKAGE / layer).glob("*.py"))
+    assert files, f"no modules in {layer}/"
+    wrong = [
+        f"{path.relative_to(PACKAGE)} imports {module}"
+        for path in files
+        for module in sorted(_imports(path))
+        if (target := _layer(module)) is not None and target not in ALLOWED[layer]
+    ]
+    assert wrong == []
+
+
+def test_every_module_sits_in_a_layer() -> None:
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert loose == []
