@@ -163,6 +163,12 @@ class Failover(ApiModel):
     toleration_seconds: int = Field(
         default=300, ge=0, description="How long a cluster may be NotReady before its replicas move."
     )
+    rebalance_seconds: int = Field(
+        default=120,
+        ge=0,
+        description="How long a cluster that came back must stay Ready before replicas move back to it; "
+        "a cluster that flaps inside this window keeps none.",
+    )
 
 
 class Placement(ApiModel):

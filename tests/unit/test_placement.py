@@ -1,0 +1,180 @@
+"""Placement across member clusters: Karmada's semantics, capacity caps, failover windows, per-member plans."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from autoglm.api import ModelDeploymentSpec
+from autoglm.core.backends import load_default_catalog
+from autoglm.core.models import load_model_catalog, profile_for
+from autoglm.core.placement import MemberView, candidates, capacity, divide, place
+from autoglm.core.planner import Plan, plan
+from tests.conftest import inventory_of, spec
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+NODE_FILES = {"gpu": "nvidia-h100.yaml", "ascend": "huawei-ascend.yaml", "edge": "sophgo.yaml"}
+
+
+def planner_for(s: ModelDeploymentSpec, files: dict[str, str] = NODE_FILES) -> Any:
+    catalog = load_default_catalog()
+    profile = profile_for(s.model, load_model_catalog())
+    inventories = {name: inventory_of(f) for name, f in files.items()}
+
+    def plan_for(member: str, replicas: int) -> Plan:
+        wanted = s.model_copy(update={"replicas": s.replicas.model_copy(update={"min": replicas})})
+        return plan(inventories[member], profile, catalog, wanted)
+
+    return plan_for
+
+
+def members(*names: str, **overrides: dict[str, Any]) -> list[MemberView]:
+    return [MemberView(name=n, **overrides.get(n, {})) for n in names]
+
+
+def test_divide_uses_largest_remainders_and_is_deterministic() -> None:
+    assert divide(4, {"gpu": 3, "ascend": 1}) == {"gpu": 3, "ascend": 1}
+    assert divide(10, {"a": 1, "b": 1, "c": 1}) == {"a": 4, "b": 3, "c": 3}
+    # 7 by 5:3 -> 4.375 / 2.625: the larger remainder (b) takes the last replica.
+    assert divide(7, {"a": 5, "b": 3}) == {"a": 4, "b": 3}
+    assert divide(10, {"c": 1, "b": 1, "a": 1}) == divide(10, {"a": 1, "b": 1, "c": 1})
+
+
+def test_divide_never_exceeds_a_limit_and_spills_to_members_with_room() -> None:
+    assert divide(4, {"gpu": 3, "ascend": 1}, {"gpu": 1, "ascend": 10}) == {"gpu": 1, "ascend": 3}
+    assert divide(9, {"a": 1, "b": 1, "c": 1}, {"a": 0, "b": 10, "c": 10}) == {"a": 0, "b": 5, "c": 4}
+    # What nobody can hold stays unplaced.
+    assert divide(5, {"a": 1, "b": 1}, {"a": 1, "b": 2}) == {"a": 1, "b": 2}
+    assert divide(3, {"a": 0, "b": 0}) == {"a": 0, "b": 0}
+
+
+def test_candidates_by_name_selector_taint_and_readiness() -> None:
+    s = spec(
+        model={"name": "glm-4-9b-chat"},
+        placement={
+            "clusters": ["gpu", "ascend", "edge", "gone", "flaky", "down"],
+            "clusterSelector": {"matchLabels": {"tier": "prod"}},
+            "failover": {"tolerationSeconds": 60, "rebalanceSeconds": 120},
+        },
+    )
+    prod = {"labels": {"tier": "prod"}}
+    views = members(
+        "gpu",
+        "ascend",
+        "edge",
+        "flaky",
+        "down",
+        "other",
+        gpu=prod,
+        ascend={**prod, "ready": False, "since": NOW - timedelta(seconds=30)},
+        edge={"labels": {"tier": "dev"}},
+        flaky={**prod, "recovered": True, "since": NOW - timedelta(seconds=30)},
+        down={**prod, "ready": False, "since": NOW - timedelta(seconds=90), "reason": "connection refused"},
+        other=prod,
+    )
+    chosen, excluded = candidates(views, s, NOW)
+    # NotReady within the toleration still counts: its replicas stay where they are until it runs out.
+    assert [m.name for m in chosen] == ["ascend", "gpu"]
+    assert excluded["edge"].startswith("labels do not match")
+    assert excluded["other"] == "not in placement.clusters"
+    assert excluded["gone"] == "no such member cluster"
+    assert excluded["down"] == "NotReady for 90 s (toleration 60 s): connection refused"
+    assert "replicas return after 120 s" in excluded["flaky"]
+    # A member that only just joined (never down) is used at once.
+    joined = members("gpu", gpu={**prod, "since": NOW - timedelta(seconds=1)})
+    assert [m.name for m in candidates(joined, s.model_copy(update={"placement": s.placement}), NOW)[0]] == ["gpu"]
+
+
+def test_divided_three_to_one_gives_each_member_its_own_runtime() -> None:
+    s = spec(
+        model={"name": "glm-4-9b-chat"},
+        replicas={"min": 4, "max": 8},
+        placement={
+            "clusters": ["gpu", "ascend"],
+            "weights": {"static": [{"cluster": "gpu", "weight": 3}, {"cluster": "ascend", "weight": 1}]},
+        },
+    )
+    fleet = place(members("gpu", "ascend", "edge"), s, planner_for(s), NOW)
+    gpu, ascend = fleet.share("gpu"), fleet.share("ascend")
+    assert gpu is not None and ascend is not None and fleet.share("edge") is None
+    assert (gpu.replicas, ascend.replicas, fleet.unschedulable) == (3, 1, 0)
+    assert (gpu.max_replicas, ascend.max_replicas) == (6, 2)
+    assert gpu.plan is not None and gpu.plan.primary is not None and ascend.plan is not None
+    assert ascend.plan.primary is not None
+    assert (gpu.plan.primary.backend, gpu.plan.primary.precision.value) == ("vllm-cuda", "fp8")
+    assert (ascend.plan.primary.backend, ascend.plan.primary.precision.value) == ("vllm-ascend", "bf16")
+    assert sum(a.replicas for a in gpu.plan.assignments) == 3
+    assert sum(a.replicas for a in ascend.plan.assignments) == 1
+    assert fleet.summary == "ascend: 1x vllm-ascend bf16 TP=1; gpu: 3x vllm-cuda fp8 TP=1"
+
+
+def test_static_weights_leave_unlisted_members_out_unless_none_is_a_candidate() -> None:
+    s = spec(
+        model={"name": "glm-4-9b-chat"},
+        replicas={"min": 4, "max": 4},
+        placement={"weights": {"static": [{"cluster": "gpu", "weight": 1}]}},
+    )
+    fleet = place(members("gpu", "ascend"), s, planner_for(s), NOW)
+    assert {x.name: x.replicas for x in fleet.shares} == {"gpu": 4, "ascend": 0}
+    # gpu gone for good: as in Karmada, an all-zero weight list weighs every candidate the same.
+    gone = members("gpu", "ascend", gpu={"ready": False, "since": NOW - timedelta(hours=1)})
+    fleet = place(gone, s, planner_for(s), NOW)
+    assert {x.name: x.replicas for x in fleet.shares} == {"ascend": 4}
+    assert "NotReady" in fleet.excluded["gpu"]
+
+
+def test_duplicated_runs_the_full_count_where_it_fits() -> None:
+    s = spec(
+        model={"name": "glm-4-9b-chat"}, replicas={"min": 3, "max": 5}, placement={"replicaScheduling": "Duplicated"}
+    )
+    fleet = place(members("gpu", "ascend", "edge"), s, planner_for(s), NOW)
+    assert {x.name: (x.replicas, x.max_replicas) for x in fleet.shares} == {
+        "ascend": (3, 5),
+        "edge": (2, 5),
+        "gpu": (3, 5),
+    }
+    assert fleet.unschedulable == 1
+    edge = fleet.share("edge")
+    assert edge is not None and any("holds only 2 of the 3" in r for r in edge.reasons)
+
+
+def test_dynamic_weights_follow_what_each_member_can_hold() -> None:
+    s = spec(
+        model={"name": "glm-4-9b-chat"},
+        replicas={"min": 11, "max": 11},
+        placement={"weights": {"dynamic": "FreeAccelerators"}},
+    )
+    plan_for = planner_for(s)
+    fleet = place(members("gpu", "ascend", "edge"), s, plan_for, NOW)
+    caps = {name: capacity(plan_for(name, 11)) for name in NODE_FILES}
+    assert caps == {"gpu": 16, "ascend": 26, "edge": 2}
+    shares = {x.name: x.replicas for x in fleet.shares}
+    assert sum(shares.values()) == 11 and shares["ascend"] > shares["gpu"] > shares["edge"]
+    assert shares == divide(11, {k: float(v) for k, v in caps.items()}, caps)
+
+
+def test_a_member_that_cannot_hold_its_share_spills_and_the_rest_is_unschedulable() -> None:
+    s = spec(
+        model={"name": "glm-4-9b-chat"},
+        replicas={"min": 6, "max": 6},
+        placement={"clusters": ["edge"], "weights": {"static": [{"cluster": "edge", "weight": 1}]}},
+    )
+    fleet = place(members("edge"), s, planner_for(s), NOW)
+    edge = fleet.share("edge")
+    assert edge is not None and (edge.replicas, fleet.unschedulable) == (2, 4)
+    assert fleet.summary.endswith("4 unschedulable")
+
+
+@pytest.mark.parametrize("order", [("gpu", "ascend", "edge"), ("edge", "ascend", "gpu")])
+def test_placement_does_not_depend_on_member_order(order: tuple[str, ...]) -> None:
+    s = spec(model={"name": "glm-4-9b-chat"}, replicas={"min": 5, "max": 5})
+    fleet = place(members(*order), s, planner_for(s), NOW)
+    assert [(x.name, x.replicas) for x in fleet.shares] == [("ascend", 2), ("edge", 2), ("gpu", 1)]
+
+
+def test_ties_keep_replicas_where_they_were() -> None:
+    s = spec(model={"name": "glm-4-9b-chat"}, replicas={"min": 5, "max": 5})
+    fleet = place(members("gpu", "ascend", "edge"), s, planner_for(s), NOW, previous={"gpu": 2, "ascend": 2, "edge": 1})
+    assert [(x.name, x.replicas) for x in fleet.shares] == [("ascend", 2), ("edge", 1), ("gpu", 2)]
