@@ -91,21 +91,33 @@ def namespace(sandbox: Cluster) -> Iterator[str]:
 
 
 @contextmanager
-def gpus_withdrawn(cluster: Cluster, nodes: tuple[str, ...] = ("h100-0", "h100-1")) -> Iterator[None]:
-    """Set the nodes' nvidia.com/gpu capacity to 0 (as a failed device plugin would), then restore it."""
-    saved = {node: cluster.core.read_node_status(node).status.allocatable["nvidia.com/gpu"] for node in nodes}
+def devices_withdrawn(
+    cluster: Cluster, resources: tuple[str, ...] = ("nvidia.com/gpu",), nodes: tuple[str, ...] | None = None
+) -> Iterator[None]:
+    """Set the nodes' capacity of these device resources to 0 (as a failed device plugin would), then restore
+    it; without `nodes`, every node that has any of them."""
+    items = [cluster.core.read_node_status(n) for n in nodes] if nodes else cluster.core.list_node().items
+    saved = {
+        node.metadata.name: {r: node.status.allocatable[r] for r in resources if r in node.status.allocatable}
+        for node in items
+    }
+    saved = {name: values for name, values in saved.items() if values}
 
-    def set_gpus(node: str, value: str) -> None:
-        body = {"status": {"allocatable": {"nvidia.com/gpu": value}, "capacity": {"nvidia.com/gpu": value}}}
-        cluster.core.patch_node_status(node, body)
+    def set_devices(node: str, values: dict[str, str]) -> None:
+        cluster.core.patch_node_status(node, {"status": {"allocatable": values, "capacity": values}})
 
-    for node in nodes:
-        set_gpus(node, "0")
+    for node, values in saved.items():
+        set_devices(node, dict.fromkeys(values, "0"))
     try:
         yield
     finally:
-        for node, value in saved.items():
-            set_gpus(node, value)
+        for node, values in saved.items():
+            set_devices(node, values)
+
+
+def gpus_withdrawn(cluster: Cluster, nodes: tuple[str, ...] = ("h100-0", "h100-1")) -> Any:
+    """The two H100 nodes of the test clusters lose their GPUs for the block."""
+    return devices_withdrawn(cluster, ("nvidia.com/gpu",), nodes)
 
 
 @contextmanager

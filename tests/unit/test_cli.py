@@ -146,3 +146,61 @@ def test_crds_check_detects_drift(tmp_path: Path) -> None:
 def test_catalog_command_prints_backend_runtimes() -> None:
     result = runner.invoke(app, ["catalog"])
     assert result.exit_code == 0 and "kind: BackendRuntime" in result.output and "llama-cpp-cpu" in result.output
+
+
+def test_plan_across_member_clusters_gives_each_member_its_plan() -> None:
+    args = [
+        "plan",
+        "-f",
+        str(EXAMPLES / "multi-cluster-divided.yaml"),
+        "--cluster",
+        f"gpu={NODE_SETS / 'nvidia-h100.yaml'}",
+        "--cluster",
+        f"ascend={NODE_SETS / 'huawei-ascend.yaml'}",
+        "--cluster",
+        f"edge={NODE_SETS / 'sophgo.yaml'}",
+        "-o",
+        "json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (item,) = json.loads(result.output)
+    members = {m["name"]: m for m in item["members"]}
+    assert set(members) == {"gpu", "ascend"} and item["excluded"] == {"edge": "not in placement.clusters"}
+    assert (members["gpu"]["replicas"], members["ascend"]["replicas"]) == (3, 1)
+    backends = {n: m["plan"]["assignments"][0]["option"]["backend"] for n, m in members.items()}
+    assert backends == {"gpu": "vllm-cuda", "ascend": "vllm-ascend"}
+    table = runner.invoke(app, args[:-2], env={"COLUMNS": "250"})
+    assert table.exit_code == 0 and "Members" in table.output and "vllm-ascend" in table.output
+
+
+def test_plan_across_members_selects_by_label_and_reports_what_fits_nowhere(tmp_path: Path) -> None:
+    md = tmp_path / "md.yaml"
+    md.write_text(
+        "apiVersion: autoglm.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: edge-only}\n"
+        "spec:\n  model: {name: glm-4-9b-chat}\n  replicas: {min: 5, max: 5}\n"
+        "  placement: {clusterSelector: {matchLabels: {site: edge}}}\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "plan", "-f", str(md),
+            "--cluster", f"gpu={NODE_SETS / 'nvidia-h100.yaml'}",
+            "--cluster", f"edge={NODE_SETS / 'sophgo.yaml'}",
+            "--cluster-labels", "edge=site=edge",
+            "-o", "json",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # 3 of 5 fit nowhere
+    (item,) = json.loads(result.output)
+    assert [(m["name"], m["replicas"]) for m in item["members"]] == [("edge", 2)]
+    assert item["unschedulable"] == 3 and "labels do not match" in item["excluded"]["gpu"]
+
+
+def test_plan_needs_nodes_or_clusters_and_labels_need_a_cluster() -> None:
+    example = str(EXAMPLES / "glm-4-9b-chat.yaml")
+    assert runner.invoke(app, ["plan", "-f", example]).exit_code == 2
+    bad = runner.invoke(
+        app, ["plan", "-f", example, "--cluster", f"a={NODE_SETS / 'cpu.yaml'}", "--cluster-labels", "b=x=y"]
+    )
+    assert bad.exit_code == 2 and "no --cluster named b" in bad.output

@@ -178,3 +178,15 @@ def test_ties_keep_replicas_where_they_were() -> None:
     s = spec(model={"name": "glm-4-9b-chat"}, replicas={"min": 5, "max": 5})
     fleet = place(members("gpu", "ascend", "edge"), s, planner_for(s), NOW, previous={"gpu": 2, "ascend": 2, "edge": 1})
     assert [(x.name, x.replicas) for x in fleet.shares] == [("ascend", 2), ("edge", 1), ("gpu", 2)]
+
+
+def test_cpu_fallback_is_fleet_wide_not_per_member() -> None:
+    s = spec(model={"name": "glm-4-9b-chat"}, replicas={"min": 4, "max": 4})
+    files = {"gpu": "nvidia-h100.yaml", "cpus": "cpu.yaml"}
+    fleet = place(members("gpu", "cpus"), s, planner_for(s, files), NOW)
+    cpus = fleet.share("cpus")
+    assert {x.name: x.replicas for x in fleet.shares} == {"cpus": 0, "gpu": 4}
+    assert cpus is not None and any("only on CPU" in r for r in cpus.reasons)
+    # With no accelerator anywhere, the CPU member serves (fallbackPolicy cpu).
+    alone = place(members("cpus"), s, planner_for(s, files), NOW)
+    assert alone.placed == 3 and alone.shares[0].plan is not None and alone.shares[0].plan.fallback

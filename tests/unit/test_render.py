@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import kubernetes_validate
@@ -15,8 +16,14 @@ from autoglm.core.planner import Plan, plan
 from autoglm.core.render import (
     ANNOTATION_PLAN_HASH,
     CACHE_CLAIM,
+    LABEL_DEPLOYMENT,
+    LABEL_OWNER_NAMESPACE,
+    LABEL_OWNER_UID,
     conversion_job,
+    drifted,
+    keep_scale,
     model_cache_claim,
+    quantity,
     serving_objects,
     template_hash,
     workload_name,
@@ -208,3 +215,54 @@ def test_grpc_port_is_exposed_when_the_runtime_offers_one() -> None:
     objects = serving_objects(md, p, runtimes)
     _validate(objects)
     assert [x["name"] for x in _by_kind(objects, "Service")[0]["spec"]["ports"]] == ["http", "grpc"]
+
+
+def test_objects_for_a_remote_member_carry_the_owner_as_labels_not_references() -> None:
+    md = _md(replicas={"min": 2, "max": 6})
+    p = _plan(md, "nvidia-h100.yaml")
+    remote = serving_objects(md, p, RUNTIMES, replicas_max=3, remote=True)
+    _validate(remote)
+    for obj in remote:
+        assert "ownerReferences" not in obj["metadata"]
+        labels = obj["metadata"]["labels"]
+        assert (labels[LABEL_OWNER_NAMESPACE], labels[LABEL_OWNER_UID], labels[LABEL_DEPLOYMENT]) == (
+            "serving",
+            "1234-uid",
+            "glm",
+        )
+    (hpa,) = _by_kind(remote, "HorizontalPodAutoscaler")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 3)  # this member's share of the ceiling
+    local = serving_objects(md, p, RUNTIMES)
+    assert all(o["metadata"]["ownerReferences"][0]["uid"] == "1234-uid" for o in local)
+    assert _by_kind(local, "HorizontalPodAutoscaler")[0]["spec"]["maxReplicas"] == 6
+
+
+def test_drift_is_what_the_operator_renders_changed_not_server_defaults_or_hpa_scale() -> None:
+    md = _md(replicas={"min": 2, "max": 6})
+    rendered = serving_objects(md, _plan(md, "nvidia-h100.yaml"), RUNTIMES)
+    (deployment,) = _by_kind(rendered, "Deployment")
+    live = copy.deepcopy(deployment)
+    live["spec"]["revisionHistoryLimit"] = 10  # a server default
+    live["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] = "/dev/termination-log"
+    live["spec"]["replicas"] = 5  # the HPA scaled it up
+    live["status"] = {"readyReplicas": 5}
+    assert not drifted(deployment, live, rendered)
+    assert drifted(deployment, None, rendered)  # deleted by someone
+    edited = copy.deepcopy(live)
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "someone/else:latest"
+    assert drifted(deployment, edited, rendered)
+    relabelled = copy.deepcopy(live)
+    del relabelled["metadata"]["labels"][LABEL_DEPLOYMENT]
+    assert drifted(deployment, relabelled, rendered)
+    # Re-applying keeps what the HPA asked for, within its bounds.
+    assert keep_scale(deployment, live, rendered)["spec"]["replicas"] == 5
+    live["spec"]["replicas"] = 50
+    assert keep_scale(deployment, live, rendered)["spec"]["replicas"] == 6
+    (hpa,) = _by_kind(rendered, "HorizontalPodAutoscaler")
+    hpa_live = copy.deepcopy(hpa)
+    hpa_live["spec"]["metrics"][0]["pods"]["target"]["averageValue"] = quantity(8.0)
+    assert not drifted(hpa, hpa_live, rendered)
+
+
+def test_quantities_are_written_as_the_api_server_writes_them_back() -> None:
+    assert [quantity(v) for v in (8.0, 12, 0.5, 2.25)] == ["8", "12", "500m", "2250m"]

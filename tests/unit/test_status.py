@@ -8,7 +8,15 @@ from autoglm.api.common import ConditionStatus
 from autoglm.core.backends import load_default_catalog
 from autoglm.core.models import profile_for
 from autoglm.core.planner import plan
-from autoglm.core.status import ConversionState, Observed, condition_events, desired_status, set_condition
+from autoglm.core.status import (
+    ConversionState,
+    FleetOutcome,
+    MemberOutcome,
+    Observed,
+    condition_events,
+    desired_status,
+    set_condition,
+)
 from tests.conftest import inventory_of, spec
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -18,6 +26,11 @@ T1 = T0 + timedelta(minutes=5)
 def _plan(**fields):
     s = spec(model={"name": "glm-4-9b-chat"}, **fields)
     return plan(inventory_of("nvidia-h100.yaml"), profile_for(s.model), load_default_catalog(), s)
+
+
+def _local(p, observed: Observed | None = None, error: str | None = None) -> FleetOutcome:
+    """The host alone (member local), as the single-cluster operator runs."""
+    return FleetOutcome([MemberOutcome("local", p, observed or Observed(), error)], summary=p.summary if p else "")
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
@@ -30,21 +43,25 @@ def test_transition_time_moves_only_when_status_changes() -> None:
 
 def test_status_is_stable_when_nothing_changes() -> None:
     p = _plan()
-    observed = Observed(ready_replicas=1, replicas=1)
-    first = desired_status(None, 3, p, observed, T0, inputs_hash="a", plan_hash="b")
-    second = desired_status(first, 3, p, observed, T1, inputs_hash="a", plan_hash="b")
+    fleet = _local(p, Observed(ready_replicas=1, replicas=1))
+    first = desired_status(None, 3, fleet, T0, inputs_hash="a", plan_hash="b")
+    second = desired_status(first, 3, fleet, T1, inputs_hash="a", plan_hash="b")
     assert first == second
     assert (first.backend, first.precision, first.tensor_parallel, first.ready_replicas) == ("vllm-cuda", "fp8", 1, 1)
-    assert [c.type for c in first.conditions] == ["Planned", "Converted", "Ready", "Degraded"]
+    assert [c.type for c in first.conditions] == ["Planned", "Converted", "Propagated", "Ready", "Degraded"]
+    assert [(c.name, c.desired, c.ready) for c in first.clusters] == [("local", 1, 1)]
 
 
 def test_conditions_for_conversion_states() -> None:
     p = _plan()
-    running = desired_status(None, 1, p, Observed(conversions=[ConversionState("k", "job-k", "Running")]), T0)
+    running = desired_status(None, 1, _local(p, Observed(conversions=[ConversionState("k", "job-k", "Running")])), T0)
     converted = {c.type: c for c in running.conditions}["Converted"]
     assert (converted.status, converted.reason) == (ConditionStatus.FALSE, "Converting")
     failed = desired_status(
-        running, 1, p, Observed(conversions=[ConversionState("k", "job-k", "Failed", "BackoffLimitExceeded")]), T1
+        running,
+        1,
+        _local(p, Observed(conversions=[ConversionState("k", "job-k", "Failed", "BackoffLimitExceeded")])),
+        T1,
     )
     by_type = {c.type: c for c in failed.conditions}
     assert by_type["Converted"].reason == "ConversionFailed" and "BackoffLimitExceeded" in by_type["Converted"].message
@@ -52,21 +69,44 @@ def test_conditions_for_conversion_states() -> None:
 
 
 def test_invalid_spec_and_unplaceable() -> None:
-    invalid = desired_status(None, 1, None, Observed(), T0, invalid="model 'x' is not in the built-in catalog")
+    invalid = desired_status(None, 1, None, T0, invalid="model 'x' is not in the built-in catalog")
     planned = {c.type: c for c in invalid.conditions}["Planned"]
     assert (planned.status, planned.reason) == (ConditionStatus.FALSE, "InvalidSpec")
-    unplaceable = desired_status(None, 1, _plan(backend="mindie-om"), Observed(), T0)
+    unplaceable = desired_status(None, 1, _local(_plan(backend="mindie-om")), T0)
     assert {c.type: c for c in unplaceable.conditions}["Planned"].reason == "Unplaceable"
     assert unplaceable.plan == [] and unplaceable.backend is None
 
 
 def test_events_only_for_transitions() -> None:
     p = _plan()
-    start = desired_status(None, 1, p, Observed(ready_replicas=0, replicas=1), T0)
+    start = desired_status(None, 1, _local(p, Observed(ready_replicas=0, replicas=1)), T0)
     first = condition_events([], start.conditions)
     assert ("Normal", "Planned") in [(t, r) for t, r, _ in first]
     assert all(r != "ReplicasNotReady" for _, r, _ in first)  # progress is not news
     assert all(r != "AsPlanned" for _, r, _ in first)
-    ready = desired_status(start, 1, p, Observed(ready_replicas=1, replicas=1), T1)
+    ready = desired_status(start, 1, _local(p, Observed(ready_replicas=1, replicas=1)), T1)
     assert [(t, r) for t, r, _ in condition_events(start.conditions, ready.conditions)] == [("Normal", "ReplicasReady")]
     assert condition_events(ready.conditions, ready.conditions) == []
+
+
+def test_members_aggregate_and_a_failing_member_is_named() -> None:
+    gpu, ascend = _plan(replicas={"min": 3, "max": 3}), _plan()
+    fleet = FleetOutcome(
+        [
+            MemberOutcome("gpu", gpu, Observed(ready_replicas=3, replicas=3)),
+            MemberOutcome("ascend", ascend, Observed(ready_replicas=0, replicas=1), error="Unreachable: refused"),
+            MemberOutcome("edge", None, error="Unreachable: refused; its objects are removed once it is back"),
+        ],
+        wanted=5,
+        unschedulable=1,
+        summary="gpu: 3x; ascend: 1x",
+    )
+    status = desired_status(None, 2, fleet, T0)
+    by_type = {c.type: c for c in status.conditions}
+    assert (by_type["Propagated"].status, by_type["Propagated"].reason) == (ConditionStatus.FALSE, "PropagationFailed")
+    assert "ascend: Unreachable" in by_type["Propagated"].message and "edge:" in by_type["Propagated"].message
+    assert (status.replicas, status.ready_replicas, status.cluster_count) == (4, 3, 2)
+    assert [(c.name, c.desired, c.ready) for c in status.clusters] == [("ascend", 1, 0), ("edge", 0, 0), ("gpu", 3, 3)]
+    assert {e.cluster for e in status.plan} == {"gpu", "ascend"}
+    assert status.backend == "vllm-cuda"  # the member serving the most replicas
+    assert "1 of 5 replicas fit on no member" in by_type["Degraded"].message

@@ -18,8 +18,11 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autoglm.api.backendruntime import BackendRuntime
 from autoglm.api.modeldeployment import ModelDeploymentSpec, ReplicaScheduling
-from autoglm.core.planner import Plan
+from autoglm.core.hardware import Inventory
+from autoglm.core.models import ModelProfile
+from autoglm.core.planner import Plan, plan
 
 
 class _Frozen(BaseModel):
@@ -182,6 +185,12 @@ def place(
     ceiling = max(spec.replicas.max, wanted)
     probes = {m.name: plan_for(m.name, wanted) for m in chosen}
     capacities = {name: capacity(p) for name, p in probes.items()}
+    # CPU fallback is fleet-wide, as the planner's is cluster-wide: a member that could only serve on CPU
+    # gets nothing while another member has accelerators with room.
+    accelerated = any(capacities[n] > 0 and not p.fallback for n, p in probes.items())
+    cpu_only = {n for n, p in probes.items() if accelerated and p.fallback}
+    for name in cpu_only:
+        capacities[name] = 0
     weights = _weights(chosen, spec, capacities)
     if spec.placement.replica_scheduling is ReplicaScheduling.DUPLICATED:
         floors = {m.name: min(wanted, capacities[m.name]) for m in chosen}
@@ -198,8 +207,10 @@ def place(
         reasons = [f"weight {weights[name]:g}, holds {capacities[name]} replicas with its own plan"]
         if replicas < wanted and spec.placement.replica_scheduling is ReplicaScheduling.DUPLICATED:
             reasons.append(f"holds only {replicas} of the {wanted} replicas every member should run")
-        plan = plan_for(name, replicas) if replicas > 0 else probes[name]
-        if replicas == 0:
+        member_plan = plan_for(name, replicas) if replicas > 0 else probes[name]
+        if name in cpu_only:
+            reasons.append("no replicas: it could serve only on CPU, and other members have accelerators")
+        elif replicas == 0:
             reasons.append("no replicas: " + ("no room" if capacities[name] == 0 else "weight share rounds to 0"))
         shares.append(
             MemberShare(
@@ -208,7 +219,7 @@ def place(
                 max_replicas=max(ceilings.get(name, 0), replicas) if replicas else 0,
                 capacity=capacities[name],
                 weight=weights[name],
-                plan=plan,
+                plan=member_plan,
                 reasons=reasons,
             )
         )
@@ -224,12 +235,39 @@ def place(
 def _summary(shares: Sequence[MemberShare], wanted: int, unschedulable: int, excluded: Mapping[str, str]) -> str:
     serving = [s for s in shares if s.replicas > 0 and s.plan is not None]
     if not serving:
-        why = "; ".join(f"{n}: {r}" for n, r in excluded.items()) or "no member can hold a replica"
-        return f"0 of {wanted} replicas placed ({why})"
+        # Each candidate's own plan says why (memory in GiB, free devices); prefixed when there are several.
+        named = len(shares) + len(excluded) > 1
+        why = [(f"{s.name}: " if named else "") + (s.plan.summary if s.plan else "no plan") for s in shares]
+        why += [f"{n}: {r}" for n, r in excluded.items()]
+        return "; ".join(why) or "no member cluster to place on"
+    tail = f"; {unschedulable} unschedulable" if unschedulable > 0 else ""
+    if len(shares) == 1 and not excluded and serving[0].plan is not None:
+        return serving[0].plan.summary + tail  # one cluster: its plan says it all
     parts = []
     for s in serving:
         primary = s.plan.primary if s.plan else None
         what = f"{primary.backend} {primary.precision.value} TP={primary.tensor_parallel}" if primary else "?"
         parts.append(f"{s.name}: {s.replicas}x {what}")
-    tail = f"; {unschedulable} unschedulable" if unschedulable > 0 else ""
     return "; ".join(parts) + tail
+
+
+def fleet_plan(
+    inventories: Mapping[str, Inventory],
+    labels: Mapping[str, Mapping[str, str]],
+    profile: ModelProfile,
+    catalog: Sequence[BackendRuntime],
+    spec: ModelDeploymentSpec,
+    served_name: str,
+    now: datetime,
+) -> FleetPlan:
+    """Placement over member inventories known in full (offline: `autoglm plan --cluster`), every member Ready."""
+    members = [MemberView(name=name, labels=dict(labels.get(name, {}))) for name in inventories]
+    plans: dict[tuple[str, int], Plan] = {}
+
+    def plan_for(member: str, replicas: int) -> Plan:
+        if (member, replicas) not in plans:
+            wanted = spec.model_copy(update={"replicas": spec.replicas.model_copy(update={"min": replicas})})
+            plans[member, replicas] = plan(inventories[member], profile, catalog, wanted, served_name=served_name)
+        return plans[member, replicas]
+
+    return place(members, spec, plan_for, now)

@@ -25,6 +25,9 @@ FIELD_MANAGER = "autoglm"
 LABEL_DEPLOYMENT = "autoglm.io/modeldeployment"
 LABEL_POOL = "autoglm.io/pool"
 LABEL_CACHE_KEY = "autoglm.io/cache-key"
+# Who owns an object on a member cluster, where ownerReferences cannot point (they stay within one cluster).
+LABEL_OWNER_NAMESPACE = "autoglm.io/owner-namespace"
+LABEL_OWNER_UID = "autoglm.io/owner-uid"
 ANNOTATION_PLAN_HASH = "autoglm.io/plan-hash"
 CACHE_CLAIM = "autoglm-model-cache"
 WAIT_IMAGE = "busybox:1.37"
@@ -97,11 +100,24 @@ def _labels(md: ModelDeployment, pool: str | None = None) -> dict[str, str]:
     return labels
 
 
-def _meta(md: ModelDeployment, name: str, pool: str | None = None, owned: bool = True) -> dict[str, Any]:
+def _meta(md: ModelDeployment, name: str, pool: str | None = None, remote: bool = False) -> dict[str, Any]:
+    """Object metadata: on the host an ownerReference (garbage collection deletes it with its owner); on a
+    member cluster the owner's namespace and uid as labels, which the propagation finalizer deletes by."""
     meta: dict[str, Any] = {"name": name, "namespace": md.metadata.namespace, "labels": _labels(md, pool)}
-    if owned:
+    if remote:
+        meta["labels"] |= {LABEL_OWNER_NAMESPACE: md.metadata.namespace or "", LABEL_OWNER_UID: md.metadata.uid or ""}
+    else:
         meta["ownerReferences"] = [owner_reference(md)]
     return meta
+
+
+def quantity(value: float) -> str:
+    """A number as the API server writes a quantity back (8.0 -> "8", 0.5 -> "500m"), so a re-read object
+    compares equal to what was rendered."""
+    if float(value).is_integer():
+        return str(int(value))
+    millis = round(value * 1000)
+    return f"{millis}m" if abs(value * 1000 - millis) < 1e-9 else repr(value)
 
 
 def cache_size(weight_bytes: int) -> str:
@@ -220,7 +236,7 @@ def _pod_spec(
     return spec
 
 
-def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str) -> Manifest:
+def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, remote: bool) -> Manifest:
     option = a.option
     name = workload_name(md.metadata.name, option)
     labels = _labels(md, option.pool)
@@ -228,7 +244,7 @@ def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, dig
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(md, name, option.pool),
+        "metadata": _meta(md, name, option.pool, remote),
         "spec": {
             "replicas": a.replicas,
             "selector": {"matchLabels": {LABEL_DEPLOYMENT: labels[LABEL_DEPLOYMENT], LABEL_POOL: labels[LABEL_POOL]}},
@@ -245,7 +261,9 @@ def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, dig
     }
 
 
-def _multi_node(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str) -> list[Manifest]:
+def _multi_node(
+    md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, remote: bool
+) -> list[Manifest]:
     """One StatefulSet of `pipeline_parallel` pods per replica, with a headless Service for stable names."""
     option = a.option
     base = workload_name(md.metadata.name, option)
@@ -277,7 +295,7 @@ def _multi_node(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, dig
             {
                 "apiVersion": "v1",
                 "kind": "Service",
-                "metadata": _meta(md, name, option.pool),
+                "metadata": _meta(md, name, option.pool, remote),
                 "spec": {
                     "clusterIP": "None",
                     "selector": labels,
@@ -290,7 +308,7 @@ def _multi_node(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, dig
             {
                 "apiVersion": "apps/v1",
                 "kind": "StatefulSet",
-                "metadata": _meta(md, name, option.pool),
+                "metadata": _meta(md, name, option.pool, remote),
                 "spec": {
                     "serviceName": name,
                     "replicas": option.pipeline_parallel,
@@ -360,16 +378,26 @@ def _service_ports(plan: Plan, runtimes: Mapping[str, BackendRuntime]) -> list[d
     return ports
 
 
-def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, BackendRuntime]) -> list[Manifest]:
-    """Workloads, Service, HPA and PodMonitor for a feasible plan (conversion Jobs are separate)."""
+def serving_objects(
+    md: ModelDeployment,
+    plan: Plan,
+    runtimes: Mapping[str, BackendRuntime],
+    replicas_max: int | None = None,
+    remote: bool = False,
+) -> list[Manifest]:
+    """Workloads, Service, HPA and PodMonitor for a feasible plan (conversion Jobs are separate).
+
+    `replicas_max` is this cluster's HPA ceiling (its share of spec.replicas.max); `remote` renders for a
+    member other than the host (owner labels instead of ownerReferences)."""
+    ceiling = md.spec.replicas.max if replicas_max is None else replicas_max
     objects: list[Manifest] = []
     for a in plan.assignments:
         runtime = runtimes[a.option.backend]
         digest = template_hash(a.option)
         if a.option.pipeline_parallel > 1:
-            objects += _multi_node(md, a, runtime, digest)
+            objects += _multi_node(md, a, runtime, digest, remote)
         else:
-            objects.append(_deployment(md, a, runtime, digest))
+            objects.append(_deployment(md, a, runtime, digest, remote))
     if not plan.assignments:
         return objects
     name = _dns_label(md.metadata.name)
@@ -378,7 +406,7 @@ def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, Back
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _meta(md, name),
+            "metadata": _meta(md, name, remote=remote),
             "spec": {"selector": selector, "ports": _service_ports(plan, runtimes)},
         }
     )
@@ -390,7 +418,7 @@ def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, Back
             {
                 "apiVersion": "autoscaling/v2",
                 "kind": "HorizontalPodAutoscaler",
-                "metadata": _meta(md, name),
+                "metadata": _meta(md, name, remote=remote),
                 "spec": {
                     "scaleTargetRef": {
                         "apiVersion": "apps/v1",
@@ -398,7 +426,7 @@ def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, Back
                         "name": workload_name(md.metadata.name, primary.option),
                     },
                     "minReplicas": minimum,
-                    "maxReplicas": max(minimum, md.spec.replicas.max - others),
+                    "maxReplicas": max(minimum, ceiling - others),
                     "metrics": [
                         {
                             "type": "Pods",
@@ -406,7 +434,7 @@ def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, Back
                                 "metric": {"name": md.spec.autoscaling.metric},
                                 "target": {
                                     "type": "AverageValue",
-                                    "averageValue": str(md.spec.autoscaling.target_per_replica),
+                                    "averageValue": quantity(md.spec.autoscaling.target_per_replica),
                                 },
                             },
                         }
@@ -421,7 +449,7 @@ def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, Back
             {
                 "apiVersion": "monitoring.coreos.com/v1",
                 "kind": "PodMonitor",
-                "metadata": _meta(md, name),
+                "metadata": _meta(md, name, remote=remote),
                 "spec": {
                     "selector": {"matchLabels": selector},
                     "podMetricsEndpoints": [{"port": "http", "path": path, "interval": "15s"}],
@@ -429,6 +457,54 @@ def serving_objects(md: ModelDeployment, plan: Plan, runtimes: Mapping[str, Back
             }
         )
     return objects
+
+
+def _covers(want: Any, have: Any) -> bool:
+    """Every field of `want` is in `have` with the same value (the server adds defaults; that is no drift)."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(k in have and _covers(v, have[k]) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(have, list) and len(want) == len(have) and all(map(_covers, want, have))
+    return bool(want == have) or str(want) == str(have)
+
+
+def _scaled_by_hpa(obj: Mapping[str, Any], rendered: list[Manifest]) -> dict[str, Any] | None:
+    """The rendered HPA that scales this Deployment, if any."""
+    if obj.get("kind") != "Deployment":
+        return None
+    for other in rendered:
+        target = (other.get("spec") or {}).get("scaleTargetRef") or {}
+        if other.get("kind") == "HorizontalPodAutoscaler" and target.get("name") == obj["metadata"]["name"]:
+            return other
+    return None
+
+
+def drifted(obj: Mapping[str, Any], live: Mapping[str, Any] | None, rendered: list[Manifest]) -> bool:
+    """The live object lacks or changed something the operator renders (edited or deleted by someone else).
+    The replica count of a Deployment an HPA scales is the HPA's to change, so it is not compared."""
+    if live is None:
+        return True
+    spec = dict(obj.get("spec") or {})
+    if _scaled_by_hpa(obj, rendered) is not None:
+        spec.pop("replicas", None)
+    meta = obj.get("metadata") or {}
+    live_meta = live.get("metadata") or {}
+    return not (
+        _covers(spec, live.get("spec") or {})
+        and _covers(meta.get("labels") or {}, live_meta.get("labels") or {})
+        and _covers(meta.get("annotations") or {}, live_meta.get("annotations") or {})
+    )
+
+
+def keep_scale(obj: Manifest, live: Mapping[str, Any] | None, rendered: list[Manifest]) -> Manifest:
+    """The object to apply: a Deployment its HPA scaled up keeps the HPA's count (within the HPA's bounds), so
+    a re-apply never scales down what the autoscaler asked for."""
+    hpa = _scaled_by_hpa(obj, rendered)
+    if hpa is None or live is None:
+        return obj
+    current = (live.get("spec") or {}).get("replicas") or 0
+    bounded = min(max(current, obj["spec"]["replicas"]), hpa["spec"]["maxReplicas"])
+    return {**obj, "spec": {**obj["spec"], "replicas": bounded}}
 
 
 def artifact_cleanup_job(namespace: str, cache_key: str) -> Manifest:

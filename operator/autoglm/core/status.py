@@ -27,12 +27,48 @@ class ConversionState:
 
 @dataclass(frozen=True)
 class Observed:
-    """What the shell read back from the cluster for one ModelDeployment."""
+    """What the shell read back from one member cluster for one ModelDeployment."""
 
-    cluster: str = "local"
     ready_replicas: int = 0
     replicas: int = 0
     conversions: Sequence[ConversionState] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class MemberOutcome:
+    """One member's part of a reconcile: its plan, what it runs, and why propagation failed (if it did)."""
+
+    cluster: str
+    plan: Plan | None = None
+    observed: Observed = field(default_factory=Observed)
+    error: str | None = None
+
+    @property
+    def serving(self) -> bool:
+        return self.plan is not None and self.plan.feasible
+
+    @property
+    def desired(self) -> int:
+        """Replicas the member's plan places (the HPA may run more)."""
+        return sum(a.replicas for a in self.plan.assignments) if self.plan is not None and self.serving else 0
+
+
+@dataclass(frozen=True)
+class FleetOutcome:
+    """A reconcile over the fleet: every member that serves or still holds objects, and the placement's verdict."""
+
+    members: Sequence[MemberOutcome]
+    wanted: int = 1
+    unschedulable: int = 0
+    summary: str = ""
+
+    @property
+    def serving(self) -> list[MemberOutcome]:
+        return [m for m in self.members if m.serving]
+
+    @property
+    def conversions(self) -> list[tuple[str, ConversionState]]:
+        return [(m.cluster, c) for m in self.members for c in m.observed.conversions]
 
 
 def set_condition(
@@ -58,34 +94,58 @@ def set_condition(
     return [c for c in conditions if c.type != type_] + [new]
 
 
-def _planned(plan: Plan | None, invalid: str | None) -> tuple[ConditionStatus, str, str]:
+def _planned(fleet: FleetOutcome | None, invalid: str | None) -> tuple[ConditionStatus, str, str]:
     if invalid:
         return ConditionStatus.FALSE, "InvalidSpec", invalid
-    if plan is None:
+    if fleet is None:
         return ConditionStatus.UNKNOWN, "Pending", "not planned yet"
-    if not plan.feasible:
-        return ConditionStatus.FALSE, "Unplaceable", plan.summary
-    reason = "CPUFallback" if plan.fallback else "Planned"
-    return ConditionStatus.TRUE, reason, plan.summary
+    if not fleet.serving:
+        return ConditionStatus.FALSE, "Unplaceable", fleet.summary
+    fallback = any(m.plan is not None and m.plan.fallback for m in fleet.serving)
+    return ConditionStatus.TRUE, "CPUFallback" if fallback else "Planned", fleet.summary
 
 
-def _converted(conversions: Sequence[ConversionState]) -> tuple[ConditionStatus, str, str]:
+def _where(cluster: str, fleet: FleetOutcome) -> str:
+    return f"{cluster}: " if len(fleet.members) > 1 else ""
+
+
+def _converted(fleet: FleetOutcome) -> tuple[ConditionStatus, str, str]:
+    conversions = fleet.conversions
     if not conversions:
         return ConditionStatus.TRUE, "NotNeeded", "the chosen runtimes load the source weights directly"
-    failed = [c for c in conversions if c.phase == "Failed"]
+    failed = [(m, c) for m, c in conversions if c.phase == "Failed"]
     if failed:
-        return ConditionStatus.FALSE, "ConversionFailed", "; ".join(f"Job {c.job}: {c.message}" for c in failed)
-    pending = [c for c in conversions if c.phase != "Succeeded"]
+        message = "; ".join(f"{_where(m, fleet)}Job {c.job}: {c.message}" for m, c in failed)
+        return ConditionStatus.FALSE, "ConversionFailed", message
+    pending = [(m, c) for m, c in conversions if c.phase != "Succeeded"]
     if pending:
-        return ConditionStatus.FALSE, "Converting", ", ".join(f"Job {c.job} {c.phase}" for c in pending)
-    return ConditionStatus.TRUE, "Converted", ", ".join(f"artifact {c.cache_key} ready" for c in conversions)
+        return (
+            ConditionStatus.FALSE,
+            "Converting",
+            ", ".join(f"{_where(m, fleet)}Job {c.job} {c.phase}" for m, c in pending),
+        )
+    done = ", ".join(f"{_where(m, fleet)}artifact {c.cache_key} ready" for m, c in conversions)
+    return ConditionStatus.TRUE, "Converted", done
+
+
+def _propagated(fleet: FleetOutcome) -> tuple[ConditionStatus, str, str]:
+    failing = [m for m in fleet.members if m.error]
+    if failing:
+        return ConditionStatus.FALSE, "PropagationFailed", "; ".join(f"{m.cluster}: {m.error}" for m in failing)
+    names = ", ".join(m.cluster for m in fleet.serving)
+    return ConditionStatus.TRUE, "Propagated", f"applied to {names}"
+
+
+def _primary(fleet: FleetOutcome) -> Plan | None:
+    """The plan of the member serving the most replicas (ties by name): what the printer columns show."""
+    ranked = sorted(fleet.serving, key=lambda m: (-m.desired, m.cluster))
+    return ranked[0].plan if ranked else None
 
 
 def desired_status(
     current: ModelDeploymentStatus | None,
     generation: int | None,
-    plan: Plan | None,
-    observed: Observed,
+    fleet: FleetOutcome | None,
     now: datetime,
     invalid: str | None = None,
     inputs_hash: str | None = None,
@@ -94,33 +154,29 @@ def desired_status(
     """The status a ModelDeployment should have; equal to `current` when nothing changed."""
     base = current or ModelDeploymentStatus()
     conditions = list(base.conditions)
-    s, r, m = _planned(plan, invalid)
+    s, r, m = _planned(fleet, invalid)
     conditions = set_condition(conditions, PLANNED, s, r, m, generation, now)
-    feasible = plan is not None and plan.feasible and not invalid
-    if feasible:
-        s, r, m = _converted(observed.conversions)
-        conditions = set_condition(conditions, CONVERTED, s, r, m, generation, now)
-    desired = sum(a.replicas for a in plan.assignments) if feasible and plan else 0
-    ready = observed.ready_replicas if feasible else 0
+    feasible = fleet is not None and bool(fleet.serving) and not invalid
+    members = list(fleet.members) if fleet is not None and not invalid else []
+    if feasible and fleet is not None:
+        for type_, (s, r, m) in ((CONVERTED, _converted(fleet)), (PROPAGATED, _propagated(fleet))):
+            conditions = set_condition(conditions, type_, s, r, m, generation, now)
+    desired = sum(o.desired for o in members)
+    ready = sum(o.observed.ready_replicas for o in members if o.serving)
     if feasible and desired > 0 and ready >= desired:
-        conditions = set_condition(
-            conditions,
-            READY,
-            ConditionStatus.TRUE,
-            "ReplicasReady",
-            f"{ready}/{desired} replicas ready",
-            generation,
-            now,
-        )
+        s, r = ConditionStatus.TRUE, "ReplicasReady"
     else:
-        why = "NotPlaced" if not feasible else "ReplicasNotReady"
-        conditions = set_condition(
-            conditions, READY, ConditionStatus.FALSE, why, f"{ready}/{desired} replicas ready", generation, now
-        )
+        s, r = ConditionStatus.FALSE, "ReplicasNotReady" if feasible else "NotPlaced"
+    conditions = set_condition(conditions, READY, s, r, f"{ready}/{desired} replicas ready", generation, now)
     degraded_reasons = []
-    if plan is not None:
-        degraded_reasons += plan.warnings
-    if any(c.phase == "Failed" for c in observed.conversions):
+    for member in members:
+        if member.plan is not None:
+            degraded_reasons += [f"{_where(member.cluster, fleet)}{w}" for w in member.plan.warnings if fleet]
+        if member.error:
+            degraded_reasons.append(f"{member.cluster} unreachable: {member.error}")
+    if fleet is not None and fleet.unschedulable > 0 and feasible:
+        degraded_reasons.append(f"{fleet.unschedulable} of {fleet.wanted} replicas fit on no member")
+    if any(c.phase == "Failed" for o in members for c in o.observed.conversions):
         degraded_reasons.append("a conversion Job failed")
     if not feasible:
         degraded_reasons.append("no placement")
@@ -135,24 +191,35 @@ def desired_status(
     )
     order = {t: i for i, t in enumerate((PLANNED, CONVERTED, PROPAGATED, READY, DEGRADED))}
     conditions.sort(key=lambda c: order.get(c.type, 99))
-    primary = plan.primary if feasible and plan else None
+    primary_plan = _primary(fleet) if feasible and fleet is not None else None
+    primary = primary_plan.primary if primary_plan else None
+    serving = [o for o in members if o.serving]
     return ModelDeploymentStatus(
         observed_generation=generation,
         conditions=conditions,
-        plan=plan.entries(observed.cluster) if feasible and plan else [],
-        clusters=[ClusterStatus(name=observed.cluster, desired=desired, ready=ready)] if feasible else [],
+        plan=[entry for o in serving if o.plan for entry in o.plan.entries(o.cluster)],
+        clusters=[
+            ClusterStatus(name=o.cluster, desired=o.desired, ready=o.observed.ready_replicas)
+            for o in sorted(members, key=lambda o: o.cluster)
+        ],
         replicas=desired,
         ready_replicas=ready,
         forecast=base.forecast,
         backend=primary.backend if primary else None,
         precision=primary.precision.value if primary else None,
         tensor_parallel=primary.tensor_parallel if primary else None,
-        cluster_count=1 if feasible else 0,
+        cluster_count=len(serving),
         inputs_hash=inputs_hash,
         plan_hash=plan_hash,
-        artifacts=sorted({a.option.conversion.cache_key for a in plan.assignments if a.option.conversion})
-        if feasible and plan
-        else [],
+        artifacts=sorted(
+            {
+                a.option.conversion.cache_key
+                for o in serving
+                if o.plan
+                for a in o.plan.assignments
+                if a.option.conversion
+            }
+        ),
     )
 
 

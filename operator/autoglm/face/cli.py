@@ -19,7 +19,7 @@ from autoglm.core.hardware import build_inventory
 from autoglm.core.models import ProfileError, load_model_catalog, profile_for
 from autoglm.core.planner import plan as make_plan
 from autoglm.face.manifest import InputError, InputProblem, parse_objects, read_nodes
-from autoglm.face.report import inventory_table, plan_view
+from autoglm.face.report import fleet_view, inventory_table, plan_view
 from autoglm.sandbox import build as sandbox_builder
 from autoglm.sandbox import fleet as sandbox_fleet
 from autoglm.sandbox.cluster import NODE_LEASE_SECONDS
@@ -43,32 +43,66 @@ class Output(StrEnum):
     JSON = "json"
 
 
+class Propagation(StrEnum):
+    DIRECT = "direct"
+    KARMADA = "karmada"
+
+
 def _fail(problems: list[InputProblem]) -> typer.Exit:
     for p in problems:
         err.print(f"[red]error[/red]: {p}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 
+def _labels_arg(value: str) -> tuple[str, dict[str, str]]:
+    name, sep, pairs = value.partition("=")
+    labels = dict(pair.partition("=")[::2] for pair in pairs.split(",") if pair)
+    if not sep or not name or not labels or any(not k or not v for k, v in labels.items()):
+        raise typer.BadParameter(f"expected NAME=key=value[,key=value...], got {value!r}")
+    return name, labels
+
+
 @app.command()
 def plan(
     file: Annotated[Path, typer.Option("-f", "--filename", help="ModelDeployment YAML (one or more documents).")],
-    nodes: Annotated[Path, typer.Option("--nodes", help="Nodes, as `kubectl get nodes -o yaml` prints them.")],
+    nodes: Annotated[
+        Path | None, typer.Option("--nodes", help="Nodes of one cluster, as `kubectl get nodes -o yaml` prints them.")
+    ] = None,
+    cluster: Annotated[
+        list[str] | None,
+        typer.Option("--cluster", help="NAME=NODES.yaml: a member cluster; repeat to place across several."),
+    ] = None,
+    cluster_labels: Annotated[
+        list[str] | None,
+        typer.Option("--cluster-labels", help="NAME=key=value[,key=value]: labels of a member, for selectors."),
+    ] = None,
     backends: Annotated[
         Path | None, typer.Option("--backends", help="Extra or overriding BackendRuntime YAML.")
     ] = None,
     output: Annotated[Output, typer.Option("-o", "--output", help="table, yaml or json.")] = Output.TABLE,
 ) -> None:
-    """Show, offline, the plan the operator would make for each ModelDeployment on these nodes.
+    """Show, offline, the plan the operator would make for each ModelDeployment: on one cluster's nodes
+    (--nodes), or placed across member clusters (--cluster, with spec.placement) with each member's own plan.
 
     Exit status: 0 every deployment placed, 1 some cannot be placed (reasons printed), 2 bad input.
     """
+    if (nodes is None) == (not cluster):
+        raise _fail([InputProblem("command line", "--nodes/--cluster", "give either --nodes or --cluster NAME=...")])
     try:
         deployments = parse_objects(file, ModelDeployment, "ModelDeployment")
-        node_list = read_nodes(nodes)
         extra = parse_objects(backends, BackendRuntime, "BackendRuntime") if backends else []
+        members = {name: read_nodes(path) for name, path in (_cluster_arg(c) for c in cluster or [])}
+        node_list = read_nodes(nodes) if nodes else []
     except InputError as exc:
         raise _fail(exc.problems) from None
+    labels = dict(_labels_arg(v) for v in cluster_labels or [])
+    unknown = sorted(set(labels) - set(members))
+    if unknown:
+        raise _fail([InputProblem("command line", "--cluster-labels", f"no --cluster named {', '.join(unknown)}")])
     catalog = merge_catalogs(load_default_catalog(), extra)
+    if members:
+        _plan_fleet(file, deployments, members, labels, catalog, output)
+        return
     models = load_model_catalog()
     inventory = build_inventory(node_list)
     results = []
@@ -95,6 +129,64 @@ def plan(
         text = json.dumps(data, indent=2) if output is Output.JSON else yaml.safe_dump(data, sort_keys=False)
         typer.echo(text)
     if not all(p.feasible for _, p in results):
+        raise typer.Exit(EXIT_INFEASIBLE)
+
+
+def _plan_fleet(
+    file: Path,
+    deployments: list[ModelDeployment],
+    members: dict[str, list[dict[str, Any]]],
+    labels: dict[str, dict[str, str]],
+    catalog: list[BackendRuntime],
+    output: Output,
+) -> None:
+    from datetime import UTC, datetime
+
+    from autoglm.core.placement import fleet_plan
+
+    models = load_model_catalog()
+    inventories = {name: build_inventory(nodes) for name, nodes in members.items()}
+    results = []
+    problems: list[InputProblem] = []
+    for md in deployments:
+        try:
+            profile = profile_for(md.spec.model, models)
+        except ProfileError as exc:
+            problems.append(InputProblem(str(file), "spec.model", str(exc)))
+            continue
+        now = datetime.now(UTC)
+        results.append((md, fleet_plan(inventories, labels, profile, catalog, md.spec, md.metadata.name, now)))
+    if problems:
+        raise _fail(problems)
+    if output is Output.TABLE:
+        for md, fleet in results:
+            out.print(fleet_view(fleet, f"{md.metadata.namespace or 'default'}/{md.metadata.name}"))
+    else:
+        data = [
+            {
+                "name": md.metadata.name,
+                "namespace": md.metadata.namespace,
+                "members": [
+                    {
+                        "name": s.name,
+                        "replicas": s.replicas,
+                        "maxReplicas": s.max_replicas,
+                        "capacity": s.capacity,
+                        "weight": s.weight,
+                        "reasons": s.reasons,
+                        "plan": s.plan.model_dump(mode="json") if s.plan else None,
+                    }
+                    for s in fleet.shares
+                ],
+                "excluded": fleet.excluded,
+                "unschedulable": fleet.unschedulable,
+                "summary": fleet.summary,
+            }
+            for md, fleet in results
+        ]
+        text = json.dumps(data, indent=2) if output is Output.JSON else yaml.safe_dump(data, sort_keys=False)
+        typer.echo(text)
+    if not all(fleet.serving and fleet.unschedulable == 0 for _, fleet in results):
         raise typer.Exit(EXIT_INFEASIBLE)
 
 
@@ -198,15 +290,41 @@ def run(
     ] = 30.0,
     json_logs: Annotated[bool, typer.Option("--json-logs", envvar="AUTOGLM_JSON_LOGS", help="Log JSON lines.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    propagation: Annotated[
+        Propagation,
+        typer.Option(
+            "--propagation",
+            envvar="AUTOGLM_PROPAGATION",
+            help="direct: apply to each MemberCluster itself; karmada: the kubeconfig is a Karmada API server.",
+        ),
+    ] = Propagation.DIRECT,
+    no_local: Annotated[
+        bool, typer.Option("--no-local", envvar="AUTOGLM_NO_LOCAL", help="The host cluster serves no replicas.")
+    ] = False,
+    heartbeat: Annotated[
+        float,
+        typer.Option(
+            "--member-heartbeat", envvar="AUTOGLM_MEMBER_HEARTBEAT", help="Seconds between member heartbeats."
+        ),
+    ] = 10.0,
 ) -> None:
-    """Run the operator: reconcile ModelDeployments in the cluster (cluster-wide unless -n is given)."""
+    """Run the operator: reconcile ModelDeployments in the cluster (cluster-wide unless -n is given) and place
+    them on the member clusters (the host is member `local` unless --no-local)."""
     import asyncio
 
     import kopf
 
     from autoglm.shell.controllers import OperatorContext, build_registry
 
-    context = OperatorContext.from_kubeconfig(str(kubeconfig) if kubeconfig else None, resync_seconds=resync)
+    if propagation is Propagation.KARMADA:
+        err.print("[red]error[/red]: --propagation karmada is not implemented yet (issue 12); use direct")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    context = OperatorContext.from_kubeconfig(
+        str(kubeconfig) if kubeconfig else None,
+        resync_seconds=resync,
+        include_local=not no_local,
+        heartbeat_seconds=heartbeat,
+    )
     context.namespaces = tuple(namespace or ())
     if peering:
         try:
@@ -290,6 +408,77 @@ def demo(
             sandbox_fleet.down(state_dir)
             out.print(f"stopped the sandbox clusters ({state_dir}); --keep leaves them running")
     raise typer.Exit(0 if ok else 1)
+
+
+def _host(host_kubeconfig: Path | None) -> Any:
+    from kubernetes import client as kube_client
+    from kubernetes import config as kube_config
+
+    from autoglm.shell.clusters import ClusterClient
+
+    cfg = kube_client.Configuration()
+    kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(host_kubeconfig) if host_kubeconfig else None, client_configuration=cfg
+    )
+    return ClusterClient("local", kube_client.ApiClient(cfg))
+
+
+@app.command()
+def join(
+    name: Annotated[str, typer.Argument(help="Member cluster name (a DNS label).")],
+    kubeconfig: Annotated[Path, typer.Option("--kubeconfig", help="The member's kubeconfig.")],
+    context: Annotated[str | None, typer.Option("--context", help="Context in it; its current one if unset.")] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", help="k=v label for placement selectors.")] = None,
+    host_kubeconfig: Annotated[
+        Path | None, typer.Option("--host-kubeconfig", help="The operator's cluster; the current kubeconfig if unset.")
+    ] = None,
+    namespace: Annotated[str, typer.Option("--namespace", help="Where the kubeconfig Secret goes.")] = "autoglm-system",
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Contact the member first.")] = True,
+) -> None:
+    """Join a member cluster (like karmadactl join): its kubeconfig Secret and MemberCluster on the host."""
+    import re
+
+    from autoglm.shell.members import MemberProblem, flatten_kubeconfig
+    from autoglm.shell.members import join as join_member
+
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):
+        raise _fail([InputProblem("command line", "NAME", f"{name!r} is not a DNS label")])
+    labels: dict[str, str] = {}
+    for pair in label or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail([InputProblem("command line", "--label", f"expected k=v, got {pair!r}")])
+        labels[key] = value
+    try:
+        doc = yaml.safe_load(kubeconfig.read_text())
+        flat = flatten_kubeconfig(doc, kubeconfig.resolve().parent, context)
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError) as exc:
+        raise _fail([InputProblem(str(kubeconfig), "kubeconfig", str(exc))]) from None
+    except MemberProblem as exc:
+        raise _fail([InputProblem(str(kubeconfig), "kubeconfig", str(exc))]) from None
+    try:
+        join_member(_host(host_kubeconfig), name, flat, labels, namespace, verify=verify)
+    except MemberProblem as exc:
+        err.print(f"[red]error[/red]: {exc.reason}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"member {name} joined: MemberCluster/{name}, Secret {namespace}/member-{name}")
+
+
+@app.command()
+def unjoin(
+    name: Annotated[str, typer.Argument(help="Member cluster name.")],
+    host_kubeconfig: Annotated[
+        Path | None, typer.Option("--host-kubeconfig", help="The operator's cluster; the current kubeconfig if unset.")
+    ] = None,
+) -> None:
+    """Remove a member cluster's MemberCluster and kubeconfig Secret from the host."""
+    from autoglm.shell.members import unjoin as unjoin_member
+
+    removed = unjoin_member(_host(host_kubeconfig), name)
+    if not removed:
+        err.print(f"no MemberCluster {name}")
+        raise typer.Exit(1)
+    out.print(f"removed {', '.join(removed)}")
 
 
 sandbox_app = typer.Typer(

@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoglm.core.hardware import GIB, Inventory
+from autoglm.core.placement import FleetPlan
 from autoglm.core.planner import Plan
 
 
@@ -78,4 +79,42 @@ def plan_view(plan: Plan, title: str) -> RenderableType:
         parts.append(rejected)
     for w in plan.warnings:
         parts.append(Text(f"warning: {w}", style="yellow"))
+    return Group(*parts)
+
+
+def fleet_view(fleet: FleetPlan, title: str) -> RenderableType:
+    """One deployment placed across member clusters: a row per member and pool with its own plan."""
+    style = "green" if fleet.serving and fleet.unschedulable == 0 else "yellow" if fleet.serving else "red"
+    parts: list[RenderableType] = [Text(f"{title}: {fleet.summary}", style=f"bold {style}")]
+    table = Table(title="Members", title_justify="left")
+    for col in ("member", "replicas", "max", "holds", "pool", "backend", "precision", "TP", "PP", "why"):
+        table.add_column(col)
+    for share in fleet.shares:
+        plan = share.plan
+        rows = [a for a in plan.assignments] if plan is not None and share.replicas > 0 else []
+        if not rows:
+            why = plan.summary if plan is not None and not plan.feasible else "; ".join(share.reasons)
+            table.add_row(share.name, "0", "0", str(share.capacity), "-", "-", "-", "-", "-", why)
+            continue
+        for i, a in enumerate(rows):
+            o = a.option
+            table.add_row(
+                share.name if i == 0 else "",
+                str(a.replicas),
+                str(share.max_replicas) if i == 0 else "",
+                str(share.capacity) if i == 0 else "",
+                o.pool,
+                o.backend,
+                o.precision.value,
+                str(o.tensor_parallel),
+                str(o.pipeline_parallel),
+                "; ".join(share.reasons) if i == 0 else "",
+            )
+    parts.append(table)
+    for name, why in fleet.excluded.items():
+        parts.append(Text(f"not used: {name}: {why}", style="dim"))
+    if fleet.unschedulable:
+        parts.append(
+            Text(f"warning: {fleet.unschedulable} of {fleet.wanted} replicas fit on no member", style="yellow")
+        )
     return Group(*parts)

@@ -61,10 +61,14 @@ class ClusterClient:
     reconcile in that window: a thousand nodes' heartbeats must not cost a thousand lists.
     """
 
-    def __init__(self, name: str, api: client.ApiClient, snapshot_ttl: float = 2.0):
+    def __init__(
+        self, name: str, api: client.ApiClient, snapshot_ttl: float = 2.0, request_timeout: float | None = None
+    ):
         self.name = name
         self.api = api
         self.snapshot_ttl = snapshot_ttl
+        # Every call to a member cluster is bounded: an unreachable member must not hold a reconcile.
+        self.timeout: dict[str, Any] = {"_request_timeout": request_timeout} if request_timeout else {}
         self._lock = threading.Lock()
         self._discovery_lock = threading.Lock()
         self._cache: dict[str, tuple[float, Any]] = {}
@@ -96,7 +100,7 @@ class ClusterClient:
         """The current snapshot (shared; do not modify): the same list object until it is refreshed."""
 
         def load() -> Any:
-            items = self._raw(self.core.list_node(_preload_content=False))["items"]
+            items = self._raw(self.core.list_node(_preload_content=False, **self.timeout))["items"]
             return [_node_facts(n) for n in items]
 
         nodes: list[Manifest] = self._cached("nodes", load)
@@ -107,7 +111,7 @@ class ClusterClient:
 
         def load() -> Any:
             selector = "status.phase!=Succeeded,status.phase!=Failed"
-            raw = self.core.list_pod_for_all_namespaces(field_selector=selector, _preload_content=False)
+            raw = self.core.list_pod_for_all_namespaces(field_selector=selector, _preload_content=False, **self.timeout)
             return [_pod_facts(p) for p in self._raw(raw)["items"] if (p.get("spec") or {}).get("nodeName")]
 
         pods: list[Manifest] = self._cached("pods", load)
@@ -144,14 +148,16 @@ class ClusterClient:
             resource = self._resource(api_version, kind)
             if resource is None:
                 continue
-            items = resource.get(namespace=namespace, label_selector=f"{LABEL_DEPLOYMENT}={md_name}").items
+            selector = f"{LABEL_DEPLOYMENT}={md_name}"
+            items = resource.get(namespace=namespace, label_selector=selector, **self.timeout).items
             found += [item.to_dict() for item in items]
         return found
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Manifest | None:
         """The live object as JSON (camelCase, like apply's answer), or None when it does not exist."""
         try:
-            found: Manifest = self._resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+            resource = self._resource(api_version, kind)
+            found: Manifest = resource.get(name=name, namespace=namespace, **self.timeout).to_dict()
             return found
         except ApiException as exc:
             if exc.status == 404:
@@ -193,6 +199,7 @@ class ClusterClient:
             namespace=meta.get("namespace"),
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
+            **self.timeout,
         )
         return dict(result.to_dict())
 
@@ -208,7 +215,9 @@ class ClusterClient:
         resource = self._resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         try:
-            resource.delete(name=meta["name"], namespace=meta.get("namespace"), propagation_policy="Background")
+            resource.delete(
+                name=meta["name"], namespace=meta.get("namespace"), propagation_policy="Background", **self.timeout
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -218,17 +227,60 @@ class ClusterClient:
             API_GROUP, API_VERSION, namespace, "modeldeployments", name, {"status": status}
         )
 
+    def patch_member_status(self, name: str, status: Manifest) -> None:
+        self.custom.patch_cluster_custom_object_status(
+            API_GROUP, API_VERSION, "memberclusters", name, {"status": status}
+        )
+
+    def member_clusters(self) -> list[Manifest]:
+        raw: Any = self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, "memberclusters")
+        return list(raw["items"])
+
+    def add_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
+        """Add one finalizer to a ModelDeployment (a JSON patch that fails if the list changed meanwhile)."""
+        self._edit_finalizers(namespace, name, lambda have: have if finalizer in have else [*have, finalizer])
+
+    def remove_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
+        self._edit_finalizers(namespace, name, lambda have: [f for f in have if f != finalizer])
+
+    def _edit_finalizers(self, namespace: str, name: str, change: Callable[[list[str]], list[str]]) -> None:
+        for _ in range(5):
+            try:
+                body: Any = self.custom.get_namespaced_custom_object(
+                    API_GROUP, API_VERSION, namespace, "modeldeployments", name
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
+            have = list(body["metadata"].get("finalizers") or [])
+            want = change(have)
+            if want == have:
+                return
+            patch = {"metadata": {"finalizers": want, "resourceVersion": body["metadata"]["resourceVersion"]}}
+            try:
+                self.custom.patch_namespaced_custom_object(
+                    API_GROUP, API_VERSION, namespace, "modeldeployments", name, patch
+                )
+                return
+            except ApiException as exc:
+                if exc.status not in (404, 409):
+                    raise
+                if exc.status == 404:
+                    return
+
     def event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event on the object, as `kubectl describe` shows them."""
+        """A core/v1 Event on the object, as `kubectl describe` shows them (cluster-scoped: in default)."""
         meta = involved["metadata"]
+        namespace = meta.get("namespace") or "default"
         now = datetime.now(UTC)
         body: Any = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
             "involvedObject": {
                 "apiVersion": involved.get("apiVersion"),
                 "kind": involved.get("kind"),
                 "name": meta["name"],
-                "namespace": meta["namespace"],
+                "namespace": meta.get("namespace"),
                 "uid": meta.get("uid"),
             },
             "type": type_,
@@ -240,7 +292,7 @@ class ClusterClient:
             "count": 1,
             "reportingComponent": "autoglm-operator",
         }
-        self.core.create_namespaced_event(meta["namespace"], body)
+        self.core.create_namespaced_event(namespace, body)
 
 
 def ready_replicas(objects: Iterable[Mapping[str, Any]]) -> tuple[int, int]:

@@ -22,11 +22,13 @@ from kubernetes.client import ApiException
 from autoglm import API_GROUP, API_VERSION
 from autoglm.core.backends import load_default_catalog
 from autoglm.shell.clusters import ClusterClient
+from autoglm.shell.members import MemberRegistry
 from autoglm.shell.metrics import OperatorMetrics
-from autoglm.shell.reconciler import Outcome, Reconciler
+from autoglm.shell.reconciler import PROPAGATION_FINALIZER, MemberUnavailable, Outcome, Reconciler
 
 MD = (API_GROUP, API_VERSION, "modeldeployments")
 RUNTIMES = (API_GROUP, API_VERSION, "backendruntimes")
+MEMBERS = (API_GROUP, API_VERSION, "memberclusters")
 MAX_BACKOFF = 300.0
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,14 @@ class OperatorContext:
     resync_seconds: float = 30.0
     namespaces: tuple[str, ...] = ()
     catalog_changed: threading.Event = field(default_factory=threading.Event)
+    heartbeat_seconds: float = 10.0
+    members_changed: threading.Event = field(default_factory=threading.Event)
+    members_dirty: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def members(self) -> MemberRegistry:
+        assert self.reconciler.members is not None
+        return self.reconciler.members
 
     @classmethod
     def from_kubeconfig(
@@ -49,6 +59,9 @@ class OperatorContext:
         cluster: str = "local",
         resync_seconds: float = 30.0,
         metrics: OperatorMetrics | None = None,
+        include_local: bool = True,
+        heartbeat_seconds: float = 10.0,
+        failure_threshold: int = 3,
     ) -> OperatorContext:
         cfg = client.Configuration()
         if kubeconfig:
@@ -58,9 +71,14 @@ class OperatorContext:
                 config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             except config.ConfigException:
                 config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        cluster_client = ClusterClient(cluster, client.ApiClient(cfg))
+        host = ClusterClient(cluster, client.ApiClient(cfg))
+        members = MemberRegistry(host, include_local=include_local, failure_threshold=failure_threshold)
         return cls(
-            Reconciler(cluster_client, load_default_catalog()), metrics or OperatorMetrics(), cfg, resync_seconds
+            Reconciler(host, load_default_catalog(), members),
+            metrics or OperatorMetrics(),
+            cfg,
+            resync_seconds,
+            heartbeat_seconds=heartbeat_seconds,
         )
 
     def connection(self) -> kopf.ConnectionInfo:
@@ -86,29 +104,66 @@ class OperatorContext:
         timer per object, keeps memory flat and leaves the workers to new and changed deployments.
         """
         last_pass = time.monotonic()
-        fingerprint = capacity_fingerprint(self.reconciler.cluster.nodes())
+        fingerprint = self._fingerprint()
         while not stop.wait(min(poll_seconds, self.resync_seconds)):
-            current = capacity_fingerprint(self.reconciler.cluster.nodes())
+            current = self._fingerprint()
             due = time.monotonic() - last_pass >= self.resync_seconds
-            if not (due or current != fingerprint or self.catalog_changed.is_set()):
+            members = self.members_changed.is_set()
+            if not (due or current != fingerprint or self.catalog_changed.is_set() or members):
                 continue
             if current != fingerprint:
                 self.metrics.inventory_changes.labels("node").inc()
+            if members:
+                self.metrics.inventory_changes.labels("member").inc()
             fingerprint, last_pass = current, time.monotonic()
             self.catalog_changed.clear()
+            self.members_changed.clear()
             for body in self.reconciler.cluster.model_deployments(self.namespaces):
                 if stop.is_set():
                     return
+                meta = body["metadata"]
                 try:
                     self.reconcile(body, 0)
                 except kopf.TemporaryError as exc:
-                    meta = body["metadata"]
                     logger.warning("resync of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+                except Exception:
+                    # A bug must not stop every later resync: say so loudly and go on with the next one.
+                    logger.exception("resync of %s/%s failed", meta.get("namespace"), meta.get("name"))
+
+    def _fingerprint(self) -> int:
+        """The capacity of every connected member (heartbeats ignored)."""
+        parts = []
+        for name in self.members.names():
+            member = self.members.client(name)
+            if member is not None:
+                try:
+                    parts.append((name, capacity_fingerprint(member.nodes())))
+                except Exception as exc:
+                    parts.append((name, hash(type(exc).__name__)))
+        return hash(tuple(parts))
+
+    def member_loop(self, stop: threading.Event) -> None:
+        """Heartbeat every member every `heartbeat_seconds` (sooner when a MemberCluster changed); a change of
+        readiness or capacity, or a member not settled (NotReady, or back within its rebalance window), makes
+        the resync loop re-place every deployment, so failover and rebalance happen without other events."""
+        while not stop.is_set():
+            try:
+                changed = self.members.heartbeat()
+            except ApiException as exc:
+                logger.warning("member heartbeat: host API error %s %s", exc.status, exc.reason)
+                changed = False
+            views = self.members.views()
+            if changed or any(not v.ready or v.recovered for v in views):
+                self.members_changed.set()
+            self.members_dirty.wait(self.heartbeat_seconds)
+            self.members_dirty.clear()
 
     def reconcile(self, body: Any, retry: int) -> Outcome:
         start = time.perf_counter()
         try:
             outcome = self.reconciler.reconcile(dict(body))
+        except MemberUnavailable as exc:
+            raise kopf.TemporaryError(f"waiting for a member to clean up: {exc}", delay=10) from exc
         except ApiException as exc:
             self.metrics.errors.inc()
             # Exponential backoff on API trouble; an invalid or unplaceable spec never lands here.
@@ -184,11 +239,38 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     def start_resync(**_: Any) -> None:
+        # Members are known before the first reconcile: placement with none would call everything unplaceable.
+        context.members.heartbeat()
+        threading.Thread(target=context.member_loop, args=(stop,), name="autoglm-members", daemon=True).start()
         threading.Thread(target=context.resync_loop, args=(stop,), name="autoglm-resync", daemon=True).start()
 
     @kopf.on.cleanup(registry=registry)
     def stop_resync(**_: Any) -> None:
         stop.set()
+        context.members_dirty.set()
+
+    @kopf.on.event(*MEMBERS, registry=registry)
+    def member_changed(**_: Any) -> None:
+        context.members_dirty.set()
+
+    # Objects on other members cannot be garbage-collected by ownerReferences: the reconciler holds the
+    # propagation finalizer while it has any there, and removes them (and it) when the deployment goes.
+    @kopf.on.event(
+        *MD,
+        registry=registry,
+        when=lambda body, **_: (
+            bool(body.get("metadata", {}).get("deletionTimestamp"))
+            and PROPAGATION_FINALIZER in (body.get("metadata", {}).get("finalizers") or [])
+        ),
+    )
+    def propagation_cleanup(body: kopf.Body, **_: Any) -> None:
+        try:
+            removed = context.reconciler.finalize(dict(body))
+        except MemberUnavailable as exc:
+            logger.info("deletion of %s waits: %s", body.get("metadata", {}).get("name"), exc)
+            return
+        if removed:
+            logger.info("removed from members: %s", ", ".join(removed))
 
     @kopf.on.event(*RUNTIMES, registry=registry)
     def runtime_changed(**_: Any) -> None:

@@ -1,12 +1,21 @@
-"""One reconcile of a ModelDeployment in one cluster: observe -> plan (pure) -> render (pure) -> act.
+"""One reconcile of a ModelDeployment over its member clusters: observe -> place and plan (pure) -> render
+(pure) -> act in each member -> aggregate status on the host.
+
+Direct propagation: each member's objects are applied to that member with server-side apply. ownerReferences
+cannot cross clusters, so objects carry the owner's namespace, name and uid as labels, and on members other
+than the host a finalizer (autoglm.io/propagation) makes deletion remove them. The single-cluster operator is
+the same thing with one member, `local`.
 
 Independent of kopf so it can be driven by the handlers, by tests against a sandbox, and by the demo.
-Restart-safe: everything it needs is read back from the API server; a second call with nothing changed
-writes nothing.
+Restart-safe: everything it needs is read back from the API servers; a second call with nothing changed
+writes nothing; a member's object edited or deleted by someone else is put back (drift repair).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,24 +24,37 @@ from typing import Any
 from pydantic import ValidationError
 
 from autoglm.api import BackendRuntime, ModelDeployment, Precision
-from autoglm.api.modeldeployment import ModelDeploymentStatus
+from autoglm.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
 from autoglm.core.backends import merge_catalogs
 from autoglm.core.hardware import AcceleratorTable, Inventory, build_inventory, load_accelerator_table
-from autoglm.core.models import ModelCatalog, ProfileError, load_model_catalog, profile_for, weight_bytes
+from autoglm.core.models import ModelCatalog, ModelProfile, ProfileError, load_model_catalog, profile_for, weight_bytes
+from autoglm.core.placement import MemberShare, MemberView, place
 from autoglm.core.planner import Plan, inputs_digest, plan
 from autoglm.core.render import (
     LABEL_DEPLOYMENT,
     artifact_cleanup_job,
     conversion_job,
     conversion_job_name,
+    drifted,
+    keep_scale,
     model_cache_claim,
     plan_hash,
     serving_objects,
 )
-from autoglm.core.status import ConversionState, Observed, condition_events, desired_status
+from autoglm.core.status import (
+    ConversionState,
+    FleetOutcome,
+    MemberOutcome,
+    Observed,
+    condition_events,
+    desired_status,
+)
 from autoglm.shell.clusters import ClusterClient, ready_replicas
+from autoglm.shell.members import LOCAL, MemberRegistry, classify
 
 Manifest = dict[str, Any]
+PROPAGATION_FINALIZER = "autoglm.io/propagation"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,11 +67,17 @@ class Outcome:
     deleted: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     invalid: str | None = None
+    fleet: FleetOutcome | None = None
 
 
-def _ref(obj: Mapping[str, Any]) -> str:
+class MemberUnavailable(Exception):
+    """A member that still counts (within its failover toleration) cannot be cleaned up yet; retry later."""
+
+
+def _ref(obj: Mapping[str, Any], cluster: str = LOCAL) -> str:
     meta = obj["metadata"]
-    return f"{obj['kind']}/{meta['name']}"
+    where = "" if cluster == LOCAL else f"{cluster}:"
+    return f"{where}{obj['kind']}/{meta['name']}"
 
 
 def _job_state(job: Mapping[str, Any] | None, name: str, key: str) -> ConversionState:
@@ -66,15 +94,63 @@ def _job_state(job: Mapping[str, Any] | None, name: str, key: str) -> Conversion
     return ConversionState(key, name, "Running" if status.get("active") else "Pending")
 
 
+def _with_replicas(spec: ModelDeploymentSpec, replicas: int) -> ModelDeploymentSpec:
+    return spec.model_copy(update={"replicas": spec.replicas.model_copy(update={"min": replicas})})
+
+
+def _digest(parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Request:
+    """One reconcile's inputs, shared by the members' steps."""
+
+    md: ModelDeployment
+    profile: ModelProfile
+    catalog: list[BackendRuntime]
+    current: ModelDeploymentStatus
+    generation: int | None
+    finalizers: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    @property
+    def namespace(self) -> str:
+        return self.md.metadata.namespace or ""
+
+    @property
+    def runtimes(self) -> dict[str, BackendRuntime]:
+        return {b.metadata.name: b for b in self.catalog}
+
+    @property
+    def cache_bytes(self) -> int:
+        # The cache volume is shared by the namespace and sized once, from the source (16-bit) weights.
+        return weight_bytes(self.profile, Precision.BF16)
+
+
 @dataclass
 class Reconciler:
-    cluster: ClusterClient
+    cluster: ClusterClient  # the host: ModelDeployments, BackendRuntimes, MemberClusters, status, Events
     defaults: Sequence[BackendRuntime]
+    members: MemberRegistry | None = None  # None: the host is the only member (local)
     models: ModelCatalog = field(default_factory=load_model_catalog)
     accelerators: AcceleratorTable = field(default_factory=load_accelerator_table)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     _memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
+
+    # --- members ---------------------------------------------------------------------------------------
+
+    def member_views(self) -> list[MemberView]:
+        return self.members.views() if self.members is not None else [MemberView(name=LOCAL)]
+
+    def member_client(self, name: str) -> ClusterClient | None:
+        if self.members is None:
+            return self.cluster if name == LOCAL else None
+        return self.members.client(name)
+
+    # --- catalog and inventories -------------------------------------------------------------------------
 
     def _remember(self, key: tuple[Any, ...], sources: tuple[Any, ...], make: Callable[[], Any]) -> Any:
         """Per-snapshot memo. Entries hold their source snapshots, so an id() reused by a newer snapshot
@@ -85,7 +161,7 @@ class Reconciler:
             stale = [
                 k
                 for k, (srcs, _) in self._memo.items()
-                if k[0] == key[0] and any(a is not b for a, b in zip(srcs, sources, strict=True))
+                if k[:2] == key[:2] and any(a is not b for a, b in zip(srcs, sources, strict=True))
             ]
             for k in stale:
                 del self._memo[k]
@@ -95,7 +171,7 @@ class Reconciler:
 
     def catalog(self) -> list[BackendRuntime]:
         raw = self.cluster.backend_runtimes()
-        result: list[BackendRuntime] = self._remember(("catalog", id(raw)), (raw,), lambda: self._catalog(raw))
+        result: list[BackendRuntime] = self._remember(("catalog", "", id(raw)), (raw,), lambda: self._catalog(raw))
         return result
 
     def _catalog(self, raws: Sequence[Mapping[str, Any]]) -> list[BackendRuntime]:
@@ -111,114 +187,9 @@ class Reconciler:
                 continue  # the CRD schema admitted it; a pydantic-only rule rejects it, so it is not offered
         return merge_catalogs(self.defaults, user)
 
-    def reconcile(self, body: Mapping[str, Any]) -> Outcome:
-        meta = body["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        generation = meta.get("generation")
-        current = ModelDeploymentStatus.model_validate(body.get("status") or {})
-        try:
-            md = ModelDeployment.model_validate({k: v for k, v in body.items() if k != "status"})
-        except ValidationError as exc:
-            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            return self._finish(body, current, generation, None, Observed(self.cluster.name), message, None, None)
-        try:
-            profile = profile_for(md.spec.model, self.models)
-        except ProfileError as exc:
-            return self._finish(body, current, generation, None, Observed(self.cluster.name), str(exc), None, None)
-
-        catalog = self.catalog()
-        inventory = self._inventory(namespace, name)
-        digest = inputs_digest(md.spec, catalog, inventory)
-        result = plan(inventory, profile, catalog, md.spec, served_name=name)
-        outcome_applied: list[str] = []
-        runtimes = {b.metadata.name: b for b in catalog}
-
-        # The cache volume is shared by the namespace and sized once, from the source (16-bit) weights.
-        cache_bytes = weight_bytes(profile, Precision.BF16)
-        conversions = self._convert(md, result, outcome_applied, cache_bytes)
-        failed = {c.cache_key for c in conversions if c.phase == "Failed"}
-        if failed:
-            # A runtime whose artifact cannot be built is dropped, and the plan made again without it
-            # (which is where fallbackPolicy decides between another runtime, CPU, or nothing).
-            broken = {
-                a.option.backend
-                for a in result.assignments
-                if a.option.conversion and a.option.conversion.cache_key in failed
-            }
-            catalog = [b for b in catalog if b.metadata.name not in broken]
-            result = plan(inventory, profile, catalog, md.spec, served_name=name)
-            conversions = [c for c in conversions if c.phase == "Failed"] + [
-                c for c in self._convert(md, result, outcome_applied, cache_bytes) if c.cache_key not in failed
-            ]
-
-        deleted: list[str] = []
-        phash = plan_hash(result)
-        blocked = any(a.option.conversion and a.option.conversion.cache_key in failed for a in result.assignments)
-        converting = any(c.phase not in ("Succeeded", "Failed") for c in conversions)
-        # A deployment that never had a plan applied owns nothing yet: skip four list calls.
-        owned = self.cluster.owned(namespace, name) if current.plan_hash else []
-        if result.feasible and not blocked and not converting:
-            claim = model_cache_claim(md, cache_bytes)
-            # Optional kinds the cluster does not serve (PodMonitor without the Prometheus Operator) are left out.
-            rendered = [
-                o for o in serving_objects(md, result, runtimes) if self.cluster.has_kind(o["apiVersion"], o["kind"])
-            ]
-            wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered}
-            present = {(o["kind"], o["metadata"]["name"]) for o in owned}
-            unchanged = (
-                current.inputs_hash == digest
-                and current.plan_hash == phash
-                and current.observed_generation == generation
-                and wanted == present
-            )
-            if not unchanged:
-                if claim and self.cluster.ensure(claim):
-                    outcome_applied.append(_ref(claim))
-                applied_objects = []
-                for obj in rendered:
-                    applied_objects.append(self.cluster.apply(obj))
-                    outcome_applied.append(_ref(obj))
-                for obj in owned:
-                    if (obj["kind"], obj["metadata"]["name"]) not in wanted:
-                        self.cluster.delete(obj)
-                        deleted.append(_ref(obj))
-                # Server-side apply answers with the live object (status included): no second list needed.
-                owned = applied_objects
-        ready, desired = ready_replicas(owned)
-        observed = Observed(cluster=self.cluster.name, ready_replicas=ready, replicas=desired, conversions=conversions)
-        outcome = self._finish(body, current, generation, result, observed, None, digest, phash)
-        outcome.applied, outcome.deleted = outcome_applied, deleted
-        return outcome
-
-    def release(self, body: Mapping[str, Any]) -> list[str]:
-        """On deletion: remove the conversion artifacts (Job and cached files) no other deployment uses."""
-        meta = body["metadata"]
-        if self.cluster.namespace_terminating(meta["namespace"]):
-            # The cache volume, its files and the Jobs all go with the namespace; nothing may be created
-            # there any more, and trying would hold the finalizer (and so the namespace) forever.
-            return []
-        mine = set((body.get("status") or {}).get("artifacts") or [])
-        others = [
-            md
-            for md in self.cluster.model_deployments((meta["namespace"],))
-            if md["metadata"]["name"] != meta["name"] and not md["metadata"].get("deletionTimestamp")
-        ]
-        in_use = {key for md in others for key in (md.get("status") or {}).get("artifacts") or []}
-        released = sorted(mine - in_use)
-        for key in released:
-            self.cluster.delete(
-                {
-                    "apiVersion": "batch/v1",
-                    "kind": "Job",
-                    "metadata": {"name": conversion_job_name(key), "namespace": meta["namespace"]},
-                }
-            )
-            self.cluster.ensure(artifact_cleanup_job(meta["namespace"], key))
-        return released
-
-    def _inventory(self, namespace: str, name: str) -> Inventory:
+    def _inventory(self, member: ClusterClient, namespace: str, name: str) -> Inventory:
         """Pools with this deployment's own pods counted as free (it may keep using what it holds)."""
-        nodes, pods = self.cluster.nodes(), self.cluster.device_pods()
+        nodes, pods = member.nodes(), member.device_pods()
         own_ids: list[str] = []
         others: list[Manifest] = []
         for p in pods:
@@ -228,30 +199,290 @@ class Reconciler:
             else:
                 others.append(p)
         inventory: Inventory = self._remember(
-            ("inventory", id(nodes), id(pods), tuple(sorted(own_ids))),
+            ("inventory", member.name, id(nodes), id(pods), tuple(sorted(own_ids))),
             (nodes, pods),
             lambda: build_inventory(nodes, self.accelerators, others if own_ids else pods),
         )
         return inventory
 
-    def _convert(
-        self, md: ModelDeployment, result: Plan, applied: list[str], cache_bytes: int
-    ) -> list[ConversionState]:
+    def _member_inventory(self, member: str, namespace: str, name: str) -> Inventory:
+        """The member's inventory; when it cannot be read, the last one read (a member within its failover
+        toleration keeps its share on what was last known), else an empty one."""
+        member_client = self.member_client(member)
+        key = ("last-inventory", member)  # one per member: a stale fallback need not be per deployment
+        if member_client is not None:
+            try:
+                inventory = self._inventory(member_client, namespace, name)
+            except Exception as exc:
+                if member == LOCAL:
+                    raise
+                logger.info("member %s: inventory not read (%s); using the last one", member, type(exc).__name__)
+            else:
+                self._memo[key] = ((), inventory)
+                return inventory
+        last = self._memo.get(key)
+        return last[1] if last else Inventory(pools=[], nodes_seen=0)
+
+    # --- reconcile -------------------------------------------------------------------------------------
+
+    def reconcile(self, body: Mapping[str, Any]) -> Outcome:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        generation = meta.get("generation")
+        current = ModelDeploymentStatus.model_validate(body.get("status") or {})
+        if meta.get("deletionTimestamp"):
+            self.finalize(body)
+            return Outcome(plan=None, status_written=False)
+        try:
+            md = ModelDeployment.model_validate({k: v for k, v in body.items() if k != "status"})
+        except ValidationError as exc:
+            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            return self._finish(body, current, generation, None, message, None, None)
+        try:
+            profile = profile_for(md.spec.model, self.models)
+        except ProfileError as exc:
+            return self._finish(body, current, generation, None, str(exc), None, None)
+
+        req = _Request(md, profile, self.catalog(), current, generation, list(meta.get("finalizers") or []))
+        now = self.clock()
+        views = self.member_views()
+        inventories: dict[str, Inventory] = {}
+        plans: dict[tuple[str, int], Plan] = {}
+
+        def inventory(member: str) -> Inventory:
+            if member not in inventories:
+                inventories[member] = self._member_inventory(member, namespace, name)
+            return inventories[member]
+
+        def plan_for(member: str, replicas: int) -> Plan:
+            if (member, replicas) not in plans:
+                spec = _with_replicas(md.spec, replicas)
+                plans[member, replicas] = plan(inventory(member), profile, req.catalog, spec, served_name=name)
+            return plans[member, replicas]
+
+        previous = {c.name: c.desired for c in current.clusters}
+        fleet = place(views, md.spec, plan_for, now, previous)
+        digest = _digest(
+            [
+                [m.model_dump(mode="json", exclude={"since"}) for m in sorted(views, key=lambda v: v.name)],
+                {m: inputs_digest(md.spec, req.catalog, inv) for m, inv in sorted(inventories.items())},
+            ]
+        )
+        outcomes: list[MemberOutcome] = []
+        for share in fleet.shares:
+            if share.replicas > 0 and share.plan is not None and share.plan.feasible:
+                outcomes.append(self._serve(req, share, digest))
+        serving = {o.cluster for o in outcomes}
+        for member in sorted(set(previous) - serving):
+            leftover = self._withdraw(req, member)
+            if leftover is not None:
+                outcomes.append(leftover)
+        phash = _digest(sorted((o.cluster, plan_hash(o.plan)) for o in outcomes if o.plan is not None))
+        result = FleetOutcome(outcomes, fleet.wanted, fleet.unschedulable, fleet.summary)
+        outcome = self._finish(body, current, generation, result, None, digest, phash)
+        outcome.applied, outcome.deleted = req.applied, req.deleted
+        outcome.plan = next((o.plan for o in outcomes if o.serving), None) or self._probe(fleet.shares)
+        return outcome
+
+    @staticmethod
+    def _probe(shares: Sequence[MemberShare]) -> Plan | None:
+        """Some plan for a deployment no member serves (its rejections say why), for metrics and callers."""
+        return next((s.plan for s in shares if s.plan is not None), None)
+
+    def _serve(self, req: _Request, share: MemberShare, digest: str) -> MemberOutcome:
+        """Convert, apply and observe one member's part; a remote member's failure is its outcome, not a crash."""
+        assert share.plan is not None
+        member = self.member_client(share.name)
+        if member is None:
+            return MemberOutcome(share.name, plan=share.plan, error="no client (the member is not connected)")
+        try:
+            return self._apply_member(req, member, share, digest)
+        except Exception as exc:
+            if share.name == LOCAL:
+                raise  # the host's API errors go to the handler's backoff
+            problem = classify(exc, share.name)
+            logger.warning("member %s: %s", share.name, problem)
+            return MemberOutcome(share.name, plan=share.plan, error=f"{problem.reason}: {problem}")
+
+    def _apply_member(self, req: _Request, member: ClusterClient, share: MemberShare, digest: str) -> MemberOutcome:
+        md, current = req.md, req.current
+        namespace, name = req.namespace, md.metadata.name
+        remote = member.name != LOCAL
+        result = share.plan
+        assert result is not None
+        if remote:
+            self._hold_finalizer(req)
+            member.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        conversions = self._convert(req, member, result)
+        failed = {c.cache_key for c in conversions if c.phase == "Failed"}
+        if failed:
+            # A runtime whose artifact cannot be built is dropped, and the member's plan made again without it
+            # (which is where fallbackPolicy decides between another runtime, CPU, or nothing).
+            broken = {
+                a.option.backend
+                for a in result.assignments
+                if a.option.conversion and a.option.conversion.cache_key in failed
+            }
+            catalog = [b for b in req.catalog if b.metadata.name not in broken]
+            inventory = self._inventory(member, namespace, name)
+            result = plan(inventory, req.profile, catalog, _with_replicas(md.spec, share.replicas), served_name=name)
+            conversions = [c for c in conversions if c.phase == "Failed"] + [
+                c for c in self._convert(req, member, result) if c.cache_key not in failed
+            ]
+        blocked = any(a.option.conversion and a.option.conversion.cache_key in failed for a in result.assignments)
+        converting = any(c.phase not in ("Succeeded", "Failed") for c in conversions)
+        known = member.name in {c.name for c in current.clusters}
+        # A deployment that never had a plan applied here owns nothing here yet: skip the lists.
+        owned = member.owned(namespace, name) if known or current.plan_hash else []
+        if result.feasible and not blocked and not converting:
+            claim = model_cache_claim(md, req.cache_bytes)
+            rendered = [
+                o
+                for o in serving_objects(md, result, req.runtimes, replicas_max=share.max_replicas, remote=remote)
+                if member.has_kind(o["apiVersion"], o["kind"])  # optional kinds the member does not serve are left out
+            ]
+            live = {(o["kind"], o["metadata"]["name"]): o for o in owned}
+            wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered}
+            same_inputs = (
+                current.inputs_hash == digest and current.observed_generation == req.generation and wanted == set(live)
+            )
+            stale = [
+                o
+                for o in rendered
+                if not same_inputs or drifted(o, live.get((o["kind"], o["metadata"]["name"])), rendered)
+            ]
+            if stale:
+                if claim and member.ensure(claim):
+                    req.applied.append(_ref(claim, member.name))
+                applied = {}
+                for obj in stale:
+                    body = keep_scale(obj, live.get((obj["kind"], obj["metadata"]["name"])), rendered)
+                    applied[(obj["kind"], obj["metadata"]["name"])] = member.apply(body)
+                    req.applied.append(_ref(obj, member.name))
+                for key, obj in live.items():
+                    if key not in wanted:
+                        member.delete(obj)
+                        req.deleted.append(_ref(obj, member.name))
+                # Server-side apply answers with the live object (status included): no second list needed.
+                owned = [applied.get(key) or live[key] for key in wanted if key in applied or key in live]
+        ready, replicas = ready_replicas(owned)
+        return MemberOutcome(member.name, plan=result, observed=Observed(ready, replicas, conversions))
+
+    def _withdraw(self, req: _Request, name: str) -> MemberOutcome | None:
+        """Remove this deployment's objects from a member that no longer serves it; None once it holds none.
+        An unreachable member stays listed (desired 0) with the reason, and is tried again next time."""
+        member = self.member_client(name)
+        namespace, md_name = req.namespace, req.md.metadata.name
+        if member is None:
+            if self.members is not None and self.members.get(name) is None:
+                return None  # the member left the fleet (unjoined): nothing to reach it with
+            return MemberOutcome(name, error="not connected; its objects are removed once it is back")
+        try:
+            for obj in member.owned(namespace, md_name):
+                member.delete(obj)
+                req.deleted.append(_ref(obj, name))
+        except Exception as exc:
+            if name == LOCAL:
+                raise
+            problem = classify(exc, name)
+            return MemberOutcome(name, error=f"{problem.reason}: {problem}; its objects are removed once it is back")
+        return None
+
+    def _hold_finalizer(self, req: _Request) -> None:
+        """Before anything lands on a remote member, deletion must be able to remove it: ownerReferences
+        cannot reach there."""
+        if PROPAGATION_FINALIZER not in req.finalizers:
+            self.cluster.add_finalizer(req.namespace, req.md.metadata.name, PROPAGATION_FINALIZER)
+            req.finalizers.append(PROPAGATION_FINALIZER)
+
+    def finalize(self, body: Mapping[str, Any]) -> list[str]:
+        """On deletion: remove the deployment's objects from every remote member, then the finalizer.
+
+        A member that is unreachable but still within its failover toleration holds the deletion (raises
+        MemberUnavailable, so the caller retries); one past it is given up on with a Warning Event, so a
+        member that is gone for good never blocks a delete forever.
+        """
+        meta = body["metadata"]
+        if PROPAGATION_FINALIZER not in (meta.get("finalizers") or []):
+            return []
+        namespace, name = meta["namespace"], meta["name"]
+        status = ModelDeploymentStatus.model_validate(body.get("status") or {})
+        spec = ModelDeploymentSpec.model_validate((body.get("spec") or {}) | {}) if body.get("spec") else None
+        toleration = spec.placement.failover.toleration_seconds if spec else 300
+        views = {v.name: v for v in self.member_views()}
+        removed: list[str] = []
+        names = {c.name for c in status.clusters} | (set(self.members.names()) if self.members else set())
+        for member_name in sorted(names - {LOCAL}):
+            member = self.member_client(member_name)
+            try:
+                if member is None:
+                    raise ConnectionError("not connected")
+                for obj in member.owned(namespace, name):
+                    member.delete(obj)
+                    removed.append(_ref(obj, member_name))
+            except Exception as exc:
+                view = views.get(member_name)
+                since = view.since if view and view.since else None
+                waited = (self.clock() - since).total_seconds() if since else float("inf")
+                if view is not None and (view.ready or waited < toleration):
+                    raise MemberUnavailable(f"{member_name}: {exc}") from exc
+                self.cluster.event(
+                    body,
+                    "Warning",
+                    "CleanupSkipped",
+                    f"{member_name} has been unreachable for longer than {toleration} s; objects of {name} "
+                    "there are left for its garbage collection",
+                )
+        self.cluster.remove_finalizer(namespace, name, PROPAGATION_FINALIZER)
+        return removed
+
+    def release(self, body: Mapping[str, Any]) -> list[str]:
+        """On deletion: remove the conversion artifacts (Job and cached files) no other deployment uses, in every
+        member that has them."""
+        meta = body["metadata"]
+        mine = set((body.get("status") or {}).get("artifacts") or [])
+        others = [
+            md
+            for md in self.cluster.model_deployments((meta["namespace"],))
+            if md["metadata"]["name"] != meta["name"] and not md["metadata"].get("deletionTimestamp")
+        ]
+        in_use = {key for md in others for key in (md.get("status") or {}).get("artifacts") or []}
+        released = sorted(mine - in_use)
+        clusters = {c.get("name") for c in (body.get("status") or {}).get("clusters") or []} or {LOCAL}
+        for cluster in sorted(c for c in clusters if c):
+            member = self.member_client(cluster)
+            # The cache volume, its files and the Jobs all go with a terminating namespace; nothing may be
+            # created there any more, and trying would hold the finalizer (and so the namespace) forever.
+            if member is None or member.namespace_terminating(meta["namespace"]):
+                continue
+            for key in released:
+                member.delete(
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "metadata": {"name": conversion_job_name(key), "namespace": meta["namespace"]},
+                    }
+                )
+                member.ensure(artifact_cleanup_job(meta["namespace"], key))
+        return released
+
+    def _convert(self, req: _Request, member: ClusterClient, result: Plan) -> list[ConversionState]:
+        md = req.md
         jobs = [
             (job, a.option.conversion.cache_key)
             for a in result.assignments
             if a.option.conversion and (job := conversion_job(md, a.option)) is not None
         ]
-        claim = model_cache_claim(md, cache_bytes)
-        if jobs and claim and self.cluster.ensure(claim):
-            applied.append(_ref(claim))
+        claim = model_cache_claim(md, req.cache_bytes)
+        if jobs and claim and member.ensure(claim):
+            req.applied.append(_ref(claim, member.name))
         states = []
         for job, key in jobs:
             name = job["metadata"]["name"]
-            existing = self.cluster.get("batch/v1", "Job", name, md.metadata.namespace)
+            existing = member.get("batch/v1", "Job", name, md.metadata.namespace)
             if existing is None:
-                existing = self.cluster.apply(job)
-                applied.append(_ref(job))
+                existing = member.apply(job)
+                req.applied.append(_ref(job, member.name))
             states.append(_job_state(existing, name, key))
         return states
 
@@ -260,13 +491,12 @@ class Reconciler:
         body: Mapping[str, Any],
         current: ModelDeploymentStatus,
         generation: int | None,
-        result: Plan | None,
-        observed: Observed,
+        fleet: FleetOutcome | None,
         invalid: str | None,
         digest: str | None,
         phash: str | None,
     ) -> Outcome:
-        new = desired_status(current, generation, result, observed, self.clock(), invalid, digest, phash)
+        new = desired_status(current, generation, fleet, self.clock(), invalid, digest, phash)
         old_doc = current.model_dump(mode="json", by_alias=True, exclude_none=True)
         new_doc = new.model_dump(mode="json", by_alias=True, exclude_none=True)
         events = []
@@ -275,4 +505,4 @@ class Reconciler:
             for type_, reason, message in condition_events(current.conditions, new.conditions):
                 self.cluster.event(body, type_, reason, message)
                 events.append(reason)
-        return Outcome(plan=result, status_written=new_doc != old_doc, events=events, invalid=invalid)
+        return Outcome(plan=None, status_written=new_doc != old_doc, events=events, invalid=invalid, fleet=fleet)

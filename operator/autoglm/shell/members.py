@@ -1,0 +1,426 @@
+"""Member clusters in direct mode: one client per MemberCluster, heartbeats, inventories and status.
+
+Each MemberCluster names a kubeconfig Secret on the host; the registry builds a client from it (TLS always
+verified, every call with a bounded timeout), asks the member's API server whether it is ready, reads its
+Nodes and pods into an accelerator inventory, and writes the MemberCluster's status: Ready with a reason a
+person can act on, the last heartbeat, and free/total devices per accelerator. A missing or bad Secret, an
+unreachable API server and rejected credentials are conditions, never a crash. The host cluster is member
+`local` unless the operator runs with --no-local.
+
+Readiness is damped like Karmada's cluster-failure-threshold: a reachable member turns NotReady only after
+`failure_threshold` heartbeats in a row fail; a configuration problem (no Secret, no key, a kubeconfig that
+does not parse or skips TLS verification) is NotReady at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import urllib3
+import yaml
+from kubernetes import client, config
+from kubernetes.client import ApiException
+
+from autoglm import API_GROUP, API_VERSION
+from autoglm.api.common import ConditionStatus
+from autoglm.api.membercluster import AcceleratorCapacity, MemberCluster, MemberClusterStatus
+from autoglm.core.hardware import AcceleratorTable, build_inventory, load_accelerator_table
+from autoglm.core.placement import MemberView
+from autoglm.core.status import condition_events, set_condition
+from autoglm.shell.clusters import ClusterClient
+
+LOCAL = "local"
+READY = "Ready"
+REQUEST_TIMEOUT = 5.0
+SECRET_NAMESPACE = "autoglm-system"
+# Reasons of the Ready condition; MemberRecovered tells placement the member came back (rebalance window).
+JOINED, RECOVERED = "MemberReady", "MemberRecovered"
+logger = logging.getLogger(__name__)
+
+
+class MemberProblem(Exception):
+    """Why a member cannot be used: `reason` is the condition's reason, the message says what to do."""
+
+    def __init__(self, reason: str, message: str, immediate: bool = True):
+        super().__init__(message)
+        self.reason = reason
+        self.immediate = immediate
+
+
+@dataclass
+class Member:
+    """One member as the operator sees it now."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    client: ClusterClient | None = None
+    ready: bool = False
+    reason: str = "Pending"
+    message: str = "not contacted yet"
+    since: datetime | None = None
+    failures: int = 0
+    no_schedule: bool = False
+    secret_version: str | None = None
+    status: MemberClusterStatus = field(default_factory=MemberClusterStatus)
+
+    def view(self) -> MemberView:
+        return MemberView(
+            name=self.name,
+            labels=self.labels,
+            ready=self.ready,
+            since=self.since,
+            recovered=self.reason == RECOVERED,
+            no_schedule=self.no_schedule,
+            reason="" if self.ready else f"{self.reason}: {self.message}",
+        )
+
+
+def client_from_kubeconfig(text: str, name: str, context: str | None = None) -> client.ApiClient:
+    """A client for one member from its kubeconfig; refuses one that turns TLS verification off."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MemberProblem("KubeconfigInvalid", f"the kubeconfig of {name} is not YAML: {exc}") from None
+    if not isinstance(doc, dict) or not doc.get("clusters"):
+        raise MemberProblem("KubeconfigInvalid", f"the kubeconfig of {name} has no clusters")
+    if any((c.get("cluster") or {}).get("insecure-skip-tls-verify") for c in doc["clusters"]):
+        raise MemberProblem(
+            "InsecureKubeconfig",
+            f"the kubeconfig of {name} sets insecure-skip-tls-verify; give it the member's CA "
+            "(certificate-authority-data) instead",
+        )
+    cfg = client.Configuration()
+    try:
+        config.load_kube_config_from_dict(doc, context=context, client_configuration=cfg, persist_config=False)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, KeyError, TypeError, ValueError) as exc:
+        raise MemberProblem("KubeconfigInvalid", f"the kubeconfig of {name} cannot be used: {exc}") from None
+    cfg.retries = 0  # a heartbeat that fails says so at once; the failure threshold does the damping
+    return client.ApiClient(cfg)
+
+
+def classify(exc: BaseException, name: str) -> MemberProblem:
+    """A failed call to a member, as a condition reason and message."""
+    if isinstance(exc, ApiException):
+        if exc.status == 401:
+            return MemberProblem(
+                "Unauthorized",
+                f"{name} rejected the operator's credentials (expired or revoked); run autoglm join {name} again",
+                immediate=False,
+            )
+        if exc.status == 403:
+            return MemberProblem("Forbidden", f"{name} forbids the operator: {exc.reason}", immediate=False)
+        return MemberProblem("APIError", f"{name} answered {exc.status} {exc.reason}", immediate=False)
+    text = str(exc)
+    if isinstance(exc, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text:
+        return MemberProblem("TLSError", f"TLS to {name} failed: {text[:300]}", immediate=False)
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError | TimeoutError):
+        return MemberProblem("Unreachable", f"{name}'s API server does not answer: {text[:300]}", immediate=False)
+    return MemberProblem("HeartbeatFailed", f"{type(exc).__name__}: {text[:300]}", immediate=False)
+
+
+def capacity_of(
+    nodes: list[dict[str, Any]], pods: list[dict[str, Any]], table: AcceleratorTable
+) -> list[AcceleratorCapacity]:
+    """Free and total devices per accelerator product (CPU pools are not devices)."""
+    totals: dict[str, tuple[int, int]] = {}
+    for pool in build_inventory(nodes, table, pods).pools:
+        if pool.is_cpu or not pool.known:
+            continue
+        free, total = totals.get(pool.product, (0, 0))
+        totals[pool.product] = (
+            free + sum(count * n for count, n in pool.free_histogram.items()),
+            total + pool.devices_per_node * len(pool.node_names),
+        )
+    return [AcceleratorCapacity(accelerator=k, free=f, total=t) for k, (f, t) in sorted(totals.items())]
+
+
+class MemberRegistry:
+    """Every member cluster, refreshed by `heartbeat()`; the reconciler asks it for views and clients."""
+
+    def __init__(
+        self,
+        host: ClusterClient,
+        include_local: bool = True,
+        failure_threshold: int = 3,
+        request_timeout: float = REQUEST_TIMEOUT,
+        accelerators: AcceleratorTable | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.host = host
+        self.include_local = include_local
+        self.failure_threshold = failure_threshold
+        self.request_timeout = request_timeout
+        self.accelerators = accelerators or load_accelerator_table()
+        self.clock = clock
+        self._members: dict[str, Member] = {}
+        self._lock = threading.Lock()
+
+    # --- read ------------------------------------------------------------------------------------------
+
+    def views(self) -> list[MemberView]:
+        with self._lock:
+            return [m.view() for m in self._members.values()]
+
+    def client(self, name: str) -> ClusterClient | None:
+        with self._lock:
+            member = self._members.get(name)
+            return member.client if member else None
+
+    def get(self, name: str) -> Member | None:
+        with self._lock:
+            return self._members.get(name)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._members)
+
+    # --- refresh ---------------------------------------------------------------------------------------
+
+    def heartbeat(self) -> bool:
+        """One round over every MemberCluster; True when any member's readiness or capacity changed."""
+        objects = {o["metadata"]["name"]: o for o in self.host.member_clusters()}
+        if self.include_local and LOCAL not in objects:
+            self.host.apply(
+                {
+                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                    "kind": "MemberCluster",
+                    "metadata": {"name": LOCAL, "labels": {"autoglm.io/host": "true"}},
+                    "spec": {},
+                }
+            )
+            objects = {o["metadata"]["name"]: o for o in self.host.member_clusters()}
+        changed = False
+        with self._lock:
+            for gone in set(self._members) - set(objects):
+                del self._members[gone]
+                changed = True
+        for name, body in sorted(objects.items()):
+            changed |= self._beat(name, body)
+        return changed
+
+    def _beat(self, name: str, body: dict[str, Any]) -> bool:
+        with self._lock:
+            member = self._members.get(name) or Member(name=name)
+        current = MemberClusterStatus.model_validate(body.get("status") or {})
+        if member.since is None:  # first sight after a restart: continue from what the API server holds
+            ready_cond = next((c for c in current.conditions if c.type == READY), None)
+            if ready_cond is not None:
+                member.ready = ready_cond.status is ConditionStatus.TRUE
+                member.reason, member.message = ready_cond.reason, ready_cond.message
+                member.since = ready_cond.last_transition_time
+        member.labels = dict(body["metadata"].get("labels") or {})
+        try:
+            spec = MemberCluster.model_validate({k: v for k, v in body.items() if k != "status"}).spec
+        except ValueError as exc:
+            return self._record(member, body, current, MemberProblem("InvalidSpec", str(exc)))
+        member.no_schedule = any(t.effect in ("NoSchedule", "NoExecute") for t in spec.taints)
+        try:
+            self._connect(member, spec)
+            assert member.client is not None
+            client.VersionApi(member.client.api).get_code(_request_timeout=self.request_timeout)
+            member.client.invalidate()
+            nodes, pods = member.client.nodes(), member.client.device_pods()
+        except MemberProblem as problem:
+            return self._record(member, body, current, problem)
+        except Exception as exc:
+            return self._record(member, body, current, classify(exc, name))
+        return self._record(member, body, current, None, capacity_of(nodes, pods, self.accelerators))
+
+    def _connect(self, member: Member, spec: Any) -> None:
+        if member.name == LOCAL and spec.kubeconfig_secret_ref is None:
+            if not self.include_local:
+                member.client = None
+                raise MemberProblem("HostExcluded", "the operator runs with --no-local: the host serves no replicas")
+            member.client = self.host
+            return
+        ref = spec.kubeconfig_secret_ref
+        if ref is None:
+            member.client = None
+            raise MemberProblem(
+                "NoKubeconfig", f"spec.kubeconfigSecretRef is required for {member.name} (only {LOCAL} may omit it)"
+            )
+        secret = self.host.get("v1", "Secret", ref.name, ref.namespace)
+        if secret is None:
+            member.client = None
+            raise MemberProblem("SecretNotFound", f"Secret {ref.namespace}/{ref.name} does not exist")
+        version = secret["metadata"].get("resourceVersion")
+        if member.client is not None and version == member.secret_version:
+            return
+        data = secret.get("data") or {}
+        if ref.key not in data:
+            member.client = None
+            raise MemberProblem(
+                "SecretKeyMissing", f"Secret {ref.namespace}/{ref.name} has no key {ref.key!r} (it has {sorted(data)})"
+            )
+        try:
+            text = base64.b64decode(data[ref.key]).decode()
+        except ValueError:
+            member.client = None
+            raise MemberProblem(
+                "KubeconfigInvalid", f"Secret {ref.namespace}/{ref.name} key {ref.key} is not base64"
+            ) from None
+        api = client_from_kubeconfig(text, member.name)
+        member.client = ClusterClient(member.name, api, request_timeout=self.request_timeout)
+        member.secret_version = version
+
+    def _record(
+        self,
+        member: Member,
+        body: dict[str, Any],
+        current: MemberClusterStatus,
+        problem: MemberProblem | None,
+        capacity: list[AcceleratorCapacity] | None = None,
+    ) -> bool:
+        now = self.clock()
+        was_ready = member.ready
+        if problem is None:
+            member.failures = 0
+            reason = member.reason if was_ready else (RECOVERED if member.since is not None else JOINED)
+            member.ready, member.reason, member.message = True, reason, "heartbeat answered"
+            member.status = current.model_copy(update={"last_heartbeat": now, "capacity": capacity or []})
+        else:
+            member.failures += 1
+            if problem.immediate or not was_ready or member.failures >= self.failure_threshold:
+                member.ready, member.reason, member.message = False, problem.reason, str(problem)
+            else:
+                logger.info(
+                    "member %s: heartbeat failed (%d/%d): %s",
+                    member.name,
+                    member.failures,
+                    self.failure_threshold,
+                    problem,
+                )
+        if member.ready != was_ready or member.since is None:
+            member.since = now
+        status = ConditionStatus.TRUE if member.ready else ConditionStatus.FALSE
+        conditions = set_condition(current.conditions, READY, status, member.reason, member.message, None, now)
+        # set_condition keeps lastTransitionTime when the status holds; `since` follows it.
+        member.since = next(c.last_transition_time for c in conditions if c.type == READY)
+        new = (member.status if problem is None else current).model_copy(update={"conditions": conditions})
+        old_doc = current.model_dump(mode="json", by_alias=True, exclude_none=True)
+        new_doc = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # The heartbeat time alone is written at most once a minute: it is not worth a write per beat.
+        beat_only = {k: v for k, v in new_doc.items() if k != "lastHeartbeat"} == {
+            k: v for k, v in old_doc.items() if k != "lastHeartbeat"
+        }
+        stale = current.last_heartbeat is None or (now - current.last_heartbeat).total_seconds() >= 60
+        if not beat_only or (problem is None and stale):
+            try:
+                self.host.patch_member_status(member.name, new_doc)
+                for type_, reason, message in condition_events(current.conditions, conditions):
+                    self.host.event(body, type_, reason, message)
+            except ApiException as exc:
+                logger.warning("member %s: status not written: %s", member.name, exc.reason)
+        member.status = new
+        with self._lock:
+            self._members[member.name] = member
+        return member.ready != was_ready or (not beat_only and problem is None and capacity != current.capacity)
+
+
+# --- joining -------------------------------------------------------------------------------------------
+
+FILE_FIELDS = {
+    "certificate-authority": "certificate-authority-data",
+    "client-certificate": "client-certificate-data",
+    "client-key": "client-key-data",
+}
+
+
+def flatten_kubeconfig(doc: dict[str, Any], base: Path, context: str | None = None) -> dict[str, Any]:
+    """One context of a kubeconfig as a standalone document: its cluster and user only, files inlined (like
+    `kubectl config view --minify --flatten`), so the Secret holds everything the operator needs."""
+    name = context or doc.get("current-context")
+    contexts = {c["name"]: c["context"] for c in doc.get("contexts") or []}
+    if not name or name not in contexts:
+        raise MemberProblem("KubeconfigInvalid", f"no context {name!r} (contexts: {', '.join(sorted(contexts))})")
+    ctx = contexts[name]
+    clusters = {c["name"]: dict(c["cluster"]) for c in doc.get("clusters") or []}
+    users = {u["name"]: dict(u.get("user") or {}) for u in doc.get("users") or []}
+    if ctx.get("cluster") not in clusters:
+        raise MemberProblem(
+            "KubeconfigInvalid", f"context {name} names cluster {ctx.get('cluster')!r}, which is missing"
+        )
+    cluster, user = clusters[ctx["cluster"]], users.get(ctx.get("user", ""), {})
+    for section in (cluster, user):
+        for key, data_key in FILE_FIELDS.items():
+            if key in section:
+                path = Path(section.pop(key)).expanduser()
+                path = path if path.is_absolute() else base / path
+                section[data_key] = base64.b64encode(path.read_bytes()).decode()
+    if "tokenFile" in user:
+        path = Path(user.pop("tokenFile")).expanduser()
+        user["token"] = (path if path.is_absolute() else base / path).read_text().strip()
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": ctx["cluster"], "cluster": cluster}],
+        "users": [{"name": ctx.get("user", "user"), "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": ctx["cluster"], "user": ctx.get("user", "user")}}],
+        "current-context": name,
+    }
+
+
+def join(
+    host: ClusterClient,
+    name: str,
+    kubeconfig: dict[str, Any],
+    labels: dict[str, str] | None = None,
+    namespace: str = SECRET_NAMESPACE,
+    verify: bool = True,
+    request_timeout: float = REQUEST_TIMEOUT,
+) -> dict[str, Any]:
+    """Create (or update) the member's kubeconfig Secret and its MemberCluster on the host, as `karmadactl join`
+    does; with `verify`, the member's API server must answer with these credentials first."""
+    if name == LOCAL:
+        raise MemberProblem("InvalidName", f"{LOCAL} is the host cluster; join other clusters under other names")
+    text = yaml.safe_dump(kubeconfig, sort_keys=False)
+    if verify:
+        api = client_from_kubeconfig(text, name)
+        try:
+            client.VersionApi(api).get_code(_request_timeout=request_timeout)
+        except Exception as exc:
+            raise classify(exc, name) from None
+    secret_name = f"member-{name}"
+    host.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    host.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": secret_name, "namespace": namespace, "labels": {"autoglm.io/member": name}},
+            "data": {"kubeconfig": base64.b64encode(text.encode()).decode()},
+        }
+    )
+    return host.apply(
+        {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "MemberCluster",
+            "metadata": {"name": name, "labels": labels or {}},
+            "spec": {"kubeconfigSecretRef": {"name": secret_name, "namespace": namespace, "key": "kubeconfig"}},
+        }
+    )
+
+
+def unjoin(host: ClusterClient, name: str) -> list[str]:
+    """Remove the MemberCluster and the Secret `join` made; returns what was deleted."""
+    removed = []
+    body = host.get(f"{API_GROUP}/{API_VERSION}", "MemberCluster", name, None)
+    if body is not None:
+        ref = (body.get("spec") or {}).get("kubeconfigSecretRef") or {}
+        host.delete(body)
+        removed.append(f"MemberCluster/{name}")
+        secret_name, namespace = ref.get("name"), ref.get("namespace", SECRET_NAMESPACE)
+        if secret_name and host.get("v1", "Secret", secret_name, namespace) is not None:
+            host.delete(
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret_name, "namespace": namespace}}
+            )
+            removed.append(f"Secret/{namespace}/{secret_name}")
+    return removed

@@ -1,0 +1,320 @@
+"""Direct propagation across member clusters: the real operator on a host sandbox cluster, with an NVIDIA, an
+Ascend and an edge (Sophgo/Kunlunxin/CPU) sandbox cluster joined as members with `autoglm join`'s logic.
+
+The host serves no replicas (--no-local), so every replica lands on a member with that member's own plan.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from autoglm.sandbox import fleet
+from autoglm.shell.clusters import ClusterClient
+from autoglm.shell.controllers import OperatorContext, operator_thread
+from autoglm.shell.members import flatten_kubeconfig, join, unjoin
+from autoglm.shell.reconciler import PROPAGATION_FINALIZER
+from tests.integration.conftest import Cluster, devices_withdrawn
+from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
+
+GROUP, VERSION = "autoglm.io", "v1alpha1"
+MEMBERS = ("gpu", "ascend", "edge")
+
+
+def _host(sandbox: Cluster) -> ClusterClient:
+    return ClusterClient("local", sandbox.api)
+
+
+@pytest.fixture(scope="module")
+def joined(sandbox: Cluster, sandbox_fleet: dict[str, Cluster], crds_installed: None) -> Iterator[dict[str, Cluster]]:  # noqa: F811
+    host = _host(sandbox)
+    for name in MEMBERS:
+        path = sandbox_fleet[name].state.kubeconfig
+        join(host, name, flatten_kubeconfig(yaml.safe_load(path.read_text()), path.parent), {"vendor": name})
+    try:
+        yield sandbox_fleet
+    finally:
+        for name in MEMBERS:
+            unjoin(host, name)
+
+
+@pytest.fixture(scope="module")
+def operator(sandbox: Cluster, joined: dict[str, Cluster]) -> Iterator[OperatorContext]:
+    context = OperatorContext.from_kubeconfig(
+        str(sandbox.state.kubeconfig), resync_seconds=2, include_local=False, heartbeat_seconds=1, failure_threshold=2
+    )
+    with operator_thread(context):
+        yield context
+
+
+def _member(sandbox: Cluster, name: str) -> dict[str, Any]:
+    return dict(client.CustomObjectsApi(sandbox.api).get_cluster_custom_object(GROUP, VERSION, "memberclusters", name))
+
+
+def _ready_reason(sandbox: Cluster, name: str) -> tuple[str, str, str] | None:
+    conds = (_member(sandbox, name).get("status") or {}).get("conditions") or []
+    ready = next((c for c in conds if c["type"] == "Ready"), None)
+    return (ready["status"], ready["reason"], ready["message"]) if ready else None
+
+
+def _create(sandbox: Cluster, namespace: str, name: str, **spec: Any) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {"model": {"name": "glm-4-9b-chat"}, "modelCache": {"enabled": False}, **spec},
+    }
+    client.CustomObjectsApi(sandbox.api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modeldeployments", body
+    )
+
+
+def _get(sandbox: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return dict(
+        client.CustomObjectsApi(sandbox.api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "modeldeployments", name
+        )
+    )
+
+
+def _clusters(sandbox: Cluster, namespace: str, name: str) -> dict[str, tuple[int, int]]:
+    status = _get(sandbox, namespace, name).get("status") or {}
+    return {c["name"]: (c.get("desired", 0), c.get("ready", 0)) for c in status.get("clusters") or []}
+
+
+def _condition(sandbox: Cluster, namespace: str, name: str, type_: str) -> dict[str, Any]:
+    status = _get(sandbox, namespace, name).get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+def _deployments(member: Cluster, namespace: str) -> list[Any]:
+    try:
+        return list(client.AppsV1Api(member.api).list_namespaced_deployment(namespace).items)
+    except client.ApiException:
+        return []
+
+
+def _ready_pods(member: Cluster, namespace: str) -> int:
+    pods = client.CoreV1Api(member.api).list_namespaced_pod(namespace).items
+    return sum(
+        p.status.phase == "Running" and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        for p in pods
+    )
+
+
+def test_members_report_ready_with_their_capacity(sandbox: Cluster, operator: OperatorContext) -> None:
+    for name in MEMBERS:
+        eventually(lambda n=name: (_ready_reason(sandbox, n) or ("",))[0] == "True", timeout=30)  # type: ignore[misc]
+    status = _member(sandbox, "gpu")["status"]
+    capacity = {c["accelerator"]: (c["free"], c["total"]) for c in status["capacity"]}
+    assert capacity["H100-SXM5-80GB"] == (16, 16)
+    assert status["lastHeartbeat"]
+    assert _ready_reason(sandbox, "gpu")[1] == "MemberReady"  # type: ignore[index]
+    # --no-local: the host is no member, so no MemberCluster local was made.
+    names = [m["metadata"]["name"] for m in client.CustomObjectsApi(sandbox.api).list_cluster_custom_object(
+        GROUP, VERSION, "memberclusters")["items"]]  # fmt: skip
+    assert "local" not in names
+
+
+def _secret(sandbox: Cluster, name: str, data: dict[str, str]) -> None:
+    body = {
+        "metadata": {"name": name, "namespace": "autoglm-system"},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+    core = client.CoreV1Api(sandbox.api)
+    with contextlib.suppress(client.ApiException):
+        core.delete_namespaced_secret(name, "autoglm-system")
+    core.create_namespaced_secret("autoglm-system", body)
+
+
+def test_bad_secrets_and_credentials_are_conditions_not_crashes(
+    sandbox: Cluster, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    gpu = joined["gpu"].state
+    good = flatten_kubeconfig(yaml.safe_load(gpu.kubeconfig.read_text()), gpu.kubeconfig.parent)
+    insecure = yaml.safe_load(yaml.safe_dump(good))
+    insecure["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = True
+    forged = yaml.safe_load(yaml.safe_dump(good))
+    forged["users"][0]["user"] = {"token": "not-a-real-token"}
+    gone = yaml.safe_load(yaml.safe_dump(good))
+    gone["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+    secrets = {
+        "bad-key": {"other": "x"},
+        "bad-yaml": {"kubeconfig": "clusters: ["},
+        "bad-insecure": {"kubeconfig": yaml.safe_dump(insecure)},
+        "bad-token": {"kubeconfig": yaml.safe_dump(forged)},
+        "bad-gone": {"kubeconfig": yaml.safe_dump(gone)},
+    }
+    expected = {
+        "bad-missing": "SecretNotFound",
+        "bad-key": "SecretKeyMissing",
+        "bad-yaml": "KubeconfigInvalid",
+        "bad-insecure": "InsecureKubeconfig",
+        "bad-token": "Unauthorized",
+        "bad-gone": "Unreachable",
+    }
+    custom = client.CustomObjectsApi(sandbox.api)
+    for name, data in secrets.items():
+        _secret(sandbox, name, data)
+    try:
+        for name in expected:
+            ref = {"name": name, "namespace": "autoglm-system", "key": "kubeconfig"}
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "MemberCluster",
+                "metadata": {"name": name},
+                "spec": {"kubeconfigSecretRef": ref},
+            }
+            custom.create_cluster_custom_object(GROUP, VERSION, "memberclusters", body)
+        for name, reason in expected.items():
+            eventually(lambda n=name, r=reason: (_ready_reason(sandbox, n) or ("", ""))[:2] == ("False", r), timeout=30)  # type: ignore[misc]
+        assert "run autoglm join bad-token again" in _ready_reason(sandbox, "bad-token")[2]  # type: ignore[index]
+        # The good members are untouched by their broken neighbours.
+        assert all((_ready_reason(sandbox, n) or ("",))[0] == "True" for n in MEMBERS)
+        events = client.CoreV1Api(sandbox.api).list_namespaced_event("default").items
+        assert any(e.involved_object.name == "bad-insecure" and e.reason == "InsecureKubeconfig" for e in events)
+    finally:
+        for name in expected:
+            with contextlib.suppress(client.ApiException):
+                custom.delete_cluster_custom_object(GROUP, VERSION, "memberclusters", name)
+
+
+def test_divided_three_to_one_runs_each_members_own_runtime(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    placement = {
+        "clusters": ["gpu", "ascend"],
+        "weights": {"static": [{"cluster": "gpu", "weight": 3}, {"cluster": "ascend", "weight": 1}]},
+    }
+    _create(sandbox, namespace, "split", replicas={"min": 4, "max": 8}, placement=placement)
+    eventually(lambda: _condition(sandbox, namespace, "split", "Ready").get("status") == "True", timeout=90)
+    assert _clusters(sandbox, namespace, "split") == {"gpu": (3, 3), "ascend": (1, 1)}
+    images = {
+        name: [d.spec.template.spec.containers[0].image for d in _deployments(joined[name], namespace)]
+        for name in ("gpu", "ascend", "edge")
+    }
+    assert images["gpu"] and images["gpu"][0].startswith("vllm/vllm-openai")
+    assert images["ascend"] and "vllm-ascend" in images["ascend"][0]
+    assert images["edge"] == []
+    assert (_ready_pods(joined["gpu"], namespace), _ready_pods(joined["ascend"], namespace)) == (3, 1)
+    md = _get(sandbox, namespace, "split")
+    assert PROPAGATION_FINALIZER in md["metadata"]["finalizers"]
+    status = md["status"]
+    assert (status["replicas"], status["readyReplicas"], status["clusterCount"]) == (4, 4, 2)
+    assert {e["cluster"]: e["backend"] for e in status["plan"]} == {"gpu": "vllm-cuda", "ascend": "vllm-ascend"}
+    assert _condition(sandbox, namespace, "split", "Propagated")["reason"] == "Propagated"
+    hpa = client.AutoscalingV2Api(joined["gpu"].api).list_namespaced_horizontal_pod_autoscaler(namespace).items[0]
+    assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (3, 6)
+    labels = _deployments(joined["gpu"], namespace)[0].metadata.labels
+    assert labels["autoglm.io/owner-uid"] == md["metadata"]["uid"]
+
+
+def test_duplicated_runs_the_full_count_on_every_member(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    _create(sandbox, namespace, "dup", replicas={"min": 2, "max": 2}, placement={"replicaScheduling": "Duplicated"})
+    eventually(lambda: _condition(sandbox, namespace, "dup", "Ready").get("status") == "True", timeout=90)
+    assert _clusters(sandbox, namespace, "dup") == {"gpu": (2, 2), "ascend": (2, 2), "edge": (2, 2)}
+    backends = {e["cluster"]: e["backend"] for e in _get(sandbox, namespace, "dup")["status"]["plan"]}
+    assert backends == {"gpu": "vllm-cuda", "ascend": "vllm-ascend", "edge": "llm-tpu-bmodel"}
+
+
+def test_dynamic_weights_follow_free_capacity(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    placement = {"clusters": ["gpu", "ascend"], "weights": {"dynamic": "FreeAccelerators"}}
+    _create(sandbox, namespace, "dyn", replicas={"min": 6, "max": 6}, placement=placement)
+    eventually(lambda: sum(d for d, _ in _clusters(sandbox, namespace, "dyn").values()) == 6, timeout=60)
+    before = _clusters(sandbox, namespace, "dyn")
+    assert before["gpu"][0] > 0 and before["ascend"][0] > 0  # both have room: both get a share
+    # The Ascend member loses every NPU (a failed device plugin): no room there, so no weight.
+    with devices_withdrawn(joined["ascend"], ("huawei.com/Ascend910", "huawei.com/Ascend310P")):
+        eventually(lambda: _clusters(sandbox, namespace, "dyn").get("gpu", (0, 0))[0] == 6, timeout=60)
+        eventually(lambda: not _deployments(joined["ascend"], namespace), timeout=30)
+        assert "ascend" not in _clusters(sandbox, namespace, "dyn")
+    # Room again: the weights follow it back.
+    eventually(lambda: _clusters(sandbox, namespace, "dyn").get("ascend", (0, 0))[0] > 0, timeout=60)
+
+
+def test_drift_on_a_member_is_repaired_and_delete_cleans_every_member(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    _create(sandbox, namespace, "drift", replicas={"min": 2, "max": 2}, placement={"clusters": ["gpu", "ascend"]})
+    eventually(lambda: _condition(sandbox, namespace, "drift", "Ready").get("status") == "True", timeout=90)
+    apps = client.AppsV1Api(joined["gpu"].api)
+    (deployment,) = _deployments(joined["gpu"], namespace)
+    image = deployment.spec.template.spec.containers[0].image
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "server", "image": "someone/else:1"}]}}}}
+    apps.patch_namespaced_deployment(deployment.metadata.name, namespace, patch)
+    eventually(
+        lambda: _deployments(joined["gpu"], namespace)[0].spec.template.spec.containers[0].image == image, timeout=30
+    )
+    client.AppsV1Api(joined["ascend"].api).delete_namespaced_deployment(
+        _deployments(joined["ascend"], namespace)[0].metadata.name, namespace
+    )
+    eventually(lambda: len(_deployments(joined["ascend"], namespace)) == 1, timeout=30)
+
+    client.CustomObjectsApi(sandbox.api).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modeldeployments", "drift"
+    )
+
+    def gone() -> bool:
+        try:
+            _get(sandbox, namespace, "drift")
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    eventually(gone, timeout=30)
+    for name in ("gpu", "ascend"):
+        services = client.CoreV1Api(joined[name].api).list_namespaced_service(namespace).items
+        assert not _deployments(joined[name], namespace) and not services, name
+
+
+def test_a_stopped_member_fails_over_and_replicas_return_without_flapping(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    placement = {
+        "clusters": ["gpu", "ascend"],
+        "weights": {"static": [{"cluster": "gpu", "weight": 1}, {"cluster": "ascend", "weight": 1}]},
+        "failover": {"tolerationSeconds": 5, "rebalanceSeconds": 10},
+    }
+    _create(sandbox, namespace, "fo", replicas={"min": 2, "max": 2}, placement=placement)
+    eventually(lambda: _condition(sandbox, namespace, "fo", "Ready").get("status") == "True", timeout=90)
+    assert _clusters(sandbox, namespace, "fo") == {"gpu": (1, 1), "ascend": (1, 1)}
+    history: list[tuple[float, dict[str, tuple[int, int]]]] = []
+
+    def record() -> dict[str, tuple[int, int]]:
+        seen = _clusters(sandbox, namespace, "fo")
+        if not history or history[-1][1] != seen:
+            history.append((time.monotonic(), seen))
+        return seen
+
+    state_dir = Path(joined["ascend"].state.directory).parent
+    stopped = time.monotonic()
+    fleet.stop(state_dir, "ascend")
+    try:
+        eventually(lambda: (_ready_reason(sandbox, "ascend") or ("",))[0] == "False", timeout=30)
+        # Both replicas on gpu; ascend stays listed (desired 0) until its objects can be removed.
+        eventually(lambda: record().get("gpu") == (2, 2), timeout=60)
+        assert time.monotonic() - stopped >= 5  # not before the toleration
+        assert record().get("ascend", (0, 0))[0] == 0
+        assert "ascend" in _condition(sandbox, namespace, "fo", "Degraded").get("message", "")
+    finally:
+        fleet.start(state_dir, "ascend")
+    back = time.monotonic()
+    eventually(lambda: (_ready_reason(sandbox, "ascend") or ("", ""))[:2] == ("True", "MemberRecovered"), timeout=30)
+    eventually(lambda: record() == {"gpu": (1, 1), "ascend": (1, 1)}, timeout=60)
+    assert time.monotonic() - back >= 10  # not before the rebalance window
+    desired = [(seen.get("gpu", (0, 0))[0], seen.get("ascend", (0, 0))[0]) for _, seen in history]
+    # 1:1 -> 2:0 -> 1:1, each step once: no flapping.
+    steps = [d for i, d in enumerate(desired) if i == 0 or d != desired[i - 1]]
+    assert steps == [(1, 1), (2, 0), (1, 1)], history
