@@ -318,3 +318,26 @@ def test_a_stopped_member_fails_over_and_replicas_return_without_flapping(
     # 1:1 -> 2:0 -> 1:1, each step once: no flapping.
     steps = [d for i, d in enumerate(desired) if i == 0 or d != desired[i - 1]]
     assert steps == [(1, 1), (2, 0), (1, 1)], history
+
+
+def test_autoglm_join_and_unjoin_as_a_user_runs_them(sandbox: Cluster, joined: dict[str, Cluster]) -> None:
+    from typer.testing import CliRunner
+
+    from autoglm.face.cli import app
+
+    runner = CliRunner()
+    member, host = str(joined["edge"].state.kubeconfig), str(sandbox.state.kubeconfig)
+    result = runner.invoke(
+        app, ["join", "edge-two", "--kubeconfig", member, "--host-kubeconfig", host, "--label", "site=edge"]
+    )
+    assert result.exit_code == 0, result.output
+    body = _member(sandbox, "edge-two")
+    assert body["metadata"]["labels"] == {"site": "edge"}
+    secret = client.CoreV1Api(sandbox.api).read_namespaced_secret("member-edge-two", "autoglm-system")
+    stored = yaml.safe_load(base64.b64decode(secret.data["kubeconfig"]))
+    assert len(stored["contexts"]) == 1 and "certificate-authority-data" in stored["clusters"][0]["cluster"]
+    bad = runner.invoke(app, ["join", "Not_A_Name", "--kubeconfig", member, "--host-kubeconfig", host])
+    assert bad.exit_code == 2 and "DNS label" in bad.output
+    result = runner.invoke(app, ["unjoin", "edge-two", "--host-kubeconfig", host])
+    assert result.exit_code == 0 and "MemberCluster/edge-two" in result.output
+    assert runner.invoke(app, ["unjoin", "edge-two", "--host-kubeconfig", host]).exit_code == 1
