@@ -320,6 +320,7 @@ def test_karmada_control_plane_joins_the_clusters_and_divides_a_deployment(
         "karmada-webhook",
         "karmada-controller-manager",
         "karmada-scheduler",
+        "kube-controller-manager",
     }
     # The aggregated API server's cluster proxy reaches a member's API with the caller's identity.
     request = karmada.api.param_serialize(

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autoglm.api.backendruntime import BackendRuntime
@@ -34,7 +34,7 @@ WAIT_IMAGE = "busybox:1.37"
 Manifest = dict[str, Any]
 
 
-def _dns_label(text: str, limit: int = 63) -> str:
+def dns_label(text: str, limit: int = 63) -> str:
     """A DNS-1123 label no longer than `limit`; long names keep a hash suffix so they stay unique."""
     slug = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
     if len(slug) <= limit:
@@ -44,7 +44,7 @@ def _dns_label(text: str, limit: int = 63) -> str:
 
 
 def workload_name(md_name: str, option: PoolOption) -> str:
-    return _dns_label(f"{md_name}-{option.accelerator}", 52)
+    return dns_label(f"{md_name}-{option.accelerator}", 52)
 
 
 def template_hash(option: PoolOption) -> str:
@@ -88,22 +88,22 @@ def owner_reference(md: ModelDeployment) -> dict[str, Any]:
     }
 
 
-def _labels(md: ModelDeployment, pool: str | None = None) -> dict[str, str]:
+def workload_labels(md: ModelDeployment, pool: str | None = None) -> dict[str, str]:
     labels = {
         "app.kubernetes.io/name": "autoglm-serving",
-        "app.kubernetes.io/instance": _dns_label(md.metadata.name),
+        "app.kubernetes.io/instance": dns_label(md.metadata.name),
         "app.kubernetes.io/managed-by": FIELD_MANAGER,
-        LABEL_DEPLOYMENT: _dns_label(md.metadata.name),
+        LABEL_DEPLOYMENT: dns_label(md.metadata.name),
     }
     if pool:
-        labels[LABEL_POOL] = _dns_label(pool)
+        labels[LABEL_POOL] = dns_label(pool)
     return labels
 
 
-def _meta(md: ModelDeployment, name: str, pool: str | None = None, remote: bool = False) -> dict[str, Any]:
+def object_meta(md: ModelDeployment, name: str, pool: str | None = None, remote: bool = False) -> dict[str, Any]:
     """Object metadata: on the host an ownerReference (garbage collection deletes it with its owner); on a
     member cluster the owner's namespace and uid as labels, which the propagation finalizer deletes by."""
-    meta: dict[str, Any] = {"name": name, "namespace": md.metadata.namespace, "labels": _labels(md, pool)}
+    meta: dict[str, Any] = {"name": name, "namespace": md.metadata.namespace, "labels": workload_labels(md, pool)}
     if remote:
         meta["labels"] |= {LABEL_OWNER_NAMESPACE: md.metadata.namespace or "", LABEL_OWNER_UID: md.metadata.uid or ""}
     else:
@@ -236,15 +236,17 @@ def _pod_spec(
     return spec
 
 
-def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, remote: bool) -> Manifest:
+def _deployment(
+    md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, remote: bool, suffix: str
+) -> Manifest:
     option = a.option
-    name = workload_name(md.metadata.name, option)
-    labels = _labels(md, option.pool)
+    name = dns_label(workload_name(md.metadata.name, option) + suffix, 63)
+    labels = workload_labels(md, option.pool)
     unavailable = md.spec.rollout.max_unavailable
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(md, name, option.pool, remote),
+        "metadata": object_meta(md, name, option.pool, remote),
         "spec": {
             "replicas": a.replicas,
             "selector": {"matchLabels": {LABEL_DEPLOYMENT: labels[LABEL_DEPLOYMENT], LABEL_POOL: labels[LABEL_POOL]}},
@@ -262,15 +264,15 @@ def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, dig
 
 
 def _multi_node(
-    md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, remote: bool
+    md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, remote: bool, suffix: str
 ) -> list[Manifest]:
     """One StatefulSet of `pipeline_parallel` pods per replica, with a headless Service for stable names."""
     option = a.option
-    base = workload_name(md.metadata.name, option)
+    base = dns_label(workload_name(md.metadata.name, option) + suffix, 52)
     objects: list[Manifest] = []
     for index in range(a.replicas):
-        name = _dns_label(f"{base}-{index}", 52)
-        labels = {**_labels(md, option.pool), "autoglm.io/replica": str(index)}
+        name = dns_label(f"{base}-{index}", 52)
+        labels = {**workload_labels(md, option.pool), "autoglm.io/replica": str(index)}
         leader = f"{name}-0.{name}.{md.metadata.namespace}.svc"
         env = {"AUTOGLM_LEADER_ADDRESS": leader, "AUTOGLM_NNODES": str(option.pipeline_parallel)}
         leader_cmd = fill(runtime.spec.leader_command, {}) if runtime.spec.leader_command else option.command
@@ -295,7 +297,7 @@ def _multi_node(
             {
                 "apiVersion": "v1",
                 "kind": "Service",
-                "metadata": _meta(md, name, option.pool, remote),
+                "metadata": object_meta(md, name, option.pool, remote),
                 "spec": {
                     "clusterIP": "None",
                     "selector": labels,
@@ -308,7 +310,7 @@ def _multi_node(
             {
                 "apiVersion": "apps/v1",
                 "kind": "StatefulSet",
-                "metadata": _meta(md, name, option.pool, remote),
+                "metadata": object_meta(md, name, option.pool, remote),
                 "spec": {
                     "serviceName": name,
                     "replicas": option.pipeline_parallel,
@@ -368,12 +370,10 @@ def conversion_job(md: ModelDeployment, option: PoolOption) -> Manifest | None:
     }
 
 
-def _service_ports(plan: Plan, runtimes: Mapping[str, BackendRuntime]) -> list[dict[str, Any]]:
-    """The OpenAI HTTP port, and gRPC when every runtime in the plan offers one."""
+def service_ports(assignments: Sequence[Assignment], runtimes: Mapping[str, BackendRuntime]) -> list[dict[str, Any]]:
+    """The OpenAI HTTP port, and gRPC when every runtime serving behind the Service offers one."""
     ports: list[dict[str, Any]] = [{"name": "http", "port": 8000, "targetPort": "http"}]
-    if plan.assignments and all(
-        any(p.name == "grpc" for p in runtimes[a.option.backend].spec.ports) for a in plan.assignments
-    ):
+    if assignments and all(any(p.name == "grpc" for p in runtimes[a.option.backend].spec.ports) for a in assignments):
         ports.append({"name": "grpc", "port": 9000, "targetPort": "grpc"})
     return ports
 
@@ -384,30 +384,32 @@ def serving_objects(
     runtimes: Mapping[str, BackendRuntime],
     replicas_max: int | None = None,
     remote: bool = False,
+    suffix: str = "",
 ) -> list[Manifest]:
     """Workloads, Service, HPA and PodMonitor for a feasible plan (conversion Jobs are separate).
 
     `replicas_max` is this cluster's HPA ceiling (its share of spec.replicas.max); `remote` renders for a
-    member other than the host (owner labels instead of ownerReferences)."""
+    member other than the host (owner labels instead of ownerReferences); `suffix` ends the workloads' names
+    (Karmada mode keeps one member's own workloads apart from another's)."""
     ceiling = md.spec.replicas.max if replicas_max is None else replicas_max
     objects: list[Manifest] = []
     for a in plan.assignments:
         runtime = runtimes[a.option.backend]
         digest = template_hash(a.option)
         if a.option.pipeline_parallel > 1:
-            objects += _multi_node(md, a, runtime, digest, remote)
+            objects += _multi_node(md, a, runtime, digest, remote, suffix)
         else:
-            objects.append(_deployment(md, a, runtime, digest, remote))
+            objects.append(_deployment(md, a, runtime, digest, remote, suffix))
     if not plan.assignments:
         return objects
-    name = _dns_label(md.metadata.name)
+    name = dns_label(md.metadata.name)
     selector = {LABEL_DEPLOYMENT: name}
     objects.append(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _meta(md, name, remote=remote),
-            "spec": {"selector": selector, "ports": _service_ports(plan, runtimes)},
+            "metadata": object_meta(md, name, remote=remote),
+            "spec": {"selector": selector, "ports": service_ports(plan.assignments, runtimes)},
         }
     )
     primary = plan.assignments[0]
@@ -418,12 +420,12 @@ def serving_objects(
             {
                 "apiVersion": "autoscaling/v2",
                 "kind": "HorizontalPodAutoscaler",
-                "metadata": _meta(md, name, remote=remote),
+                "metadata": object_meta(md, name, remote=remote),
                 "spec": {
                     "scaleTargetRef": {
                         "apiVersion": "apps/v1",
                         "kind": "Deployment",
-                        "name": workload_name(md.metadata.name, primary.option),
+                        "name": dns_label(workload_name(md.metadata.name, primary.option) + suffix, 63),
                     },
                     "minReplicas": minimum,
                     "maxReplicas": max(minimum, ceiling - others),
@@ -449,7 +451,7 @@ def serving_objects(
             {
                 "apiVersion": "monitoring.coreos.com/v1",
                 "kind": "PodMonitor",
-                "metadata": _meta(md, name, remote=remote),
+                "metadata": object_meta(md, name, remote=remote),
                 "spec": {
                     "selector": {"matchLabels": selector},
                     "podMetricsEndpoints": [{"port": "http", "path": path, "interval": "15s"}],

@@ -316,14 +316,12 @@ def run(
 
     from autoglm.shell.controllers import OperatorContext, build_registry
 
-    if propagation is Propagation.KARMADA:
-        err.print("[red]error[/red]: --propagation karmada is not implemented yet (issue 12); use direct")
-        raise typer.Exit(EXIT_BAD_INPUT)
     context = OperatorContext.from_kubeconfig(
         str(kubeconfig) if kubeconfig else None,
         resync_seconds=resync,
         include_local=not no_local,
         heartbeat_seconds=heartbeat,
+        karmada=propagation is Propagation.KARMADA,
     )
     context.namespaces = tuple(namespace or ())
     if peering:

@@ -44,6 +44,7 @@ PORTS = (
     "karmada-controller-manager-metrics",
     "karmada-scheduler",
     "karmada-scheduler-metrics",
+    "kube-controller-manager",
 )
 
 
@@ -276,6 +277,9 @@ def start_karmada(directory: Path, binaries: Mapping[str, Path], timeout: float 
         [
             *common,
             "--cluster-status-update-frequency=10s",
+            # Karmada's defaults are 30 s each; a sandbox outage shows (and clears) sooner, for tests and demos.
+            "--cluster-failure-threshold=10s",
+            "--cluster-success-threshold=10s",
             "--controllers=*,hpaScaleTargetMarker,deploymentReplicasSyncer",
             f"--metrics-bind-address=127.0.0.1:{ports['karmada-controller-manager-metrics']}",
             f"--health-probe-bind-address=127.0.0.1:{ports['karmada-controller-manager']}",
@@ -294,8 +298,27 @@ def start_karmada(directory: Path, binaries: Mapping[str, Path], timeout: float 
         ],
         health=f"http://127.0.0.1:{ports['karmada-scheduler']}/healthz",
     )
-    launch.wait("karmada-controller-manager", timeout)
-    launch.wait("karmada-scheduler", timeout)
+    # Karmada's API server has no garbage collector of its own: like Karmada's install, run a
+    # kube-controller-manager with the controllers that act on its own objects (ownerReferences, namespaces).
+    launch.start(
+        "kube-controller-manager",
+        [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['kube-controller-manager']}",
+            f"--service-account-private-key-file={sa_key}",
+            f"--root-ca-file={certs['ca']}",
+            "--use-service-account-credentials=false",
+            "--controllers=namespace,garbagecollector,serviceaccount-token,ttl-after-finished,clusterrole-aggregation",
+            "--leader-elect=false",
+            "--profiling=false",
+        ],
+        health=f"https://127.0.0.1:{ports['kube-controller-manager']}/healthz",
+    )
+    for component in ("karmada-controller-manager", "karmada-scheduler", "kube-controller-manager"):
+        launch.wait(component, timeout)
     return state
 
 

@@ -22,13 +22,15 @@ from kubernetes.client import ApiException
 from autoglm import API_GROUP, API_VERSION
 from autoglm.core.backends import load_default_catalog
 from autoglm.shell.clusters import ClusterClient
-from autoglm.shell.members import MemberRegistry
+from autoglm.shell.karmada import KarmadaMembers
+from autoglm.shell.members import MemberRegistry, MemberSource
 from autoglm.shell.metrics import OperatorMetrics
 from autoglm.shell.reconciler import PROPAGATION_FINALIZER, MemberUnavailable, Outcome, Reconciler
 
 MD = (API_GROUP, API_VERSION, "modeldeployments")
 RUNTIMES = (API_GROUP, API_VERSION, "backendruntimes")
 MEMBERS = (API_GROUP, API_VERSION, "memberclusters")
+KARMADA_CLUSTERS = ("cluster.karmada.io", "v1alpha1", "clusters")
 MAX_BACKOFF = 300.0
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ class OperatorContext:
     members_dirty: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def members(self) -> MemberRegistry:
+    def members(self) -> MemberSource:
         assert self.reconciler.members is not None
         return self.reconciler.members
 
@@ -62,7 +64,11 @@ class OperatorContext:
         include_local: bool = True,
         heartbeat_seconds: float = 10.0,
         failure_threshold: int = 3,
+        karmada: bool = False,
     ) -> OperatorContext:
+        """Direct mode: the kubeconfig's cluster is the host (member local unless not include_local) and
+        MemberClusters name the others. Karmada mode: the kubeconfig is a Karmada API server; its Clusters
+        are the members."""
         cfg = client.Configuration()
         if kubeconfig:
             config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
@@ -72,9 +78,13 @@ class OperatorContext:
             except config.ConfigException:
                 config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         host = ClusterClient(cluster, client.ApiClient(cfg))
-        members = MemberRegistry(host, include_local=include_local, failure_threshold=failure_threshold)
+        members: MemberSource = (
+            KarmadaMembers(host)
+            if karmada
+            else MemberRegistry(host, include_local=include_local, failure_threshold=failure_threshold)
+        )
         return cls(
-            Reconciler(host, load_default_catalog(), members),
+            Reconciler(host, load_default_catalog(), members, karmada=karmada),
             metrics or OperatorMetrics(),
             cfg,
             resync_seconds,
@@ -252,6 +262,12 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     @kopf.on.event(*MEMBERS, registry=registry)
     def member_changed(**_: Any) -> None:
         context.members_dirty.set()
+
+    if context.reconciler.karmada:
+
+        @kopf.on.event(*KARMADA_CLUSTERS, registry=registry)
+        def karmada_cluster_changed(**_: Any) -> None:
+            context.members_dirty.set()
 
     # Objects on other members cannot be garbage-collected by ownerReferences: the reconciler holds the
     # propagation finalizer while it has any there, and removes them (and it) when the deployment goes.

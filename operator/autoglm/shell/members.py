@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 import yaml
@@ -44,6 +44,16 @@ SECRET_NAMESPACE = "autoglm-system"
 # Reasons of the Ready condition; MemberRecovered tells placement the member came back (rebalance window).
 JOINED, RECOVERED = "MemberReady", "MemberRecovered"
 logger = logging.getLogger(__name__)
+
+
+class MemberSource(Protocol):
+    """Where the reconciler learns the fleet: MemberRegistry (direct mode) or KarmadaMembers (Karmada mode)."""
+
+    def heartbeat(self) -> bool: ...
+    def views(self) -> list[MemberView]: ...
+    def client(self, name: str) -> ClusterClient | None: ...
+    def get(self, name: str) -> object | None: ...
+    def names(self) -> list[str]: ...
 
 
 class MemberProblem(Exception):

@@ -27,10 +27,20 @@ from autoglm.api import BackendRuntime, ModelDeployment, Precision
 from autoglm.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
 from autoglm.core.backends import merge_catalogs
 from autoglm.core.hardware import AcceleratorTable, Inventory, build_inventory, load_accelerator_table
+from autoglm.core.karmada import (
+    WORK_GROUP,
+    MemberPart,
+    binding_name,
+    member_status,
+    propagation_objects,
+    shared_objects,
+    shared_policy,
+)
 from autoglm.core.models import ModelCatalog, ModelProfile, ProfileError, load_model_catalog, profile_for, weight_bytes
 from autoglm.core.placement import MemberShare, MemberView, place
 from autoglm.core.planner import Plan, inputs_digest, plan
 from autoglm.core.render import (
+    LABEL_CACHE_KEY,
     LABEL_DEPLOYMENT,
     artifact_cleanup_job,
     conversion_job,
@@ -50,7 +60,7 @@ from autoglm.core.status import (
     desired_status,
 )
 from autoglm.shell.clusters import ClusterClient, ready_replicas
-from autoglm.shell.members import LOCAL, MemberRegistry, classify
+from autoglm.shell.members import LOCAL, MemberSource, classify
 
 Manifest = dict[str, Any]
 PROPAGATION_FINALIZER = "autoglm.io/propagation"
@@ -133,7 +143,9 @@ class _Request:
 class Reconciler:
     cluster: ClusterClient  # the host: ModelDeployments, BackendRuntimes, MemberClusters, status, Events
     defaults: Sequence[BackendRuntime]
-    members: MemberRegistry | None = None  # None: the host is the only member (local)
+    members: MemberSource | None = None  # None: the host is the only member (local)
+    # Karmada mode: `cluster` is the Karmada API server; objects go there with Karmada's policies.
+    karmada: bool = False
     models: ModelCatalog = field(default_factory=load_model_catalog)
     accelerators: AcceleratorTable = field(default_factory=load_accelerator_table)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -268,15 +280,16 @@ class Reconciler:
                 {m: inputs_digest(md.spec, req.catalog, inv) for m, inv in sorted(inventories.items())},
             ]
         )
-        outcomes: list[MemberOutcome] = []
-        for share in fleet.shares:
-            if share.replicas > 0 and share.plan is not None and share.plan.feasible:
-                outcomes.append(self._serve(req, share, digest))
-        serving = {o.cluster for o in outcomes}
-        for member in sorted(set(previous) - serving):
-            leftover = self._withdraw(req, member)
-            if leftover is not None:
-                outcomes.append(leftover)
+        shares = [s for s in fleet.shares if s.replicas > 0 and s.plan is not None and s.plan.feasible]
+        if self.karmada:
+            outcomes = self._propagate_karmada(req, shares, digest)
+        else:
+            outcomes = [self._serve(req, share, digest) for share in shares]
+            serving = {o.cluster for o in outcomes}
+            for member in sorted(set(previous) - serving):
+                leftover = self._withdraw(req, member)
+                if leftover is not None:
+                    outcomes.append(leftover)
         phash = _digest(sorted((o.cluster, plan_hash(o.plan)) for o in outcomes if o.plan is not None))
         result = FleetOutcome(outcomes, fleet.wanted, fleet.unschedulable, fleet.summary)
         outcome = self._finish(body, current, generation, result, None, digest, phash)
@@ -367,6 +380,98 @@ class Reconciler:
                 owned = [applied.get(key) or live[key] for key in wanted if key in applied or key in live]
         ready, replicas = ready_replicas(owned)
         return MemberOutcome(member.name, plan=result, observed=Observed(ready, replicas, conversions))
+
+    def _propagate_karmada(self, req: _Request, shares: Sequence[MemberShare], digest: str) -> list[MemberOutcome]:
+        """Karmada mode: convert where needed, write the template, policies and overrides to the Karmada API
+        server, and read each member's readiness back from the ResourceBindings."""
+        md, namespace, name = req.md, req.namespace, req.md.metadata.name
+        karmada = self.cluster
+        parts: list[MemberPart] = []
+        conversions: dict[str, list[ConversionState]] = {}
+        for share in shares:
+            assert share.plan is not None
+            conversions[share.name] = self._member_conversions(req, share)
+            states = conversions[share.name]
+            if all(c.phase == "Succeeded" for c in states):
+                parts.append(MemberPart(share.name, share.plan))
+        rendered = propagation_objects(md, parts, req.runtimes)
+        owned = karmada.owned(namespace, name) if req.current.plan_hash or req.current.clusters else []
+        live = {(o["kind"], o["metadata"]["name"]): o for o in owned}
+        wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered}
+        same = req.current.inputs_hash == digest and req.current.observed_generation == req.generation
+        for obj in rendered:
+            key = (obj["kind"], obj["metadata"]["name"])
+            if not same or key not in live or drifted(obj, live[key], rendered):
+                karmada.apply(obj)
+                req.applied.append(_ref(obj))
+        for key, obj in live.items():
+            if key not in wanted:
+                karmada.delete(obj)
+                req.deleted.append(_ref(obj))
+        bindings = {
+            obj["metadata"]["name"]: karmada.get(
+                f"{WORK_GROUP}/v1alpha2",
+                "ResourceBinding",
+                binding_name(obj["kind"], obj["metadata"]["name"]),
+                namespace,
+            )
+            for obj in rendered
+            if obj["kind"] in ("Deployment", "StatefulSet")
+        }
+        outcomes = []
+        for share in shares:
+            part = next((p for p in parts if p.cluster == share.name), None)
+            ready, replicas, errors = 0, 0, []
+            for obj in rendered:
+                if obj["kind"] not in ("Deployment", "StatefulSet") or part is None:
+                    continue
+                seen = member_status(bindings.get(obj["metadata"]["name"])).get(share.name)
+                if seen is None:
+                    continue
+                got_ready, got, applied = seen
+                if not applied:
+                    errors.append(f"{obj['kind']}/{obj['metadata']['name']} not applied by Karmada")
+                if obj["kind"] == "Deployment":
+                    ready, replicas = ready + got_ready, replicas + got
+                else:
+                    replicas += 1
+                    ready += int(got > 0 and got_ready >= got)
+            outcomes.append(
+                MemberOutcome(
+                    share.name,
+                    plan=share.plan,
+                    observed=Observed(ready, replicas, conversions[share.name]),
+                    error="; ".join(errors) or None,
+                )
+            )
+        return outcomes
+
+    def _member_conversions(self, req: _Request, share: MemberShare) -> list[ConversionState]:
+        """Karmada mode: the member's conversion Jobs and cache go to it by shared policies (the union of the
+        members every deployment needs them on); their state is read from the member through the proxy."""
+        assert share.plan is not None
+        shared = shared_objects(req.md, [MemberPart(share.name, share.plan)], req.cache_bytes)
+        states = []
+        member = self.member_client(share.name)
+        for obj, clusters in shared:
+            policy = shared_policy(obj, clusters)
+            existing = self.cluster.get(
+                policy["apiVersion"], "PropagationPolicy", policy["metadata"]["name"], req.namespace
+            )
+            have = set(
+                ((existing or {}).get("spec") or {}).get("placement", {}).get("clusterAffinity", {}).get("clusterNames")
+                or []
+            )
+            if existing is None or not set(clusters) <= have:
+                policy["spec"]["placement"]["clusterAffinity"]["clusterNames"] = sorted(have | set(clusters))
+                self.cluster.ensure(obj)
+                self.cluster.apply(policy)
+                req.applied.append(_ref(policy))
+            if obj["kind"] == "Job":
+                job = member.get("batch/v1", "Job", obj["metadata"]["name"], req.namespace) if member else None
+                key = obj["metadata"]["labels"][LABEL_CACHE_KEY]
+                states.append(_job_state(job, obj["metadata"]["name"], key))
+        return states
 
     def _withdraw(self, req: _Request, name: str) -> MemberOutcome | None:
         """Remove this deployment's objects from a member that no longer serves it; None once it holds none.

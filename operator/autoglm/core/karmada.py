@@ -1,0 +1,232 @@
+"""Karmada mode (pure): a placement with per-member plans as Karmada objects on the Karmada API server.
+
+One template Deployment carries the replicas every member runs on a single node; a PropagationPolicy divides
+it over those members with the placement's shares as static weights (Karmada's division gives each exactly
+its share, since the weights sum to the template's replicas), and an OverridePolicy gives each member whose
+plan differs from the template its own pod spec (image, command and args, device resource and count, node
+selector, tolerations, env). What one member runs alone (a second pool, a multi-node StatefulSet, a
+conversion Job and the model cache) is propagated to that member by a policy of its own. The Service goes
+to every serving member.
+
+Karmada's own failover (taint-based eviction) is not used: the operator decides where replicas go, as in
+direct mode, and rewrites the policy when a member fails or returns; Karmada carries it out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autoglm.api.backendruntime import BackendRuntime
+from autoglm.api.modeldeployment import ModelDeployment
+from autoglm.core.planner import Assignment, Plan
+from autoglm.core.render import (
+    ANNOTATION_PLAN_HASH,
+    LABEL_DEPLOYMENT,
+    Manifest,
+    conversion_job,
+    dns_label,
+    model_cache_claim,
+    object_meta,
+    service_ports,
+    serving_objects,
+    template_hash,
+    workload_labels,
+)
+
+POLICY_GROUP = "policy.karmada.io/v1alpha1"
+WORK_GROUP = "work.karmada.io"
+
+
+@dataclass(frozen=True)
+class MemberPart:
+    """One member's share: its name, its plan for that share."""
+
+    cluster: str
+    plan: Plan
+
+
+def template_name(md: ModelDeployment) -> str:
+    return dns_label(md.metadata.name, 52)
+
+
+def binding_name(kind: str, name: str) -> str:
+    """The ResourceBinding Karmada makes for a resource (names.GenerateBindingName)."""
+    return f"{name.replace(':', '.')}-{kind}".lower()
+
+
+def _divided(part: MemberPart) -> Assignment | None:
+    """The member's assignment that joins the divided template: its first, when it runs on one node."""
+    first = part.plan.assignments[0] if part.plan.assignments else None
+    return first if first is not None and first.option.pipeline_parallel == 1 else None
+
+
+def _selector(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"], "namespace": meta["namespace"]}
+
+
+def _policy(md: ModelDeployment, name: str, resources: Sequence[Manifest], placement: dict[str, Any]) -> Manifest:
+    return {
+        "apiVersion": POLICY_GROUP,
+        "kind": "PropagationPolicy",
+        "metadata": object_meta(md, name),
+        "spec": {"resourceSelectors": [_selector(o) for o in resources], "placement": placement},
+    }
+
+
+def propagation_objects(
+    md: ModelDeployment, parts: Sequence[MemberPart], runtimes: Mapping[str, BackendRuntime]
+) -> list[Manifest]:
+    """The deployment's own objects on the Karmada API server for these member parts (workloads, then their
+    policies); all owned by the ModelDeployment, so they go with it. Conversion objects: shared_objects."""
+    parts = sorted((p for p in parts if p.plan.feasible and p.plan.assignments), key=lambda p: p.cluster)
+    if not parts:
+        return []
+    objects: list[Manifest] = []
+    divided = [(p, a) for p in parts if (a := _divided(p)) is not None]
+    name = template_name(md)
+    policies: list[Manifest] = []
+    if divided:
+        # The member serving the most replicas gives the template its pod spec; the others override it.
+        base_part, base = min(divided, key=lambda pa: (-pa[1].replicas, pa[0].cluster))
+        rendered = serving_objects(md, base_part.plan.model_copy(update={"assignments": [base]}), runtimes)
+        template = next(o for o in rendered if o["kind"] == "Deployment")
+        template["metadata"] = object_meta(md, name)
+        template["spec"]["replicas"] = sum(a.replicas for _, a in divided)
+        template["spec"]["selector"] = {"matchLabels": {LABEL_DEPLOYMENT: workload_labels(md)[LABEL_DEPLOYMENT]}}
+        template["spec"]["template"]["metadata"]["labels"] = workload_labels(md)
+        objects.append(template)
+        rules = []
+        for part, assignment in divided:
+            if template_hash(assignment.option) == template_hash(base.option):
+                continue
+            own = serving_objects(md, part.plan.model_copy(update={"assignments": [assignment]}), runtimes)
+            pod = next(o for o in own if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+            rules.append(
+                {
+                    "targetCluster": {"clusterNames": [part.cluster]},
+                    "overriders": {
+                        "plaintext": [
+                            {"path": "/spec/template/spec", "operator": "replace", "value": pod},
+                            {
+                                "path": "/spec/template/metadata/annotations",
+                                "operator": "replace",
+                                "value": {ANNOTATION_PLAN_HASH: template_hash(assignment.option)},
+                            },
+                        ]
+                    },
+                }
+            )
+        if rules:
+            policies.append(
+                {
+                    "apiVersion": POLICY_GROUP,
+                    "kind": "OverridePolicy",
+                    "metadata": object_meta(md, name),
+                    "spec": {"resourceSelectors": [_selector(template)], "overrideRules": rules},
+                }
+            )
+        placement = {
+            "clusterAffinity": {"clusterNames": [p.cluster for p, _ in divided]},
+            "replicaScheduling": {
+                "replicaSchedulingType": "Divided",
+                "replicaDivisionPreference": "Weighted",
+                "weightPreference": {
+                    "staticWeightList": [
+                        {"targetCluster": {"clusterNames": [p.cluster]}, "weight": a.replicas} for p, a in divided
+                    ]
+                },
+            },
+        }
+        policies.append(_policy(md, name, [template], placement))
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": object_meta(md, dns_label(md.metadata.name)),
+        "spec": {
+            "selector": {LABEL_DEPLOYMENT: workload_labels(md)[LABEL_DEPLOYMENT]},
+            "ports": service_ports([a for p in parts for a in p.plan.assignments], runtimes),
+        },
+    }
+    objects.append(service)
+    policies.append(
+        _policy(md, f"{name}-service", [service], {"clusterAffinity": {"clusterNames": [p.cluster for p in parts]}})
+    )
+    for part in parts:
+        alone = _alone(md, part, runtimes, divided_first=_divided(part) is not None)
+        if alone:
+            objects += alone
+            policies.append(
+                _policy(
+                    md,
+                    dns_label(f"{name}-{part.cluster}", 63),
+                    alone,
+                    {"clusterAffinity": {"clusterNames": [part.cluster]}},
+                )
+            )
+    return objects + policies
+
+
+def _alone(
+    md: ModelDeployment, part: MemberPart, runtimes: Mapping[str, BackendRuntime], divided_first: bool
+) -> list[Manifest]:
+    """What only this member runs: its other pools and its multi-node replicas (named apart per member)."""
+    rest = part.plan.assignments[1:] if divided_first else part.plan.assignments
+    if not rest:
+        return []
+    plan = part.plan.model_copy(update={"assignments": rest})
+    rendered = serving_objects(md, plan, runtimes, suffix=f"-{dns_label(part.cluster, 10)}")
+    return [
+        o
+        for o in rendered
+        if o["kind"] in ("Deployment", "StatefulSet")
+        or (o["kind"] == "Service" and o["spec"].get("clusterIP") == "None")
+    ]
+
+
+def shared_objects(
+    md: ModelDeployment, parts: Sequence[MemberPart], cache_bytes: int
+) -> list[tuple[Manifest, list[str]]]:
+    """Conversion Jobs and the model cache, with the members that need them. They are the namespace's, shared
+    by every deployment using the artifact, so their policies (see shared_policy) belong to no deployment and
+    take the union of the members every user needs."""
+    needs: dict[tuple[str, str], tuple[Manifest, set[str]]] = {}
+    for part in parts:
+        jobs = [job for a in part.plan.assignments if (job := conversion_job(md, a.option)) is not None]
+        claim = model_cache_claim(md, cache_bytes)
+        for obj in ([claim] if jobs and claim else []) + jobs:
+            key = (obj["kind"], obj["metadata"]["name"])
+            needs.setdefault(key, (obj, set()))[1].add(part.cluster)
+    return [(obj, sorted(clusters)) for obj, clusters in needs.values()]
+
+
+def shared_policy(obj: Manifest, clusters: Sequence[str]) -> Manifest:
+    meta = obj["metadata"]
+    return {
+        "apiVersion": POLICY_GROUP,
+        "kind": "PropagationPolicy",
+        "metadata": {
+            "name": dns_label(f"autoglm-share-{obj['kind']}-{meta['name']}", 63),
+            "namespace": meta["namespace"],
+            "labels": {"app.kubernetes.io/managed-by": "autoglm"},
+        },
+        "spec": {
+            "resourceSelectors": [_selector(obj)],
+            "placement": {"clusterAffinity": {"clusterNames": sorted(clusters)}},
+        },
+    }
+
+
+def member_status(binding: Mapping[str, Any] | None) -> dict[str, tuple[int, int, bool]]:
+    """cluster -> (ready replicas, replicas, applied) from a ResourceBinding's aggregated status."""
+    found: dict[str, tuple[int, int, bool]] = {}
+    for item in ((binding or {}).get("status") or {}).get("aggregatedStatus") or []:
+        status = item.get("status") or {}
+        found[item["clusterName"]] = (
+            int(status.get("readyReplicas") or 0),
+            int(status.get("replicas") or 0),
+            bool(item.get("applied")),
+        )
+    return found

@@ -1,0 +1,146 @@
+"""Karmada mode: the operator on a real Karmada control plane (v1.18.2) with an NVIDIA and an Ascend member.
+
+ModelDeployments live on the Karmada API server; the operator reads each member's Nodes through Karmada's
+cluster proxy, writes one template with a Divided PropagationPolicy and an OverridePolicy for the member whose
+runtime differs, and reads readiness back from the ResourceBinding. Failover is the operator's: when a member
+stays NotReady past the toleration it rewrites the policy, and Karmada moves the replicas.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from autoglm.face.demo import install_crds
+from autoglm.sandbox import fleet
+from autoglm.sandbox.karmada import cluster_ready
+from autoglm.shell.controllers import OperatorContext, operator_thread
+from tests.integration.conftest import Cluster
+from tests.integration.test_sandbox import eventually
+
+GROUP, VERSION = "autoglm.io", "v1alpha1"
+
+
+@pytest.fixture(scope="module")
+def karmada_operator(karmada_fleet: dict[str, Cluster]) -> Iterator[OperatorContext]:
+    karmada = karmada_fleet["karmada"]
+    install_crds(karmada.api)
+    context = OperatorContext.from_kubeconfig(
+        str(karmada.state.kubeconfig), resync_seconds=2, heartbeat_seconds=1, karmada=True
+    )
+    with operator_thread(context):
+        yield context
+
+
+@pytest.fixture
+def karmada_namespace(karmada_fleet: dict[str, Cluster]) -> Iterator[str]:
+    name = f"k-{int(time.time() * 1000) % 10**8}"
+    client.CoreV1Api(karmada_fleet["karmada"].api).create_namespace({"metadata": {"name": name}})
+    yield name
+    client.CoreV1Api(karmada_fleet["karmada"].api).delete_namespace(name)
+
+
+def _create(karmada: Cluster, namespace: str, name: str, **spec: Any) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {"model": {"name": "glm-4-9b-chat"}, "modelCache": {"enabled": False}, **spec},
+    }
+    custom = client.CustomObjectsApi(karmada.api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments", body)
+
+
+def _status(karmada: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    md = client.CustomObjectsApi(karmada.api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modeldeployments", name
+    )
+    return dict(md.get("status") or {})
+
+
+def _clusters(karmada: Cluster, namespace: str, name: str) -> dict[str, tuple[int, int]]:
+    return {c["name"]: (c["desired"], c["ready"]) for c in _status(karmada, namespace, name).get("clusters") or []}
+
+
+def _running(member: Cluster, namespace: str) -> list[Any]:
+    pods = client.CoreV1Api(member.api).list_namespaced_pod(namespace).items
+    return [
+        p
+        for p in pods
+        if p.status.phase == "Running"
+        and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+    ]
+
+
+def _weights(karmada_fleet: dict[str, Cluster], gpu: int, ascend: int) -> dict[str, Any]:
+    return {
+        "clusters": ["gpu", "ascend"],
+        "weights": {"static": [{"cluster": "gpu", "weight": gpu}, {"cluster": "ascend", "weight": ascend}]},
+        "failover": {"tolerationSeconds": 5, "rebalanceSeconds": 5},
+    }
+
+
+@pytest.mark.parametrize(("gpu", "ascend"), [(3, 1), (1, 1)])
+def test_divided_split_runs_each_members_own_runtime(
+    karmada_fleet: dict[str, Cluster], karmada_operator: OperatorContext, karmada_namespace: str, gpu: int, ascend: int
+) -> None:
+    karmada, ns = karmada_fleet["karmada"], karmada_namespace
+    total = gpu + ascend
+    _create(karmada, ns, "split", replicas={"min": total, "max": total}, placement=_weights(karmada_fleet, gpu, ascend))
+    eventually(lambda: _clusters(karmada, ns, "split") == {"gpu": (gpu, gpu), "ascend": (ascend, ascend)}, timeout=90)
+    images = {
+        name: {p.spec.containers[0].image for p in _running(karmada_fleet[name], ns)} for name in ("gpu", "ascend")
+    }
+    assert len(_running(karmada_fleet["gpu"], ns)) == gpu and len(_running(karmada_fleet["ascend"], ns)) == ascend
+    assert all(i.startswith("vllm/vllm-openai") for i in images["gpu"])
+    assert all("vllm-ascend" in i for i in images["ascend"])
+    ascend_pod = _running(karmada_fleet["ascend"], ns)[0]
+    assert "huawei.com/Ascend910" in ascend_pod.spec.containers[0].resources.limits
+    status = _status(karmada, ns, "split")
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+    assert {e["cluster"]: e["backend"] for e in status["plan"]} == {"gpu": "vllm-cuda", "ascend": "vllm-ascend"}
+    custom = client.CustomObjectsApi(karmada.api)
+    policy = custom.get_namespaced_custom_object("policy.karmada.io", "v1alpha1", ns, "propagationpolicies", "split")
+    weights = policy["spec"]["placement"]["replicaScheduling"]["weightPreference"]["staticWeightList"]
+    assert {w["targetCluster"]["clusterNames"][0]: w["weight"] for w in weights} == {"gpu": gpu, "ascend": ascend}
+    override = custom.get_namespaced_custom_object("policy.karmada.io", "v1alpha1", ns, "overridepolicies", "split")
+    # The template carries the pod spec of the member serving the most replicas; the other one overrides it.
+    (rule,) = override["spec"]["overrideRules"]
+    assert rule["targetCluster"]["clusterNames"] == (
+        ["ascend"] if gpu > ascend else rule["targetCluster"]["clusterNames"]
+    )
+
+
+def test_a_stopped_member_fails_over_through_the_policy(
+    karmada_fleet: dict[str, Cluster], karmada_operator: OperatorContext, karmada_namespace: str
+) -> None:
+    karmada, ns = karmada_fleet["karmada"], karmada_namespace
+    _create(karmada, ns, "fo", replicas={"min": 2, "max": 2}, placement=_weights(karmada_fleet, 1, 1))
+    eventually(lambda: _clusters(karmada, ns, "fo") == {"gpu": (1, 1), "ascend": (1, 1)}, timeout=90)
+    state_dir = Path(karmada.state.directory).parent
+    fleet.stop(state_dir, "ascend")
+    try:
+        eventually(lambda: not cluster_ready(karmada.state, "ascend"), timeout=90)
+        eventually(lambda: _clusters(karmada, ns, "fo") == {"gpu": (2, 2)}, timeout=90)
+        assert len(_running(karmada_fleet["gpu"], ns)) == 2
+    finally:
+        fleet.start(state_dir, "ascend")
+    eventually(lambda: cluster_ready(karmada.state, "ascend"), timeout=90)
+    eventually(lambda: _clusters(karmada, ns, "fo") == {"gpu": (1, 1), "ascend": (1, 1)}, timeout=120)
+
+
+def test_deleting_the_deployment_removes_it_from_every_member(
+    karmada_fleet: dict[str, Cluster], karmada_operator: OperatorContext, karmada_namespace: str
+) -> None:
+    karmada, ns = karmada_fleet["karmada"], karmada_namespace
+    _create(karmada, ns, "gone", replicas={"min": 2, "max": 2}, placement=_weights(karmada_fleet, 1, 1))
+    eventually(lambda: _clusters(karmada, ns, "gone") == {"gpu": (1, 1), "ascend": (1, 1)}, timeout=90)
+    client.CustomObjectsApi(karmada.api).delete_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", "gone")
+    for name in ("gpu", "ascend"):
+        apps = client.AppsV1Api(karmada_fleet[name].api)
+        eventually(lambda a=apps: not a.list_namespaced_deployment(ns).items, timeout=60)  # type: ignore[misc]
