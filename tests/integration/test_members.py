@@ -341,3 +341,109 @@ def test_autoglm_join_and_unjoin_as_a_user_runs_them(sandbox: Cluster, joined: d
     result = runner.invoke(app, ["unjoin", "edge-two", "--host-kubeconfig", host])
     assert result.exit_code == 0 and "MemberCluster/edge-two" in result.output
     assert runner.invoke(app, ["unjoin", "edge-two", "--host-kubeconfig", host]).exit_code == 1
+
+
+@contextlib.contextmanager
+def _slow_ascend_runtime(sandbox: Cluster, cold_start: str, name: str = "vllm-ascend-slow") -> Iterator[None]:
+    """The default vllm-ascend runtime, preferred, whose pods take `cold_start` to become ready."""
+    from autoglm.core.backends import load_default_catalog
+
+    body = next(b for b in load_default_catalog() if b.metadata.name == "vllm-ascend").to_manifest()
+    body["metadata"] = {"name": name}
+    body["spec"]["priority"] = 1000
+    body["spec"]["podAnnotations"] = {"autoglm.io/cold-start": cold_start}
+    custom = client.CustomObjectsApi(sandbox.api)
+    custom.create_cluster_custom_object(GROUP, VERSION, "backendruntimes", body)
+    try:
+        yield
+    finally:
+        custom.delete_cluster_custom_object(GROUP, VERSION, "backendruntimes", name)
+
+
+def _revisions(sandbox: Cluster, namespace: str, name: str) -> dict[str, str | None]:
+    status = _get(sandbox, namespace, name).get("status") or {}
+    return {c["name"]: c.get("revision") for c in status.get("clusters") or []}
+
+
+def _service_revision(member: Cluster, namespace: str, name: str) -> str | None:
+    service = client.CoreV1Api(member.api).read_namespaced_service(name, namespace)
+    return (service.spec.selector or {}).get("autoglm.io/revision")
+
+
+def _revisions_running(member: Cluster, namespace: str) -> set[str]:
+    return {d.metadata.labels.get("autoglm.io/revision") for d in _deployments(member, namespace)}
+
+
+def _new_spec(sandbox: Cluster, namespace: str, name: str) -> None:
+    patch = {"spec": {"resources": {"maxConcurrentSequences": 8}}}  # vLLM's --max-num-seqs: every member's pods change
+    client.CustomObjectsApi(sandbox.api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modeldeployments", name, patch
+    )
+
+
+def test_coordinated_rollout_switches_every_member_together(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    # rebalanceSeconds 0: ascend may have come back from the failover test a moment ago.
+    placement = {"clusters": ["gpu", "ascend"], "failover": {"rebalanceSeconds": 0}}
+    _create(sandbox, namespace, "roll", replicas={"min": 2, "max": 2}, placement=placement)
+    eventually(lambda: _condition(sandbox, namespace, "roll", "Ready").get("status") == "True", timeout=90)
+    before = _revisions(sandbox, namespace, "roll")
+    assert set(before) == {"gpu", "ascend"} and all(before.values())
+    assert _condition(sandbox, namespace, "roll", "Progressing")["reason"] == "RolledOut"
+    with _slow_ascend_runtime(sandbox, "25s"):
+        _new_spec(sandbox, namespace, "roll")
+        # Broadcast: the new revision runs beside the old in both members...
+        eventually(lambda: len(_revisions_running(joined["gpu"], namespace)) == 2, timeout=30)
+        eventually(lambda: len(_revisions_running(joined["ascend"], namespace)) == 2, timeout=30)
+        progressing = _condition(sandbox, namespace, "roll", "Progressing")
+        assert progressing["reason"] == "RollingOut" and "ascend" in progressing["message"]
+        # ...and gpu's new pods being ready is not enough: its Service keeps the old revision.
+        eventually(lambda: _ready_pods(joined["gpu"], namespace) == 2, timeout=30)
+        assert _service_revision(joined["gpu"], namespace, "roll") == before["gpu"]
+        assert _service_revision(joined["ascend"], namespace, "roll") == before["ascend"]
+        assert _revisions(sandbox, namespace, "roll") == before
+        # All ready -> switch together, old revision gone everywhere.
+        eventually(
+            lambda: all(v not in before.values() for v in _revisions(sandbox, namespace, "roll").values()), timeout=90
+        )
+        after = _revisions(sandbox, namespace, "roll")
+        for name in ("gpu", "ascend"):
+            assert _service_revision(joined[name], namespace, "roll") == after[name]
+            eventually(lambda n=name: _revisions_running(joined[n], namespace) == {after[n]}, timeout=30)  # type: ignore[misc]
+        assert _condition(sandbox, namespace, "roll", "Progressing")["reason"] == "RolledOut"
+        events = client.CoreV1Api(sandbox.api).list_namespaced_event(namespace).items
+        assert any(e.reason == "RollingOut" for e in events) and any(e.reason == "RolledOut" for e in events)
+
+
+def test_a_member_that_never_gets_ready_rolls_everyone_back(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    _create(
+        sandbox,
+        namespace,
+        "back",
+        replicas={"min": 2, "max": 2},
+        placement={"clusters": ["gpu", "ascend"], "failover": {"rebalanceSeconds": 0}},
+        rollout={"deadlineSeconds": 15},
+    )
+    eventually(lambda: _condition(sandbox, namespace, "back", "Ready").get("status") == "True", timeout=90)
+    before = _revisions(sandbox, namespace, "back")
+    with _slow_ascend_runtime(sandbox, "1h"):
+        _new_spec(sandbox, namespace, "back")
+        eventually(lambda: len(_revisions_running(joined["gpu"], namespace)) == 2, timeout=30)
+        eventually(
+            lambda: _condition(sandbox, namespace, "back", "Progressing").get("reason") == "RolledBack", timeout=60
+        )
+        rolled = _condition(sandbox, namespace, "back", "Progressing")["message"]
+        assert "ascend: 0/1 replicas" in rolled and "after 15 s" in rolled
+        degraded = _condition(sandbox, namespace, "back", "Degraded")
+        assert degraded["status"] == "True" and "rolled back" in degraded["message"]
+        # Every member is back on its old revision alone, and stays there (the failed target is held).
+        for name in ("gpu", "ascend"):
+            eventually(lambda n=name: _revisions_running(joined[n], namespace) == {before[n]}, timeout=30)  # type: ignore[misc]
+            assert _service_revision(joined[name], namespace, "back") == before[name]
+        assert _revisions(sandbox, namespace, "back") == before
+        time.sleep(5)
+        assert all(_revisions_running(joined[n], namespace) == {before[n]} for n in ("gpu", "ascend"))
+        assert _condition(sandbox, namespace, "back", "Ready")["status"] == "True"

@@ -71,6 +71,10 @@ class BackendRuntimeSpec(ApiModel):
         description="Each precision's name in the runtime's tools (int4: Q4_K_M, w4bf16, ...), for {quant}.",
     )
     env: list[EnvVar] = Field(default_factory=list, description="Container environment.")
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Annotations on the serving pods (sidecar injection, scrape hints, a node's warm-up policy).",
+    )
     ports: list[PortSpec] = Field(
         default_factory=lambda: [PortSpec(name="http", container_port=8000)], description="Container ports."
     )

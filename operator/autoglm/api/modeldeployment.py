@@ -212,6 +212,12 @@ class Autoscaling(ApiModel):
 
 class Rollout(ApiModel):
     max_unavailable: int = Field(default=0, ge=0, description="Replicas that may be down during a rollout.")
+    deadline_seconds: int = Field(
+        default=900,
+        ge=10,
+        description="Across several member clusters, how long a new revision may take to be ready in every "
+        "member before every member rolls back to the old one.",
+    )
     canary_percent: int = Field(default=0, ge=0, le=100, description="Traffic share for a new plan version.")
     regression_threshold: float = Field(
         default=0.1, ge=0, le=1, description="Relative latency/throughput loss that rolls a canary back."
@@ -285,6 +291,22 @@ class ClusterStatus(ApiModel):
     name: str = Field(description="Member cluster.")
     desired: int = Field(default=0, ge=0, description="Replicas wanted there.")
     ready: int = Field(default=0, ge=0, description="Replicas ready there.")
+    revision: str | None = Field(
+        default=None, description="Revision the member's Service selects (coordinated rollouts across members)."
+    )
+
+
+class RolloutPhase(StrEnum):
+    PROGRESSING = "Progressing"
+    BLOCKED = "Blocked"
+    ROLLED_BACK = "RolledBack"
+
+
+class RolloutStatus(ApiModel):
+    phase: RolloutPhase = Field(description="Progressing, Blocked (no room beside the old), or RolledBack.")
+    targets: dict[str, str] = Field(default_factory=dict, description="Member -> the revision being rolled out.")
+    started: datetime | None = Field(default=None, description="When the rollout to these targets began.")
+    message: str = Field(default="", description="What it waits for, or why it rolled back.")
 
 
 class ForecastStatus(ApiModel):
@@ -302,6 +324,7 @@ class ModelDeploymentStatus(ApiModel):
     replicas: int = Field(default=0, ge=0, description="Replicas desired in total.")
     ready_replicas: int = Field(default=0, ge=0, description="Replicas ready in total.")
     forecast: ForecastStatus | None = Field(default=None, description="Latest forecast.")
+    rollout: RolloutStatus | None = Field(default=None, description="A coordinated rollout across members.")
     inputs_hash: str | None = Field(
         default=None, description="Digest of spec, catalog and inventory the plan was made from."
     )

@@ -99,6 +99,7 @@ class PoolOption(_Frozen):
         default_factory=list, description="CPU pools: the exact nodes (a CPU node has no product label to select)."
     )
     collective_env: dict[str, str] = Field(default_factory=dict)
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
     replica_tflops: float
     reasons: list[str]
 
@@ -332,6 +333,7 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate) -> PoolOption:
         taints=pool.taints,
         hosts=sorted(pool.node_names) if pool.is_cpu else [],
         collective_env=pool.collective_env,
+        pod_annotations=dict(runtime.spec.pod_annotations),
         replica_tflops=peak * devices,
         reasons=reasons,
     )

@@ -29,6 +29,9 @@ LABEL_CACHE_KEY = "autoglm.io/cache-key"
 LABEL_OWNER_NAMESPACE = "autoglm.io/owner-namespace"
 LABEL_OWNER_UID = "autoglm.io/owner-uid"
 ANNOTATION_PLAN_HASH = "autoglm.io/plan-hash"
+# Which revision a workload runs, when a deployment spans members: the Services select one revision, so a new
+# one can become ready beside the old in every member before they all switch.
+LABEL_REVISION = "autoglm.io/revision"
 CACHE_CLAIM = "autoglm-model-cache"
 WAIT_IMAGE = "busybox:1.37"
 Manifest = dict[str, Any]
@@ -66,9 +69,18 @@ def template_hash(option: PoolOption) -> str:
         "taints",
         "collective_env",
         "conversion",
+        "pod_annotations",
     )
     data = option.model_dump(mode="json", include=set(keys))
+    if not data["pod_annotations"]:
+        del data["pod_annotations"]  # absent and empty hash the same: an upgrade rolls no pods
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def member_revision(plan: Plan) -> str:
+    """Changes only with what this member's pods run (its assignments' template hashes): a short name part."""
+    parts = sorted(template_hash(a.option) for a in plan.assignments)
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:8]
 
 
 def plan_hash(plan: Plan) -> str:
@@ -237,26 +249,34 @@ def _pod_spec(
 
 
 def _deployment(
-    md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, remote: bool, suffix: str
+    md: ModelDeployment,
+    a: Assignment,
+    runtime: BackendRuntime,
+    digest: str,
+    remote: bool,
+    suffix: str,
+    revision: str | None,
 ) -> Manifest:
     option = a.option
     name = dns_label(workload_name(md.metadata.name, option) + suffix, 63)
-    labels = workload_labels(md, option.pool)
+    labels = workload_labels(md, option.pool) | ({LABEL_REVISION: revision} if revision else {})
+    selector = {LABEL_DEPLOYMENT: labels[LABEL_DEPLOYMENT], LABEL_POOL: labels[LABEL_POOL]}
+    meta = _revisioned(object_meta(md, name, option.pool, remote), revision)
     unavailable = md.spec.rollout.max_unavailable
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": object_meta(md, name, option.pool, remote),
+        "metadata": meta,
         "spec": {
             "replicas": a.replicas,
-            "selector": {"matchLabels": {LABEL_DEPLOYMENT: labels[LABEL_DEPLOYMENT], LABEL_POOL: labels[LABEL_POOL]}},
+            "selector": {"matchLabels": selector | ({LABEL_REVISION: revision} if revision else {})},
             # Accelerators are scarce: surge only when nothing may be unavailable.
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": unavailable, "maxSurge": 0 if unavailable else 1},
             },
             "template": {
-                "metadata": {"labels": labels, "annotations": {ANNOTATION_PLAN_HASH: digest}},
+                "metadata": {"labels": labels, "annotations": {**option.pod_annotations, ANNOTATION_PLAN_HASH: digest}},
                 "spec": _pod_spec(md, option, runtime, option.command, option.args),
             },
         },
@@ -264,7 +284,13 @@ def _deployment(
 
 
 def _multi_node(
-    md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, remote: bool, suffix: str
+    md: ModelDeployment,
+    a: Assignment,
+    runtime: BackendRuntime,
+    digest: str,
+    remote: bool,
+    suffix: str,
+    revision: str | None,
 ) -> list[Manifest]:
     """One StatefulSet of `pipeline_parallel` pods per replica, with a headless Service for stable names."""
     option = a.option
@@ -273,6 +299,8 @@ def _multi_node(
     for index in range(a.replicas):
         name = dns_label(f"{base}-{index}", 52)
         labels = {**workload_labels(md, option.pool), "autoglm.io/replica": str(index)}
+        if revision:
+            labels[LABEL_REVISION] = revision
         leader = f"{name}-0.{name}.{md.metadata.namespace}.svc"
         env = {"AUTOGLM_LEADER_ADDRESS": leader, "AUTOGLM_NNODES": str(option.pipeline_parallel)}
         leader_cmd = fill(runtime.spec.leader_command, {}) if runtime.spec.leader_command else option.command
@@ -297,7 +325,7 @@ def _multi_node(
             {
                 "apiVersion": "v1",
                 "kind": "Service",
-                "metadata": object_meta(md, name, option.pool, remote),
+                "metadata": _revisioned(object_meta(md, name, option.pool, remote), revision),
                 "spec": {
                     "clusterIP": "None",
                     "selector": labels,
@@ -310,20 +338,29 @@ def _multi_node(
             {
                 "apiVersion": "apps/v1",
                 "kind": "StatefulSet",
-                "metadata": object_meta(md, name, option.pool, remote),
+                "metadata": _revisioned(object_meta(md, name, option.pool, remote), revision),
                 "spec": {
                     "serviceName": name,
                     "replicas": option.pipeline_parallel,
                     "podManagementPolicy": "Parallel",
                     "selector": {"matchLabels": labels},
                     "template": {
-                        "metadata": {"labels": labels, "annotations": {ANNOTATION_PLAN_HASH: digest}},
+                        "metadata": {
+                            "labels": labels,
+                            "annotations": {**option.pod_annotations, ANNOTATION_PLAN_HASH: digest},
+                        },
                         "spec": pod,
                     },
                 },
             }
         )
     return objects
+
+
+def _revisioned(meta: dict[str, Any], revision: str | None) -> dict[str, Any]:
+    if revision:
+        meta["labels"] = {**meta["labels"], LABEL_REVISION: revision}
+    return meta
 
 
 def _shell(words: list[str]) -> list[str]:
@@ -385,25 +422,27 @@ def serving_objects(
     replicas_max: int | None = None,
     remote: bool = False,
     suffix: str = "",
+    revision: str | None = None,
 ) -> list[Manifest]:
     """Workloads, Service, HPA and PodMonitor for a feasible plan (conversion Jobs are separate).
 
     `replicas_max` is this cluster's HPA ceiling (its share of spec.replicas.max); `remote` renders for a
     member other than the host (owner labels instead of ownerReferences); `suffix` ends the workloads' names
-    (Karmada mode keeps one member's own workloads apart from another's)."""
+    (Karmada mode keeps one member's own workloads apart from another's); `revision` labels the workloads and
+    makes the Service select only that revision (coordinated rollouts)."""
     ceiling = md.spec.replicas.max if replicas_max is None else replicas_max
     objects: list[Manifest] = []
     for a in plan.assignments:
         runtime = runtimes[a.option.backend]
         digest = template_hash(a.option)
         if a.option.pipeline_parallel > 1:
-            objects += _multi_node(md, a, runtime, digest, remote, suffix)
+            objects += _multi_node(md, a, runtime, digest, remote, suffix, revision)
         else:
-            objects.append(_deployment(md, a, runtime, digest, remote, suffix))
+            objects.append(_deployment(md, a, runtime, digest, remote, suffix, revision))
     if not plan.assignments:
         return objects
     name = dns_label(md.metadata.name)
-    selector = {LABEL_DEPLOYMENT: name}
+    selector = {LABEL_DEPLOYMENT: name} | ({LABEL_REVISION: revision} if revision else {})
     objects.append(
         {
             "apiVersion": "v1",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from autoglm.api.common import Condition, ConditionStatus
-from autoglm.api.modeldeployment import ClusterStatus, ModelDeploymentStatus
+from autoglm.api.modeldeployment import ClusterStatus, ModelDeploymentStatus, RolloutPhase, RolloutStatus
 from autoglm.core.planner import Plan
 
 PLANNED = "Planned"
@@ -15,6 +15,7 @@ CONVERTED = "Converted"
 READY = "Ready"
 DEGRADED = "Degraded"
 PROPAGATED = "Propagated"
+PROGRESSING = "Progressing"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,13 @@ class MemberOutcome:
     plan: Plan | None = None
     observed: Observed = field(default_factory=Observed)
     error: str | None = None
+    # Coordinated rollouts: the revision the member's Service selects, the one being rolled out there,
+    # whether that one is ready, what it waits for, and whether it has no room beside the old one.
+    revision: str | None = None
+    target: str | None = None
+    target_ready: bool = False
+    target_message: str | None = None
+    blocked: bool = False
 
     @property
     def serving(self) -> bool:
@@ -61,6 +69,8 @@ class FleetOutcome:
     wanted: int = 1
     unschedulable: int = 0
     summary: str = ""
+    coordinated: bool = False
+    rollout: RolloutStatus | None = None
 
     @property
     def serving(self) -> list[MemberOutcome]:
@@ -136,6 +146,19 @@ def _propagated(fleet: FleetOutcome) -> tuple[ConditionStatus, str, str]:
     return ConditionStatus.TRUE, "Propagated", f"applied to {names}"
 
 
+def _progressing(fleet: FleetOutcome) -> tuple[ConditionStatus, str, str]:
+    """A coordinated rollout across members (broadcast, all ready, switch)."""
+    rollout = fleet.rollout
+    if rollout is None:
+        revisions = ", ".join(f"{m.cluster}={m.revision}" for m in fleet.serving if m.revision)
+        return ConditionStatus.TRUE, "RolledOut", f"every member serves its current revision ({revisions})"
+    if rollout.phase is RolloutPhase.ROLLED_BACK:
+        return ConditionStatus.FALSE, "RolledBack", rollout.message
+    if rollout.phase is RolloutPhase.BLOCKED:
+        return ConditionStatus.FALSE, "RolloutBlocked", rollout.message
+    return ConditionStatus.TRUE, "RollingOut", rollout.message
+
+
 def _primary(fleet: FleetOutcome) -> Plan | None:
     """The plan of the member serving the most replicas (ties by name): what the printer columns show."""
     ranked = sorted(fleet.serving, key=lambda m: (-m.desired, m.cluster))
@@ -161,6 +184,9 @@ def desired_status(
     if feasible and fleet is not None:
         for type_, (s, r, m) in ((CONVERTED, _converted(fleet)), (PROPAGATED, _propagated(fleet))):
             conditions = set_condition(conditions, type_, s, r, m, generation, now)
+        if fleet.coordinated:
+            s, r, m = _progressing(fleet)
+            conditions = set_condition(conditions, PROGRESSING, s, r, m, generation, now)
     desired = sum(o.desired for o in members)
     ready = sum(o.observed.ready_replicas for o in members if o.serving)
     if feasible and desired > 0 and ready >= desired:
@@ -180,6 +206,8 @@ def desired_status(
         degraded_reasons.append("a conversion Job failed")
     if not feasible:
         degraded_reasons.append("no placement")
+    if fleet is not None and fleet.rollout is not None and fleet.rollout.phase is RolloutPhase.ROLLED_BACK:
+        degraded_reasons.append(f"rollout rolled back: {fleet.rollout.message}")
     conditions = set_condition(
         conditions,
         DEGRADED,
@@ -189,7 +217,7 @@ def desired_status(
         generation,
         now,
     )
-    order = {t: i for i, t in enumerate((PLANNED, CONVERTED, PROPAGATED, READY, DEGRADED))}
+    order = {t: i for i, t in enumerate((PLANNED, CONVERTED, PROPAGATED, PROGRESSING, READY, DEGRADED))}
     conditions.sort(key=lambda c: order.get(c.type, 99))
     primary_plan = _primary(fleet) if feasible and fleet is not None else None
     primary = primary_plan.primary if primary_plan else None
@@ -199,12 +227,15 @@ def desired_status(
         conditions=conditions,
         plan=[entry for o in serving if o.plan for entry in o.plan.entries(o.cluster)],
         clusters=[
-            ClusterStatus(name=o.cluster, desired=o.desired, ready=o.observed.ready_replicas)
+            ClusterStatus(
+                name=o.cluster, desired=o.desired, ready=o.observed.ready_replicas, revision=o.revision or None
+            )
             for o in sorted(members, key=lambda o: o.cluster)
         ],
         replicas=desired,
         ready_replicas=ready,
         forecast=base.forecast,
+        rollout=fleet.rollout if fleet is not None and not invalid else None,
         backend=primary.backend if primary else None,
         precision=primary.precision.value if primary else None,
         tensor_parallel=primary.tensor_parallel if primary else None,

@@ -17,14 +17,14 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from autoglm.api import BackendRuntime, ModelDeployment, Precision
-from autoglm.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
+from autoglm.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, RolloutPhase, RolloutStatus
 from autoglm.core.backends import merge_catalogs
 from autoglm.core.hardware import AcceleratorTable, Inventory, build_inventory, load_accelerator_table
 from autoglm.core.karmada import (
@@ -42,11 +42,13 @@ from autoglm.core.planner import Plan, inputs_digest, plan
 from autoglm.core.render import (
     LABEL_CACHE_KEY,
     LABEL_DEPLOYMENT,
+    LABEL_REVISION,
     artifact_cleanup_job,
     conversion_job,
     conversion_job_name,
     drifted,
     keep_scale,
+    member_revision,
     model_cache_claim,
     plan_hash,
     serving_objects,
@@ -64,6 +66,7 @@ from autoglm.shell.members import LOCAL, MemberSource, classify
 
 Manifest = dict[str, Any]
 PROPAGATION_FINALIZER = "autoglm.io/propagation"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 logger = logging.getLogger(__name__)
 
 
@@ -104,6 +107,11 @@ def _job_state(job: Mapping[str, Any] | None, name: str, key: str) -> Conversion
     return ConversionState(key, name, "Running" if status.get("active") else "Pending")
 
 
+def _revision_of(obj: Mapping[str, Any]) -> str:
+    """The revision an object belongs to ("" for one made before the deployment spanned members)."""
+    return str(((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION, ""))
+
+
 def _with_replicas(spec: ModelDeploymentSpec, replicas: int) -> ModelDeploymentSpec:
     return spec.model_copy(update={"replicas": spec.replicas.model_copy(update={"min": replicas})})
 
@@ -122,6 +130,14 @@ class _Request:
     current: ModelDeploymentStatus
     generation: int | None
     finalizers: list[str] = field(default_factory=list)
+    # Coordinated rollouts: does the deployment span members (revisioned workloads), which revision each
+    # member's Service selects ("" for unlabelled workloads), which targets rolled back and are held.
+    coordinated: bool = False
+    serving: dict[str, str] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
+    switches: dict[str, tuple[ClusterClient, list[Manifest], Mapping[tuple[str, str], Manifest]]] = field(
+        default_factory=dict
+    )
     applied: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
 
@@ -281,17 +297,26 @@ class Reconciler:
             ]
         )
         shares = [s for s in fleet.shares if s.replicas > 0 and s.plan is not None and s.plan.feasible]
+        rollout = None
         if self.karmada:
             outcomes = self._propagate_karmada(req, shares, digest)
         else:
+            req.coordinated = len(shares) > 1 or any(c.revision for c in current.clusters)
+            req.serving = {c.name: c.revision or "" for c in current.clusters}
+            if current.rollout is not None and current.rollout.phase is RolloutPhase.ROLLED_BACK:
+                req.held = dict(current.rollout.targets)
             outcomes = [self._serve(req, share, digest) for share in shares]
+            if req.coordinated:
+                outcomes, rollout = self._coordinate(req, outcomes)
             serving = {o.cluster for o in outcomes}
             for member in sorted(set(previous) - serving):
                 leftover = self._withdraw(req, member)
                 if leftover is not None:
                     outcomes.append(leftover)
         phash = _digest(sorted((o.cluster, plan_hash(o.plan)) for o in outcomes if o.plan is not None))
-        result = FleetOutcome(outcomes, fleet.wanted, fleet.unschedulable, fleet.summary)
+        result = FleetOutcome(
+            outcomes, fleet.wanted, fleet.unschedulable, fleet.summary, coordinated=req.coordinated, rollout=rollout
+        )
         outcome = self._finish(body, current, generation, result, None, digest, phash)
         outcome.applied, outcome.deleted = req.applied, req.deleted
         outcome.plan = next((o.plan for o in outcomes if o.serving), None) or self._probe(fleet.shares)
@@ -347,39 +372,195 @@ class Reconciler:
         known = member.name in {c.name for c in current.clusters}
         # A deployment that never had a plan applied here owns nothing here yet: skip the lists.
         owned = member.owned(namespace, name) if known or current.plan_hash else []
-        if result.feasible and not blocked and not converting:
-            claim = model_cache_claim(md, req.cache_bytes)
-            rendered = [
-                o
-                for o in serving_objects(md, result, req.runtimes, replicas_max=share.max_replicas, remote=remote)
-                if member.has_kind(o["apiVersion"], o["kind"])  # optional kinds the member does not serve are left out
-            ]
-            live = {(o["kind"], o["metadata"]["name"]): o for o in owned}
-            wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered}
-            same_inputs = (
-                current.inputs_hash == digest and current.observed_generation == req.generation and wanted == set(live)
+        if not (result.feasible and not blocked and not converting):
+            ready, replicas = ready_replicas(owned)
+            return MemberOutcome(member.name, plan=result, observed=Observed(ready, replicas, conversions))
+        revision = member_revision(result) if req.coordinated else None
+        rendered = [
+            o
+            for o in serving_objects(
+                md,
+                result,
+                req.runtimes,
+                replicas_max=share.max_replicas,
+                remote=remote,
+                suffix=f"-{revision}" if revision else "",
+                revision=revision,
             )
-            stale = [
-                o
-                for o in rendered
-                if not same_inputs or drifted(o, live.get((o["kind"], o["metadata"]["name"])), rendered)
-            ]
-            if stale:
-                if claim and member.ensure(claim):
-                    req.applied.append(_ref(claim, member.name))
-                applied = {}
-                for obj in stale:
-                    body = keep_scale(obj, live.get((obj["kind"], obj["metadata"]["name"])), rendered)
-                    applied[(obj["kind"], obj["metadata"]["name"])] = member.apply(body)
-                    req.applied.append(_ref(obj, member.name))
-                for key, obj in live.items():
-                    if key not in wanted:
-                        member.delete(obj)
-                        req.deleted.append(_ref(obj, member.name))
-                # Server-side apply answers with the live object (status included): no second list needed.
-                owned = [applied.get(key) or live[key] for key in wanted if key in applied or key in live]
+            if member.has_kind(o["apiVersion"], o["kind"])  # optional kinds the member does not serve are left out
+        ]
+        live = {(o["kind"], o["metadata"]["name"]): o for o in owned}
+        serving = req.serving.get(member.name)
+        if revision is not None and serving is not None and serving != revision:
+            return self._roll(req, member, share, result, conversions, rendered, live, serving, revision, digest)
+        claim = model_cache_claim(md, req.cache_bytes)
+        owned = self._converge(req, member, rendered, live, digest, prune=True, claim=claim)
         ready, replicas = ready_replicas(owned)
-        return MemberOutcome(member.name, plan=result, observed=Observed(ready, replicas, conversions))
+        return MemberOutcome(
+            member.name, plan=result, observed=Observed(ready, replicas, conversions), revision=revision
+        )
+
+    def _converge(
+        self,
+        req: _Request,
+        member: ClusterClient,
+        rendered: list[Manifest],
+        live: Mapping[tuple[str, str], Manifest],
+        digest: str,
+        prune: bool,
+        claim: Manifest | None = None,
+        force: bool = False,
+    ) -> list[Manifest]:
+        """Apply what is new, changed or drifted; with `prune`, delete what is no longer rendered. Returns the
+        objects as they now are (server-side apply answers with the live object: no second list)."""
+        wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered}
+        same_inputs = (
+            not force
+            and req.current.inputs_hash == digest
+            and req.current.observed_generation == req.generation
+            and (wanted == set(live) or not prune)
+        )
+        stale = [
+            o for o in rendered if not same_inputs or drifted(o, live.get((o["kind"], o["metadata"]["name"])), rendered)
+        ]
+        applied: dict[tuple[str, str], Manifest] = {}
+        if stale:
+            if claim and member.ensure(claim):
+                req.applied.append(_ref(claim, member.name))
+            for obj in stale:
+                body = keep_scale(obj, live.get((obj["kind"], obj["metadata"]["name"])), rendered)
+                applied[(obj["kind"], obj["metadata"]["name"])] = member.apply(body)
+                req.applied.append(_ref(obj, member.name))
+        if prune:
+            for key, obj in live.items():
+                if key not in wanted:
+                    member.delete(obj)
+                    req.deleted.append(_ref(obj, member.name))
+        return [applied.get(key) or live[key] for key in wanted if key in applied or key in live]
+
+    def _roll(
+        self,
+        req: _Request,
+        member: ClusterClient,
+        share: MemberShare,
+        result: Plan,
+        conversions: list[ConversionState],
+        rendered: list[Manifest],
+        live: Mapping[tuple[str, str], Manifest],
+        serving: str,
+        target: str,
+        digest: str,
+    ) -> MemberOutcome:
+        """One member in a coordinated rollout: the new revision's workloads run beside the old ones, whose
+        Service and HPA stay as they are until every member has the new revision ready (see _coordinate)."""
+        old = [o for o in live.values() if _revision_of(o) == serving and o["kind"] in WORKLOAD_KINDS]
+        ready, replicas = ready_replicas(old)
+        outcome = MemberOutcome(
+            member.name, plan=result, observed=Observed(ready, replicas, conversions), revision=serving, target=target
+        )
+        new = [o for o in rendered if o["kind"] in WORKLOAD_KINDS or _revision_of(o) == target]
+        if req.held.get(member.name) == target:
+            for obj in live.values():  # a rolled-back revision's leftovers
+                if _revision_of(obj) == target:
+                    member.delete(obj)
+                    req.deleted.append(_ref(obj, member.name))
+            return outcome
+        short = (
+            self._surge_shortfall(req, member, share, result)
+            if not any(_revision_of(o) == target for o in live.values())
+            else None
+        )
+        if short:
+            return replace(outcome, target_message=short, blocked=True)
+        applied = self._converge(
+            req, member, new, {k: v for k, v in live.items() if _revision_of(v) == target}, digest, prune=False
+        )
+        new_ready, _ = ready_replicas(applied)
+        desired = sum(a.replicas for a in result.assignments)
+        req.switches[member.name] = (member, rendered, live)
+        return replace(
+            outcome,
+            target_ready=new_ready >= desired > 0,
+            target_message=f"{member.name}: {new_ready}/{desired} replicas of revision {target} ready",
+        )
+
+    def _surge_shortfall(self, req: _Request, member: ClusterClient, share: MemberShare, result: Plan) -> str | None:
+        """Whether the new revision fits beside the old one (whose pods still hold their devices); None if it
+        does, else what is missing."""
+        nodes, pods = member.nodes(), member.device_pods()
+        inventory = build_inventory(nodes, self.accelerators, pods)  # the old revision's pods count as taken
+        room = plan(inventory, req.profile, req.catalog, _with_replicas(req.md.spec, share.replicas))
+        fits = {(o.pool, o.backend, o.precision, o.tensor_parallel): o.max_replicas for o in room.options}
+        for a in result.assignments:
+            o = a.option
+            have = fits.get((o.pool, o.backend, o.precision, o.tensor_parallel), 0)
+            if have < a.replicas:
+                return (
+                    f"{member.name}: the new revision needs {a.replicas} replicas on {o.pool} beside the old "
+                    f"ones; {have} fit there now"
+                )
+        return None
+
+    def _coordinate(
+        self, req: _Request, outcomes: list[MemberOutcome]
+    ) -> tuple[list[MemberOutcome], RolloutStatus | None]:
+        """Broadcast, all ready, switch (seed §2.5): once every rolling member has its new revision ready, every
+        member's Service and HPA switch to it together and the old revision goes; past the deadline, every
+        member drops the new revision and keeps the old, and the rollout is reported rolled back."""
+        now = self.clock()
+        rolling = [o for o in outcomes if o.target is not None]
+        previous = req.current.rollout
+        if not rolling:
+            if previous is not None and previous.phase is RolloutPhase.ROLLED_BACK and req.held:
+                return outcomes, previous
+            return outcomes, None
+        targets = {o.cluster: o.target for o in rolling if o.target}
+        if previous is not None and previous.phase is RolloutPhase.ROLLED_BACK and previous.targets == targets:
+            return outcomes, previous
+        started = previous.started if previous is not None and previous.targets == targets and previous.started else now
+        blocked = [o for o in rolling if o.blocked]
+        if blocked:
+            message = "; ".join(o.target_message or "" for o in blocked) + " (waiting for room)"
+            return outcomes, RolloutStatus(
+                phase=RolloutPhase.BLOCKED, targets=targets, started=started, message=message
+            )
+        if all(o.target_ready for o in rolling):
+            switched = []
+            for o in outcomes:
+                if o.target is None:
+                    switched.append(o)
+                    continue
+                member, rendered, live = req.switches[o.cluster]
+                objects = self._converge(req, member, rendered, live, "", prune=True, force=True)
+                ready, replicas = ready_replicas(objects)
+                switched.append(
+                    replace(
+                        o, revision=o.target, target=None, observed=Observed(ready, replicas, o.observed.conversions)
+                    )
+                )
+            return switched, None
+        waited = (now - started).total_seconds()
+        if waited > req.md.spec.rollout.deadline_seconds:
+            laggards = [o.target_message or o.cluster for o in rolling if not o.target_ready]
+            for o in rolling:
+                member = req.switches[o.cluster][0]
+                for obj in member.owned(req.namespace, req.md.metadata.name):
+                    if _revision_of(obj) == o.target:
+                        member.delete(obj)
+                        req.deleted.append(_ref(obj, o.cluster))
+            message = (
+                f"not ready in every member after {req.md.spec.rollout.deadline_seconds} s ("
+                + "; ".join(laggards)
+                + "); every member keeps its previous revision"
+            )
+            rolled_back = [replace(o, target=None) for o in outcomes]
+            return rolled_back, RolloutStatus(
+                phase=RolloutPhase.ROLLED_BACK, targets=targets, started=started, message=message
+            )
+        message = "; ".join(o.target_message or o.cluster for o in rolling)
+        return outcomes, RolloutStatus(
+            phase=RolloutPhase.PROGRESSING, targets=targets, started=started, message=message
+        )
 
     def _propagate_karmada(self, req: _Request, shares: Sequence[MemberShare], digest: str) -> list[MemberOutcome]:
         """Karmada mode: convert where needed, write the template, policies and overrides to the Karmada API
