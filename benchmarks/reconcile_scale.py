@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 from autoglm.core.render import LABEL_DEPLOYMENT
-from autoglm.face.demo import install_crds
 from autoglm.sandbox import fleet
+from autoglm.shell.clusters import install_crds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plan_scale import fleet as mixed_nodes

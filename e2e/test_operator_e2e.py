@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from autoglm.face.demo import install_crds
+from autoglm.shell.clusters import install_crds
 from autoglm.shell.controllers import OperatorContext, operator_thread
 
 KUBECONFIG = os.environ.get("KUBECONFIG")

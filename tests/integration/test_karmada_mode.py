@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from autoglm.face.demo import install_crds
 from autoglm.sandbox import fleet
 from autoglm.sandbox.karmada import cluster_ready
+from autoglm.shell.clusters import install_crds
 from autoglm.shell.controllers import OperatorContext, operator_thread
 from tests.integration.conftest import Cluster
 from tests.integration.test_sandbox import eventually

@@ -13,10 +13,10 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from autoglm.face.demo import install_crds
 from autoglm.sandbox import build, fleet
 from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import start_cluster
+from autoglm.shell.clusters import install_crds
 from tests.integration.conftest import Cluster
 
 

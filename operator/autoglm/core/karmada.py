@@ -189,14 +189,15 @@ def _alone(
 def shared_objects(
     md: ModelDeployment, parts: Sequence[MemberPart], cache_bytes: int
 ) -> list[tuple[Manifest, list[str]]]:
-    """Conversion Jobs and the model cache, with the members that need them. They are the namespace's, shared
+    """Conversion Jobs and the model cache claim, with the members that need them. They are the namespace's, shared
     by every deployment using the artifact, so their policies (see shared_policy) belong to no deployment and
     take the union of the members every user needs."""
     needs: dict[tuple[str, str], tuple[Manifest, set[str]]] = {}
     for part in parts:
         jobs = [job for a in part.plan.assignments if (job := conversion_job(md, a.option)) is not None]
+        # Serving pods mount the cache whenever it is enabled, so every serving member needs the claim.
         claim = model_cache_claim(md, cache_bytes)
-        for obj in ([claim] if jobs and claim else []) + jobs:
+        for obj in ([claim] if claim else []) + jobs:
             key = (obj["kind"], obj["metadata"]["name"])
             needs.setdefault(key, (obj, set()))[1].add(part.cluster)
     return [(obj, sorted(clusters)) for obj, clusters in needs.values()]

@@ -346,66 +346,83 @@ def run(
     )
 
 
+class DemoMode(StrEnum):
+    AUTO = "auto"
+    DIRECT = "direct"
+    KARMADA = "karmada"
+
+
 @app.command()
 def demo(
     kubeconfig: Annotated[
         Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Use this cluster instead of a sandbox.")
     ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Leave the clusters (or namespace) running.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the deployments.")] = 180.0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each step.")] = 180.0,
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Sandbox state folder.")] = DEFAULT_STATE / "demo",
+    propagation: Annotated[
+        DemoMode,
+        typer.Option("--propagation", help="karmada when its binaries are built (auto), else direct; or name one."),
+    ] = DemoMode.AUTO,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the libraries' log lines too.")] = False,
 ) -> None:
-    """Sample nodes of several vendors, the operator, GLM ModelDeployments planned and running; then clean up."""
-    from kubernetes import config as kube_config
-
+    """A fleet of three vendors' clusters: ModelDeployments applied once, placed across the members with each
+    member's own plan, one member stopped and failed over, then back; cleaned up afterwards."""
     from autoglm.face import demo as demo_run
 
-    root = demo_run.examples_root()
-    if kubeconfig:
-        api = kube_config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-        cluster = demo_run.DemoCluster("local", api, str(kubeconfig))
-        namespace = demo_run.DEMO_NAMESPACE
-        out.print(f"running the demo in namespace {namespace} of {kubeconfig}")
-        try:
-            ok = demo_run.run_demo([cluster], out, namespace, timeout)
-        finally:
-            if not keep:
-                from kubernetes import client as kube_client
-
-                kube_client.CoreV1Api(api).delete_namespace(namespace)
-                out.print(f"deleted namespace {namespace}")
+    if not verbose:
+        demo_run.quiet_libraries()
+    # Piped output keeps whole names (as kubectl does) instead of cutting them to the 80 columns of a pipe.
+    console = out if out.is_terminal else Console(width=250)
+    if kubeconfig and propagation is DemoMode.AUTO:
+        ok = demo_run.run_demo_in_cluster(str(kubeconfig), console, timeout, keep)
         raise typer.Exit(0 if ok else 1)
     try:
-        sandbox_builder.build(log=lambda line: out.print(line, highlight=False))
+        sandbox_builder.build(
+            components=sandbox_builder.CLUSTER_COMPONENTS, log=lambda line: console.print(line, highlight=False)
+        )
     except sandbox_builder.SandboxError as exc:
         err.print(f"[yellow]no sandbox[/yellow]: {exc}")
         err.print("showing offline plans instead; install Go and run `autoglm sandbox build` for the full demo")
-        for name, (node_files, _) in demo_run.FLEET.items():
-            out.print(inventory_table(build_inventory(demo_run.example_nodes(node_files, root))))
-            out.print(f"(cluster {name})")
+        _offline_demo(console)
         raise typer.Exit(0) from None
-    nodes = {name: demo_run.example_nodes(files, root) for name, (files, _) in demo_run.FLEET.items()}
-    states, _ = sandbox_fleet.up(
-        state_dir, nodes, cold_start_seconds=2.0, log=lambda line: out.print(line, highlight=False)
-    )
-    clusters = [
-        demo_run.DemoCluster(
-            name,
-            st.api_client(),
-            str(st.kubeconfig),
-        )
-        for name, st in states.items()
-    ]
-    try:
-        ok = demo_run.run_demo(clusters, out, demo_run.DEMO_NAMESPACE, timeout)
-        out.print("inspect with:")
-        for st in states.values():
-            out.print(f"  KUBECONFIG={st.kubeconfig} kubectl get md,deploy,pods,events -n {demo_run.DEMO_NAMESPACE}")
-    finally:
-        if not keep:
-            sandbox_fleet.down(state_dir)
-            out.print(f"stopped the sandbox clusters ({state_dir}); --keep leaves them running")
+    karmada_built = _karmada_built()
+    if propagation is DemoMode.KARMADA and not karmada_built:
+        err.print("[red]error[/red]: Karmada is not built: run `autoglm sandbox build` (see --karmada-src)")
+        raise typer.Exit(1)
+    karmada = propagation is DemoMode.KARMADA or (propagation is DemoMode.AUTO and karmada_built)
+    ok = demo_run.run_demo_fleet(state_dir, karmada, console, timeout, keep)
     raise typer.Exit(0 if ok else 1)
+
+
+def _karmada_built() -> bool:
+    try:
+        sandbox_builder.binaries(components=(sandbox_builder.KARMADA,))
+    except sandbox_builder.SandboxError:
+        return False
+    return True
+
+
+def _offline_demo(console: Console) -> None:
+    """Without Go: the same fleet planned offline, as `autoglm plan --cluster` shows it."""
+    from datetime import UTC, datetime
+
+    from autoglm.core.placement import fleet_plan
+    from autoglm.face import demo as demo_run
+
+    root = demo_run.examples_root()
+    inventories = {n: build_inventory(demo_run.example_nodes(f, root)) for n, (f, _) in demo_run.MEMBERS.items()}
+    labels = {n: lab for n, (_, lab) in demo_run.MEMBERS.items()}
+    catalog, models = load_default_catalog(), load_model_catalog()
+    for item in demo_run.DEPLOYMENTS:
+        md = ModelDeployment.model_validate({"metadata": {"name": item["name"]}, "spec": item["spec"]})
+        profile = profile_for(md.spec.model, models)
+        now = datetime.now(UTC)
+        console.print(
+            fleet_view(
+                fleet_plan(inventories, labels, profile, catalog, md.spec, md.metadata.name, now), md.metadata.name
+            )
+        )
 
 
 def _host(host_kubeconfig: Path | None) -> Any:

@@ -1,20 +1,23 @@
-"""`autoglm demo`: sample fleets of several vendors, the operator, GLM ModelDeployments, and what happened.
+"""`autoglm demo`: one fleet of three vendors' clusters, ModelDeployments applied once, placed and failed over.
 
-On the sandbox (built on first use when Go is present) it starts three clusters with fake accelerator
-nodes, runs one operator per cluster, applies ModelDeployments and waits for their Pods to run. With a
-kubeconfig it does the same in one real cluster, in its own namespace, and cleans up after itself.
+On the sandbox (built on first use when Go is present) it starts member clusters gpu (NVIDIA), ascend (Huawei
+Ascend) and edge (Sophgo, Kunlunxin, CPU) with fake accelerator nodes, and a control plane to apply to: a
+Karmada control plane joined to the three (Karmada mode, when its binaries are built), or a small host
+cluster they are joined to with `autoglm join` (direct mode). The operator places each ModelDeployment across
+the members with each member's own plan, then one member is stopped and its replicas fail over, and it is
+started again and gets them back. With --kubeconfig it runs in one real cluster, in its own namespace.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 from kubernetes import client
@@ -23,104 +26,100 @@ from rich.console import Console
 from rich.table import Table
 
 from autoglm import API_GROUP, API_VERSION
-from autoglm.api import RESOURCES
-from autoglm.api.crd import crd_manifest, kopf_peering_crds
 from autoglm.core.hardware import nodes_from_document
+from autoglm.sandbox import fleet as sandbox_fleet
+from autoglm.sandbox.cluster import ClusterState
+from autoglm.shell.clusters import ClusterClient, install_crds
 from autoglm.shell.controllers import OperatorContext, operator_thread
+from autoglm.shell.members import flatten_kubeconfig, join
 
 DEMO_NAMESPACE = "autoglm-demo"
-# Cluster name -> example node sets (from manifests/examples/nodes) and the ModelDeployments it gets.
-FLEET: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
-    "gpu": (
-        ["nvidia-h100.yaml", "nvidia-mixed.yaml"],
-        [
-            {"name": "glm-4-9b-chat", "spec": {"model": {"name": "glm-4-9b-chat"}, "replicas": {"min": 2, "max": 4}}},
-            {
-                "name": "glm-4-5-air",
-                "spec": {
-                    "model": {"name": "GLM-4.5-Air"},
-                    "resources": {"contextLength": 32768, "maxConcurrentSequences": 8},
-                },
-            },
-            {
-                "name": "chatglm3-trt",
-                "spec": {"model": {"name": "chatglm3-6b"}, "backend": "tensorrt-llm", "precision": "bf16"},
-            },
-        ],
-    ),
-    "ascend": (
-        ["huawei-ascend.yaml"],
-        [
-            {"name": "glm-4-9b-chat", "spec": {"model": {"name": "glm-4-9b-chat"}}},
-            {
-                "name": "glm-4-5",
-                "spec": {
-                    "model": {"name": "GLM-4.5"},
-                    "resources": {"contextLength": 32768, "maxConcurrentSequences": 8},
-                },
-            },
-        ],
-    ),
-    "edge": (
-        ["sophgo.yaml", "kunlunxin.yaml", "cpu.yaml"],
-        [
-            {
-                "name": "chatglm3-sophon",
-                "spec": {
-                    "model": {"name": "chatglm3-6b"},
-                    "backend": "llm-tpu-bmodel",
-                    "precision": "int8",
-                    "resources": {"contextLength": 2048, "maxConcurrentSequences": 1},
-                },
-            },
-            {
-                "name": "glm-4-5-air-xpu",
-                "spec": {
-                    "model": {"name": "GLM-4.5-Air"},
-                    "precision": "int4",
-                    "resources": {"contextLength": 8192, "maxConcurrentSequences": 4},
-                },
-            },
-            # bf16 fits neither the BM1684X cards nor a runtime on the P800: fallbackPolicy cpu serves it on CPU.
-            {
-                "name": "glm-4-32b-cpu-fallback",
-                "spec": {
-                    "model": {"name": "GLM-4-32B-0414"},
-                    "precision": "bf16",
-                    "resources": {"contextLength": 4096, "maxConcurrentSequences": 2},
-                },
-            },
-        ],
-    ),
+HOST = "hub"
+OUTAGE = "ascend"
+# Member cluster -> example node sets (manifests/examples/nodes) and its labels.
+MEMBERS: dict[str, tuple[list[str], dict[str, str]]] = {
+    "gpu": (["nvidia-h100.yaml", "nvidia-mixed.yaml"], {"vendor": "nvidia"}),
+    "ascend": (["huawei-ascend.yaml", "huawei-ascend-910b3-extra.yaml"], {"vendor": "huawei"}),
+    "edge": (["sophgo.yaml", "kunlunxin.yaml", "cpu.yaml"], {"vendor": "edge"}),
 }
+# Short windows so the outage shows within a minute; production defaults are 300 s and 120 s.
+FAILOVER = {"tolerationSeconds": 10, "rebalanceSeconds": 20}
+# Applied once, to the host; placement decides which members serve each.
+DEPLOYMENTS: list[dict[str, Any]] = [
+    {
+        "name": "glm-4-9b-chat",
+        "spec": {
+            "model": {"name": "glm-4-9b-chat"},
+            "replicas": {"min": 3, "max": 6},
+            "placement": {
+                "clusters": ["gpu", "ascend"],
+                "weights": {"static": [{"cluster": "gpu", "weight": 2}, {"cluster": "ascend", "weight": 1}]},
+                "failover": FAILOVER,
+            },
+        },
+    },
+    {
+        "name": "chatglm3-6b-everywhere",
+        "spec": {
+            "model": {"name": "chatglm3-6b"},
+            "resources": {"contextLength": 2048, "maxConcurrentSequences": 1},
+            "placement": {"replicaScheduling": "Duplicated", "failover": FAILOVER},
+        },
+    },
+    {
+        "name": "chatglm3-sophon-int8",
+        "spec": {
+            "model": {"name": "chatglm3-6b"},
+            "backend": "llm-tpu-bmodel",
+            "precision": "int8",
+            "resources": {"contextLength": 2048, "maxConcurrentSequences": 1},
+            "placement": {"clusters": ["edge"]},
+        },
+    },
+    {
+        "name": "glm-4-5",
+        "spec": {
+            "model": {"name": "GLM-4.5"},
+            "resources": {"contextLength": 32768, "maxConcurrentSequences": 8},
+            "placement": {"clusterSelector": {"matchLabels": {"vendor": "huawei"}}, "failover": FAILOVER},
+        },
+    },
+    {
+        "name": "chatglm3-tensorrt",
+        "spec": {
+            "model": {"name": "chatglm3-6b"},
+            "backend": "tensorrt-llm",
+            "precision": "bf16",
+            "placement": {"clusters": ["gpu"]},
+        },
+    },
+    # bf16 fits neither the BM1684X cards nor a runtime on the P800: fallbackPolicy cpu serves it on CPU.
+    {
+        "name": "glm-4-32b-cpu-fallback",
+        "spec": {
+            "model": {"name": "GLM-4-32B-0414"},
+            "precision": "bf16",
+            "resources": {"contextLength": 4096, "maxConcurrentSequences": 2},
+            "placement": {"clusters": ["edge"]},
+        },
+    },
+]
+QUIET_LOGGERS = ("kopf", "autoglm", "urllib3", "kubernetes")
+
+
+def quiet_libraries() -> None:
+    """The demo's output is for a person: library log lines (kopf's start-up warnings, retried 429s) only
+    with --verbose."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def example_nodes(names: list[str], root: Path) -> list[dict[str, Any]]:
     return [n for name in names for n in nodes_from_document(yaml.safe_load((root / name).read_text()))]
 
 
-def install_crds(api: client.ApiClient) -> None:
-    """Create the autoglm.io CRDs and kopf's peering CRDs (existing ones are left alone); wait until served."""
-    ext = client.ApiextensionsV1Api(api)
-    for body in [crd_manifest(r) for r in RESOURCES] + kopf_peering_crds():
-        try:
-            ext.create_custom_resource_definition(cast(Any, body))
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        items = _raw(ext.list_custom_resource_definition(_preload_content=False))["items"]
-        crds = [c for c in items if c["spec"]["group"] == API_GROUP]
-        if len(crds) == len(RESOURCES) and all(
-            any(
-                x["type"] == "Established" and x["status"] == "True"
-                for x in (c.get("status") or {}).get("conditions") or []
-            )
-            for c in crds
-        ):
-            return
-        time.sleep(0.2)
+def examples_root() -> Path:
+    return Path(str(resources.files("autoglm"))).resolve().parents[1] / "manifests" / "examples" / "nodes"
 
 
 def _raw(response: Any) -> Any:
@@ -129,9 +128,8 @@ def _raw(response: Any) -> Any:
 
 def apply_deployments(api: client.ApiClient, namespace: str, items: list[dict[str, Any]]) -> None:
     core = client.CoreV1Api(api)
-    ns: Any = {"metadata": {"name": namespace}}
     try:
-        core.create_namespace(ns)
+        core.create_namespace({"metadata": {"name": namespace}})  # type: ignore[arg-type]
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -157,47 +155,69 @@ def deployments(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
     return list(raw["items"])
 
 
+def _conditions(md: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (md.get("status") or {}).get("conditions", [])}
+
+
 def settled(items: list[dict[str, Any]]) -> bool:
     """Every deployment is Ready, or has a final answer (not placeable, invalid, conversion failed)."""
     for md in items:
-        conds = {c["type"]: c for c in (md.get("status") or {}).get("conditions", [])}
-        if conds.get("Ready", {}).get("status") == "True":
-            continue
-        if conds.get("Planned", {}).get("status") == "False":
+        conds = _conditions(md)
+        if conds.get("Ready", {}).get("status") == "True" or conds.get("Planned", {}).get("status") == "False":
             continue
         return False
     return bool(items)
 
 
-def md_table(cluster: str, items: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"cluster {cluster}: kubectl get modeldeployments", title_justify="left")
-    for col in ("NAME", "MODEL", "BACKEND", "PRECISION", "TP", "READY", "PLANNED", "WHY"):
-        table.add_column(col)
-    for md in items:
+def fleet_table(title: str, items: list[dict[str, Any]]) -> Table:
+    """kubectl get modeldeployments, with where each one runs and how."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("NAME", no_wrap=True)
+    table.add_column("MODEL", no_wrap=True)
+    table.add_column("READY", no_wrap=True)
+    table.add_column("MEMBER: ready/desired runtime precision TP (PP)")
+    table.add_column("WHY")
+    for md in sorted(items, key=lambda m: m["metadata"]["name"]):
         status = md.get("status") or {}
-        conds = {c["type"]: c for c in status.get("conditions", [])}
-        planned = conds.get("Planned", {})
+        plans: dict[str, list[str]] = {}
+        for entry in status.get("plan") or []:
+            pp = f" PP={entry['pipelineParallel']}" if entry.get("pipelineParallel", 1) > 1 else ""
+            plans.setdefault(entry["cluster"], []).append(
+                f"{entry['backend']} {entry['precision']} TP={entry['tensorParallel']}{pp} on {entry['accelerator']}"
+            )
+        members = [
+            f"{c['name']}: {c.get('ready', 0)}/{c.get('desired', 0)} " + " + ".join(plans.get(c["name"], ["-"]))
+            for c in status.get("clusters") or []
+        ]
+        conds = _conditions(md)
+        planned, degraded = conds.get("Planned", {}), conds.get("Degraded", {})
+        why = planned.get("reason", "-")
+        if planned.get("status") == "False":
+            why += ": " + (planned.get("message") or "")
+        elif degraded.get("status") == "True":
+            why += ": " + (degraded.get("message") or "")
         table.add_row(
             md["metadata"]["name"],
             md["spec"]["model"]["name"],
-            status.get("backend") or "-",
-            status.get("precision") or "-",
-            str(status.get("tensorParallel") or "-"),
             f"{status.get('readyReplicas', 0)}/{status.get('replicas', 0)}",
-            planned.get("reason", "-"),
-            (planned.get("message") or "")[:90],
+            "\n".join(members) or "-",
+            why,
         )
     return table
 
 
-def pod_table(cluster: str, api: client.ApiClient, namespace: str) -> Table:
+def pod_table(member: str, api: client.ApiClient, namespace: str) -> Table:
     core = client.CoreV1Api(api)
     nodes = {n["metadata"]["name"]: n for n in _raw(core.list_node(_preload_content=False))["items"]}
-    table = Table(title=f"cluster {cluster}: serving pods", title_justify="left")
+    table = Table(title=f"member {member}: pods", title_justify="left")
     for col in ("POD", "NODE", "ACCELERATOR", "REQUEST", "PHASE"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     keys = ("nvidia.com/gpu.product", "node.kubernetes.io/npu.chip.name", "autoglm.io/accelerator.product")
-    for pod in _raw(core.list_namespaced_pod(namespace, _preload_content=False))["items"]:
+    try:
+        pods = _raw(core.list_namespaced_pod(namespace, _preload_content=False))["items"]
+    except ApiException:
+        pods = []
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
         node_name = pod["spec"].get("nodeName") or ""
         labels = nodes[node_name]["metadata"].get("labels", {}) if node_name in nodes else {}
         product = next((labels[k] for k in keys if k in labels), "cpu" if node_name else "-")
@@ -207,49 +227,148 @@ def pod_table(cluster: str, api: client.ApiClient, namespace: str) -> Table:
     return table
 
 
+def wait(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(1)
+    return False
+
+
+def _clusters(md: dict[str, Any]) -> dict[str, int]:
+    """Member -> desired replicas."""
+    return {c["name"]: c.get("desired", 0) for c in (md.get("status") or {}).get("clusters") or []}
+
+
 @dataclass
-class DemoCluster:
-    name: str
-    api: client.ApiClient
-    kubeconfig: str
+class Fleet:
+    """A running demo fleet: where ModelDeployments are applied, the operator's context, the members."""
+
+    host: client.ApiClient
+    context: OperatorContext
+    members: dict[str, ClusterState]
+    mode: str
 
 
-def run_demo(
-    clusters: list[DemoCluster],
-    console: Console,
-    namespace: str,
-    timeout: float,
-    on_ready: Callable[[], None] = lambda: None,
-) -> bool:
-    for c in clusters:
-        install_crds(c.api)
-    contexts = [OperatorContext.from_kubeconfig(c.kubeconfig, cluster=c.name, resync_seconds=2.0) for c in clusters]
-    with _all_operators(contexts, namespace):
-        for c in clusters:
-            apply_deployments(c.api, namespace, FLEET[c.name][1] if c.name in FLEET else FLEET["gpu"][1])
-        console.print(
-            f"applied ModelDeployments in {', '.join(c.name for c in clusters)}; waiting for the operator ..."
+def start_fleet(state_dir: Path, karmada: bool, console: Console, cold_start: float = 2.0) -> tuple[Fleet, Any]:
+    """Sandbox members, and Karmada (joined) or a host cluster (members joined with `autoglm join`)."""
+    root = examples_root()
+    nodes: dict[str, Any] = {name: example_nodes(files, root) for name, (files, _) in MEMBERS.items()}
+    if not karmada:
+        nodes[HOST] = []
+    states, _ = sandbox_fleet.up(
+        state_dir, nodes, cold_start_seconds=cold_start, karmada=karmada, log=lambda line: console.print(line)
+    )
+    members = {name: states[name] for name in MEMBERS}
+    if karmada:
+        host_state = states["karmada"]
+        host = host_state.api_client()
+        custom = client.CustomObjectsApi(host)
+        for name, (_, labels) in MEMBERS.items():
+            custom.patch_cluster_custom_object(
+                "cluster.karmada.io", "v1alpha1", "clusters", name, {"metadata": {"labels": labels}}
+            )
+        install_crds(host)
+        context = OperatorContext.from_kubeconfig(
+            str(host_state.kubeconfig), resync_seconds=2, heartbeat_seconds=2, karmada=True
         )
-        deadline = time.monotonic() + timeout
-        done = False
-        while time.monotonic() < deadline and not done:
-            done = all(settled(deployments(c.api, namespace)) for c in clusters)
-            time.sleep(1)
-        for c in clusters:
-            console.print(md_table(c.name, deployments(c.api, namespace)))
-            console.print(pod_table(c.name, c.api, namespace))
-        on_ready()
-    return done
+    else:
+        host_state = states[HOST]
+        host = host_state.api_client()
+        install_crds(host)
+        hub = ClusterClient("local", host)
+        for name, (_, labels) in MEMBERS.items():
+            path = members[name].kubeconfig
+            join(hub, name, flatten_kubeconfig(yaml.safe_load(path.read_text()), path.parent), labels)
+        context = OperatorContext.from_kubeconfig(
+            str(host_state.kubeconfig), resync_seconds=2, include_local=False, heartbeat_seconds=2, failure_threshold=2
+        )
+    return Fleet(host, context, members, "karmada" if karmada else "direct"), host_state
 
 
-@contextmanager
-def _all_operators(contexts: list[OperatorContext], namespace: str) -> Iterator[None]:
-    with ExitStack() as stack:
-        for context in contexts:
-            stack.enter_context(operator_thread(context, namespace))
-        yield
+def tell_the_story(demo: Fleet, state_dir: Path, console: Console, timeout: float) -> bool:
+    """Apply once, show placements and pods, stop a member and show the failover, start it and show the return."""
+    ns = DEMO_NAMESPACE
+    apply_deployments(demo.host, ns, DEPLOYMENTS)
+    console.print(
+        f"applied {len(DEPLOYMENTS)} ModelDeployments once, to the {demo.mode} host; waiting for the operator ..."
+    )
+    done = wait(lambda: settled(deployments(demo.host, ns)), timeout)
+    console.print(
+        fleet_table(f"placed across members gpu, ascend, edge ({demo.mode} mode)", deployments(demo.host, ns))
+    )
+    for name, state in demo.members.items():
+        console.print(pod_table(name, state.api_client(), ns))
+    console.print(f"stopping member {OUTAGE} (its API server, controllers and nodes) ...")
+    sandbox_fleet.stop(state_dir, OUTAGE)
+    started = time.monotonic()
+
+    def moved() -> bool:
+        glm = next(md for md in deployments(demo.host, ns) if md["metadata"]["name"] == "glm-4-9b-chat")
+        return _clusters(glm).get(OUTAGE, 0) == 0 and (glm.get("status") or {}).get("readyReplicas", 0) >= 3
+
+    failed_over = wait(moved, timeout)
+    console.print(
+        fleet_table(
+            f"{OUTAGE} stopped: after {time.monotonic() - started:.0f} s its replicas moved where there is room "
+            f"(toleration {FAILOVER['tolerationSeconds']} s)",
+            deployments(demo.host, ns),
+        )
+    )
+    console.print(f"starting member {OUTAGE} again ...")
+    sandbox_fleet.start(state_dir, OUTAGE)
+    started = time.monotonic()
+
+    def back() -> bool:
+        glm = next(md for md in deployments(demo.host, ns) if md["metadata"]["name"] == "glm-4-9b-chat")
+        ready = {c["name"]: c.get("ready", 0) for c in (glm.get("status") or {}).get("clusters") or []}
+        return ready.get(OUTAGE, 0) > 0 and sum(ready.values()) >= 3
+
+    returned = wait(back, timeout)
+    console.print(
+        fleet_table(
+            f"{OUTAGE} back: replicas returned after {time.monotonic() - started:.0f} s "
+            f"(rebalance window {FAILOVER['rebalanceSeconds']} s)",
+            deployments(demo.host, ns),
+        )
+    )
+    return done and failed_over and returned
 
 
-def examples_root() -> Path:
-    packaged = Path(str(resources.files("autoglm"))).resolve().parents[1] / "manifests" / "examples" / "nodes"
-    return packaged
+def run_demo_fleet(state_dir: Path, karmada: bool, console: Console, timeout: float, keep: bool) -> bool:
+    demo, host_state = start_fleet(state_dir, karmada, console)
+    try:
+        with operator_thread(demo.context):
+            ok = tell_the_story(demo, state_dir, console, timeout)
+        console.print("inspect with:")
+        console.print(f"  KUBECONFIG={host_state.kubeconfig} kubectl get md -n {DEMO_NAMESPACE}")
+        for name, state in demo.members.items():
+            console.print(f"  KUBECONFIG={state.kubeconfig} kubectl get deploy,pods -n {DEMO_NAMESPACE}   # {name}")
+    finally:
+        if not keep:
+            sandbox_fleet.down(state_dir)
+            console.print(f"stopped the sandbox clusters ({state_dir}); --keep leaves them running")
+    return ok
+
+
+def run_demo_in_cluster(kubeconfig: str, console: Console, timeout: float, keep: bool) -> bool:
+    """One real cluster (member local), in its own namespace: placement has one member, plans are real."""
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    install_crds(api)
+    local = [{**d, "spec": {k: v for k, v in d["spec"].items() if k != "placement"}} for d in DEPLOYMENTS]
+    context = OperatorContext.from_kubeconfig(kubeconfig, resync_seconds=2, heartbeat_seconds=2)
+    console.print(f"running the demo in namespace {DEMO_NAMESPACE} of {kubeconfig}")
+    try:
+        with operator_thread(context, DEMO_NAMESPACE):
+            apply_deployments(api, DEMO_NAMESPACE, local)
+            ok = wait(lambda: settled(deployments(api, DEMO_NAMESPACE)), timeout)
+            console.print(fleet_table("placed on the cluster (member local)", deployments(api, DEMO_NAMESPACE)))
+            console.print(pod_table("local", api, DEMO_NAMESPACE))
+    finally:
+        if not keep:
+            client.CoreV1Api(api).delete_namespace(DEMO_NAMESPACE)
+            console.print(f"deleted namespace {DEMO_NAMESPACE}")
+    return ok

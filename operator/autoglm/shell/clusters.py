@@ -313,3 +313,31 @@ def ready_replicas(objects: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
             if wanted and (status.get("readyReplicas") or 0) >= wanted:
                 ready += 1
     return ready, desired
+
+
+def install_crds(api: client.ApiClient) -> None:
+    """Create the autoglm.io CRDs and kopf's peering CRDs (existing ones are left alone); wait until served."""
+    from autoglm.api import RESOURCES
+    from autoglm.api.crd import crd_manifest, kopf_peering_crds
+
+    ext = client.ApiextensionsV1Api(api)
+    for body in [crd_manifest(r) for r in RESOURCES] + kopf_peering_crds():
+        try:
+            ext.create_custom_resource_definition(body)  # type: ignore[arg-type]
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        raw: Any = ext.list_custom_resource_definition(_preload_content=False)
+        items = json.loads(raw.data)["items"]
+        crds = [c for c in items if c["spec"]["group"] == API_GROUP]
+        if len(crds) == len(RESOURCES) and all(
+            any(
+                x["type"] == "Established" and x["status"] == "True"
+                for x in (c.get("status") or {}).get("conditions") or []
+            )
+            for c in crds
+        ):
+            return
+        time.sleep(0.2)

@@ -21,6 +21,9 @@ from autoglm.shell.clusters import ClusterClient
 
 CLUSTERS = ("cluster.karmada.io", "v1alpha1", "clusters")
 PROXY = "/apis/cluster.karmada.io/v1alpha1/clusters/{name}/proxy"
+# Taints Karmada itself puts on a NotReady or unreachable Cluster: readiness, which the failover toleration
+# judges; only other (a person's) NoSchedule/NoExecute taints keep placements off a member.
+READINESS_TAINTS = ("cluster.karmada.io/not-ready", "cluster.karmada.io/unreachable")
 # A Cluster whose Ready condition changed this long after it was created came back from NotReady (Karmada has
 # one reason, ClusterReady, for both), so placement gives it the rebalance window.
 JOIN_SETTLE_SECONDS = 60.0
@@ -47,6 +50,7 @@ class KarmadaMembers:
         self.request_timeout = request_timeout
         self._views: dict[str, MemberView] = {}
         self._clients: dict[str, ClusterClient] = {}
+        self._seen_down: set[str] = set()  # NotReady at some point while this process watched
         self._lock = threading.Lock()
 
     def heartbeat(self) -> bool:
@@ -60,15 +64,22 @@ class KarmadaMembers:
             )
             since = _time(ready.get("lastTransitionTime")) if ready else None
             created = _time(meta.get("creationTimestamp"))
-            recovered = bool(since and created and (since - created).total_seconds() > JOIN_SETTLE_SECONDS)
+            is_ready = bool(ready and ready.get("status") == "True")
+            if not is_ready:
+                self._seen_down.add(meta["name"])
+            late = bool(since and created and (since - created).total_seconds() > JOIN_SETTLE_SECONDS)
+            recovered = is_ready and (meta["name"] in self._seen_down or late)
             taints = spec.get("taints") or []
             views[meta["name"]] = MemberView(
                 name=meta["name"],
                 labels=dict(meta.get("labels") or {}),
-                ready=bool(ready and ready.get("status") == "True"),
+                ready=is_ready,
                 since=since,
                 recovered=recovered,
-                no_schedule=any(t.get("effect") in ("NoSchedule", "NoExecute") for t in taints),
+                no_schedule=any(
+                    t.get("effect") in ("NoSchedule", "NoExecute") and t.get("key") not in READINESS_TAINTS
+                    for t in taints
+                ),
                 reason="" if ready and ready.get("status") == "True" else (ready or {}).get("message", "not ready"),
             )
         with self._lock:
