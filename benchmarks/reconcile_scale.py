@@ -1,26 +1,34 @@
-"""The operator at scale on a sandbox cluster: 500 ModelDeployments over 1,000 fake accelerator nodes.
+"""The operator at scale on a sandbox cluster, beside a peer run in the same sandbox.
 
-    python benchmarks/reconcile_scale.py [--nodes 1000] [--deployments 500]
+    python benchmarks/reconcile_scale.py [--nodes 1000] [--deployments 500] [--rate 20] [--fleet h100|mixed]
+                                         [--no-peer] [--ready] [--node-lease-seconds 40]
 
-Starts a sandbox cluster, runs the operator as its own process, creates the deployments at a steady rate and
-measures, per deployment, the time from its create call until its status says Planned=True and until it says
-Ready=True; prints p50/p99 and the process's resident memory. Targets: p50 < 0.5 s, p99 < 2 s, RSS < 200 MB.
-Readiness is checked against the pods themselves at the end: a deployment counts as Ready only when its
-status says so and as many of its pods as its status counts are Running with Ready=True after a hold longer
-than the node lifecycle controller's grace period (so a node that stopped heartbeating would show).
+Starts one sandbox cluster and, one after the other in their own namespaces, two operators as their own
+processes: the peer (benchmarks/peer_operator.py, a bare kopf operator that creates one Deployment per object
+and patches its status: the least a hand-written operator does) and ours (`autoglm run`). Each gets the same
+ModelDeployments created at the same steady rate; per object, the time from its create call until its
+status says Planned=True and its Deployment exists is measured, with p50/p99 and the process's resident
+memory. Goal: ours <= 3x the peer's p50 and p99, none left behind, RSS <= 2x the peer's.
+
+With --ready it also waits for Ready=True (ours only) and, after a hold longer than the node lifecycle
+controller's grace period, checks every Ready claim against the pods (a deployment counts as Ready only when
+its status says so and as many of its pods as its status counts are Running with Ready=True).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import yaml
 from kubernetes import client, config, watch
 from rich.console import Console
 from rich.table import Table
@@ -32,7 +40,9 @@ from autoglm.shell.clusters import install_crds
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plan_scale import fleet as mixed_nodes
 
-MODELS = ["glm-4-9b-chat", "chatglm3-6b", "GLM-4-32B-0414", "GLM-4.5-Air"]
+HERE = Path(__file__).resolve().parent
+NODE_SETS = HERE.parent / "manifests" / "examples" / "nodes"
+MIXED_MODELS = ["glm-4-9b-chat", "chatglm3-6b", "GLM-4-32B-0414", "GLM-4.5-Air"]
 # Longer than the node lifecycle controller's grace period (50 s): nodes that stop heartbeating show by then.
 HOLD_SECONDS = 70.0
 
@@ -44,44 +54,21 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--nodes", type=int, default=1000)
-    parser.add_argument("--deployments", type=int, default=500)
-    parser.add_argument("--rate", type=float, default=5.0, help="Creates per second.")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="reconcile-scale-") as tmp:
-        states, _ = fleet.up(Path(tmp), {"scale": mixed_nodes(args.nodes)})
-        kubeconfig = str(states["scale"].kubeconfig)
-        try:
-            result = run(kubeconfig, args.deployments, args.rate)
-        finally:
-            fleet.down(Path(tmp))
-    planned, ready, rss, readiness = result
-    table = Table(
-        title=f"reconcile_scale: {args.deployments} ModelDeployments, {args.nodes} nodes, "
-        f"{args.rate:.0f} creates/s (2-core machine)"
-    )
-    for col in ("measure", "value", "target"):
-        table.add_column(col)
-    table.add_row("create -> Planned=True p50", f"{percentile(planned, 0.5):.2f} s", "< 0.5 s")
-    table.add_row("create -> Planned=True p99", f"{percentile(planned, 0.99):.2f} s", "< 2 s")
-    table.add_row("deployments never planned", str(args.deployments - len(planned)), "0")
-    table.add_row("create -> Ready=True p50", f"{percentile(ready, 0.5):.2f} s", "")
-    table.add_row("create -> Ready=True p99", f"{percentile(ready, 0.99):.2f} s", "")
-    table.add_row(
-        f"Ready after a {HOLD_SECONDS:.0f} s hold, pods checked",
-        f"{readiness.ready}/{args.deployments}",
-        f"{args.deployments}",
-    )
-    table.add_row("status Ready but its pods not", str(readiness.claimed_not_ready), "0")
-    table.add_row("operator process RSS (autoglm run)", f"{rss:.0f} MiB", "< 200 MB")
-    Console(width=120).print(table)
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
+
+
+def h100_nodes(count: int) -> list[dict[str, Any]]:
+    """`count` identical 8x H100 nodes (the example node, named apart)."""
+    base = yaml.safe_load((NODE_SETS / "nvidia-h100.yaml").read_text())["items"][0]
+    nodes = []
+    for i in range(count):
+        node = yaml.safe_load(yaml.safe_dump(base))
+        node["metadata"]["name"] = f"h100-{i}"
+        node["metadata"]["labels"]["kubernetes.io/hostname"] = f"h100-{i}"
+        nodes.append(node)
+    return nodes
 
 
 @dataclass(frozen=True)
@@ -90,10 +77,10 @@ class Readiness:
     claimed_not_ready: int  # status Ready=True, but fewer pods Ready than status.readyReplicas
 
 
-def check_readiness(core: client.CoreV1Api, custom: client.CustomObjectsApi) -> Readiness:
+def check_readiness(core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str) -> Readiness:
     """Each deployment's Ready condition against its own pods."""
     pods_ready: dict[str, int] = {}
-    for pod in core.list_namespaced_pod("scale").items:
+    for pod in core.list_namespaced_pod(namespace).items:
         owner = (pod.metadata.labels or {}).get(LABEL_DEPLOYMENT)
         ready = pod.status.phase == "Running" and any(
             c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
@@ -101,7 +88,7 @@ def check_readiness(core: client.CoreV1Api, custom: client.CustomObjectsApi) -> 
         if owner and ready:
             pods_ready[owner] = pods_ready.get(owner, 0) + 1
     ready = claimed = 0
-    for md in custom.list_namespaced_custom_object("autoglm.io", "v1alpha1", "scale", "modeldeployments")["items"]:
+    for md in custom.list_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments")["items"]:
         status = md.get("status") or {}
         if not any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])):
             continue
@@ -112,94 +99,180 @@ def check_readiness(core: client.CoreV1Api, custom: client.CustomObjectsApi) -> 
     return Readiness(ready, claimed)
 
 
-def run(kubeconfig: str, count: int, rate: float) -> tuple[list[float], list[float], float, Readiness]:
+@dataclass
+class Result:
+    done: list[float] = field(default_factory=list)  # create -> Planned=True and Deployment applied
+    ready: list[float] = field(default_factory=list)
+    missing: int = 0
+    rss: float = 0.0
+    readiness: Readiness | None = None
+
+
+def _watch(stop: threading.Event, list_call: Any, args: tuple[Any, ...], seen: Any) -> None:
+    stream = watch.Watch()
+    for event in stream.stream(list_call, *args, timeout_seconds=900):
+        seen(event["object"])
+        if stop.is_set():
+            stream.stop()
+
+
+def run_operator(
+    name: str,
+    command: list[str],
+    kubeconfig: str,
+    namespace: str,
+    models: list[str],
+    count: int,
+    rate: float,
+    wait_ready: bool,
+) -> Result:
     api = config.new_client_from_config(config_file=kubeconfig)
-    install_crds(api)
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    core.create_namespace({"metadata": {"name": "scale"}})
+    core, custom, apps = client.CoreV1Api(api), client.CustomObjectsApi(api), client.AppsV1Api(api)
+    core.create_namespace({"metadata": {"name": namespace}})
     created: dict[str, float] = {}
     planned: dict[str, float] = {}
+    applied: dict[str, float] = {}
     ready: dict[str, float] = {}
     stop = threading.Event()
 
-    def watch_status() -> None:
-        stream = watch.Watch()
-        for event in stream.stream(
-            custom.list_namespaced_custom_object,
-            "autoglm.io",
-            "v1alpha1",
-            "scale",
-            "modeldeployments",
-            timeout_seconds=600,
-        ):
-            md = event["object"]
-            name = md["metadata"]["name"]
-            conds = (md.get("status") or {}).get("conditions", [])
-            if name not in planned and any(c["type"] == "Planned" and c["status"] == "True" for c in conds):
-                planned[name] = time.monotonic()
-            if name not in ready and any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
-                ready[name] = time.monotonic()
-            if stop.is_set():
-                stream.stop()
+    def on_md(md: dict[str, Any]) -> None:
+        md_name = md["metadata"]["name"]
+        conds = (md.get("status") or {}).get("conditions", [])
+        if md_name not in planned and any(c["type"] == "Planned" and c["status"] == "True" for c in conds):
+            planned[md_name] = time.monotonic()
+        if md_name not in ready and any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
+            ready[md_name] = time.monotonic()
 
-    # The operator runs as its own process, as in production, so its memory is measured alone.
-    operator = subprocess.Popen(
-        [
-            "autoglm",
-            "run",
-            "--kubeconfig",
-            kubeconfig,
-            "-n",
-            "scale",
-            "--metrics-port",
-            "0",
-            "--liveness",
-            "",
-            "--resync",
-            "60",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        watcher = threading.Thread(target=watch_status, daemon=True)
+    def on_deployment(deployment: Any) -> None:
+        owner = (deployment.metadata.labels or {}).get(LABEL_DEPLOYMENT)
+        if owner and owner not in applied:
+            applied[owner] = time.monotonic()
+
+    watchers = [
+        threading.Thread(
+            target=_watch,
+            args=(
+                stop,
+                custom.list_namespaced_custom_object,
+                ("autoglm.io", "v1alpha1", namespace, "modeldeployments"),
+                on_md,
+            ),
+            daemon=True,
+        ),
+        threading.Thread(
+            target=_watch, args=(stop, apps.list_namespaced_deployment, (namespace,), on_deployment), daemon=True
+        ),
+    ]
+    for watcher in watchers:
         watcher.start()
-        time.sleep(3)  # operator start-up
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "KUBECONFIG": kubeconfig}
+    )
+    result = Result()
+    try:
+        time.sleep(4)  # start-up
         for i in range(count):
-            name = f"md-{i:04d}"
+            md_name = f"md-{i:04d}"
             body = {
                 "apiVersion": "autoglm.io/v1alpha1",
                 "kind": "ModelDeployment",
-                "metadata": {"name": name},
+                "metadata": {"name": md_name},
                 "spec": {
-                    "model": {"name": MODELS[i % len(MODELS)]},
+                    "model": {"name": models[i % len(models)]},
                     "modelCache": {"enabled": False},
                     "resources": {"contextLength": 4096, "maxConcurrentSequences": 4},
                 },
             }
-            created[name] = time.monotonic()
-            custom.create_namespaced_custom_object("autoglm.io", "v1alpha1", "scale", "modeldeployments", body)
-            time.sleep(max(0.0, created[name] + 1 / rate - time.monotonic()))
+            created[md_name] = time.monotonic()
+            custom.create_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments", body)
+            time.sleep(max(0.0, created[md_name] + 1 / rate - time.monotonic()))
         deadline = time.monotonic() + 120
-        while len(ready) < count and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            len(set(planned) & set(applied)) < count or (wait_ready and len(ready) < count)
+        ):
             time.sleep(0.5)
-        rss = rss_mib(operator.pid)
-        time.sleep(HOLD_SECONDS)
-        readiness = check_readiness(core, custom)
+        result.rss = rss_mib(process.pid)
+        if wait_ready:
+            time.sleep(HOLD_SECONDS)
+            result.readiness = check_readiness(core, custom, namespace)
     finally:
         stop.set()
-        operator.terminate()
+        process.terminate()
         try:
-            operator.wait(30)
+            process.wait(30)
         except subprocess.TimeoutExpired:
-            operator.kill()
-            operator.wait()
-    return (
-        [planned[n] - created[n] for n in created if n in planned],
-        [ready[n] - created[n] for n in created if n in ready],
-        rss,
-        readiness,
+            process.kill()
+            process.wait()
+    result.done = [max(planned[n], applied[n]) - created[n] for n in created if n in planned and n in applied]
+    result.ready = [ready[n] - created[n] for n in created if n in ready]
+    result.missing = count - len(result.done)
+    print(f"{name}: {len(result.done)}/{count} done, p50 {percentile(result.done, 0.5):.3f} s", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--deployments", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=5.0, help="Creates per second.")
+    parser.add_argument("--fleet", choices=["h100", "mixed"], default="h100")
+    parser.add_argument("--no-peer", action="store_true", help="Only our operator.")
+    parser.add_argument("--ready", action="store_true", help="Also measure Ready and check it against the pods.")
+    parser.add_argument("--node-lease-seconds", type=int, default=40)
+    args = parser.parse_args()
+    nodes = h100_nodes(args.nodes) if args.fleet == "h100" else mixed_nodes(args.nodes)
+    models = ["glm-4-9b-chat"] if args.fleet == "h100" else MIXED_MODELS
+    results: dict[str, Result] = {}
+    with tempfile.TemporaryDirectory(prefix="reconcile-scale-") as tmp:
+        states, _ = fleet.up(Path(tmp), {"scale": nodes}, node_lease_seconds=args.node_lease_seconds)
+        kubeconfig = str(states["scale"].kubeconfig)
+        try:
+            install_crds(config.new_client_from_config(config_file=kubeconfig))
+            common = (kubeconfig, models, args.deployments, args.rate)
+            if not args.no_peer:
+                peer = ["kopf", "run", str(HERE / "peer_operator.py"), "--standalone", "-n", "peer", "--quiet"]
+                results["peer (bare kopf)"] = run_operator(
+                    "peer", peer, common[0], "peer", *common[1:], wait_ready=False
+                )
+            ours = ["autoglm", "run", "-n", "ours", "--metrics-port", "0", "--liveness", "", "--resync", "60"]
+            results["autoglm"] = run_operator("autoglm", ours, common[0], "ours", *common[1:], wait_ready=args.ready)
+        finally:
+            fleet.down(Path(tmp))
+    table = Table(
+        title=f"reconcile_scale: {args.deployments} ModelDeployments ({', '.join(models)}), {args.nodes} "
+        f"{'identical 8x H100' if args.fleet == 'h100' else 'mixed-vendor'} nodes, {args.rate:.0f} creates/s "
+        "(2-core machine); create -> Planned=True and Deployment applied"
     )
+    for col in ("operator", "p50", "p99", "left behind", "RSS", "p50 / peer", "p99 / peer", "RSS / peer"):
+        table.add_column(col)
+    peer_result = results.get("peer (bare kopf)")
+    for name, r in results.items():
+        ratios = ["", "", ""]
+        if peer_result is not None and r is not peer_result and peer_result.done and r.done:
+            ratios = [
+                f"{percentile(r.done, 0.5) / percentile(peer_result.done, 0.5):.1f}x",
+                f"{percentile(r.done, 0.99) / percentile(peer_result.done, 0.99):.1f}x",
+                f"{r.rss / peer_result.rss:.1f}x",
+            ]
+        table.add_row(
+            name,
+            f"{percentile(r.done, 0.5):.3f} s",
+            f"{percentile(r.done, 0.99):.3f} s",
+            str(r.missing),
+            f"{r.rss:.0f} MiB",
+            *ratios,
+        )
+    console = Console(width=180)
+    console.print(table)
+    ours_result = results["autoglm"]
+    if args.ready and ours_result.readiness is not None:
+        readiness = ours_result.readiness
+        console.print(
+            f"autoglm: create -> Ready=True p50 {percentile(ours_result.ready, 0.5):.2f} s, "
+            f"p99 {percentile(ours_result.ready, 0.99):.2f} s; Ready after a {HOLD_SECONDS:.0f} s hold, pods "
+            f"checked: {readiness.ready}/{args.deployments}; status Ready but its pods not: "
+            f"{readiness.claimed_not_ready}"
+        )
 
 
 if __name__ == "__main__":
