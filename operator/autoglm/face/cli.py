@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 import yaml
@@ -32,6 +33,7 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+T = TypeVar("T")
 DEFAULT_STATE = Path.home() / ".local" / "state" / "open-autoglm" / "sandbox"
 EXIT_INFEASIBLE = 1
 EXIT_BAD_INPUT = 2
@@ -589,17 +591,22 @@ def sandbox_status(
         raise typer.Exit(1)
 
 
+def _sandbox(call: Callable[[], T]) -> T:
+    """A sandbox step; its SandboxError is printed and exits 1."""
+    try:
+        return call()
+    except sandbox_builder.SandboxError as exc:
+        err.print(f"[red]error[/red]: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
 @sandbox_app.command("stop")
 def sandbox_stop(
     cluster: Annotated[str, typer.Option("--cluster", help="The cluster to stop (its data is kept).")],
     state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
 ) -> None:
     """Stop one cluster of a running sandbox, keeping its data: an outage of that member."""
-    try:
-        stopped = sandbox_fleet.stop(state_dir, cluster)
-    except sandbox_builder.SandboxError as exc:
-        err.print(f"[red]error[/red]: {exc}", highlight=False)
-        raise typer.Exit(1) from None
+    stopped = _sandbox(lambda: sandbox_fleet.stop(state_dir, cluster))
     out.print(f"{cluster}: stopped {', '.join(stopped) if stopped else 'nothing (not running)'}")
 
 
@@ -609,11 +616,7 @@ def sandbox_start(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
 ) -> None:
     """Start a stopped cluster again as it was: same ports, certificates, objects and nodes."""
-    try:
-        state = sandbox_fleet.start(state_dir, cluster)
-    except sandbox_builder.SandboxError as exc:
-        err.print(f"[red]error[/red]: {exc}", highlight=False)
-        raise typer.Exit(1) from None
+    state = _sandbox(lambda: sandbox_fleet.start(state_dir, cluster))
     out.print(f"{cluster}: started {', '.join(state.commands)}")
 
 

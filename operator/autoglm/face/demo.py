@@ -322,7 +322,7 @@ def tell_the_story(demo: Fleet, state_dir: Path, console: Console, timeout: floa
 
     def back() -> bool:
         glm = next(md for md in deployments(demo.host, ns) if md["metadata"]["name"] == "glm-4-9b-chat")
-        ready = {c["name"]: c.get("ready", 0) for c in (glm.get("status") or {}).get("clusters") or []}
+        ready: dict[str, int] = {c["name"]: c.get("ready", 0) for c in (glm.get("status") or {}).get("clusters") or []}
         return ready.get(OUTAGE, 0) > 0 and sum(ready.values()) >= 3
 
     returned = wait(back, timeout)
