@@ -13,6 +13,7 @@ members is measured; p50/p99 are printed with the operator's resident memory. Go
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,6 +72,20 @@ def running_ready(pod: Any) -> bool:
     return pod.status.phase == "Running" and any(
         c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
     )
+
+
+def cleanup(custom: client.CustomObjectsApi, member_core: dict[str, client.CoreV1Api], namespace: str) -> None:
+    """Delete the run's ModelDeployments while the operator still runs, and wait until the members hold none
+    of their pods, so the next run starts with the same free devices."""
+    custom.delete_collection_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments")
+    deadline = time.monotonic() + 900
+    left = -1
+    while time.monotonic() < deadline:
+        left = sum(len(core.list_namespaced_pod(namespace).items) for core in member_core.values())
+        if left == 0:
+            return
+        time.sleep(2)
+    print(f"  cleanup of {namespace}: {left} pods still on the members", flush=True)
 
 
 def measure(
@@ -136,13 +151,14 @@ def measure(
             for md in custom.list_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments")[
                 "items"
             ]:
-                if md["metadata"]["name"] not in done:
+                if md["metadata"]["name"] not in done and not md["metadata"].get("deletionTimestamp"):
                     conds = {
                         c["type"]: (c["status"], c.get("message", "")[:160])
                         for c in (md.get("status") or {}).get("conditions", [])
                     }
                     print(f"  {mode} not done: {md['metadata']['name']} {conds}", flush=True)
                     break
+        cleanup(custom, member_core, namespace)
     finally:
         operator.terminate()
         try:
@@ -154,10 +170,12 @@ def measure(
 
 
 def main() -> None:
+    # A timeout's SIGTERM unwinds like Ctrl-C, so the sandbox is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     parser = argparse.ArgumentParser()
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 50, 200])
     parser.add_argument("--rate", type=float, default=5.0, help="Creates per second.")
-    parser.add_argument("--nodes", type=int, default=30, help="Nodes per member.")
+    parser.add_argument("--nodes", type=int, default=40, help="Nodes per member (8 devices each).")
     parser.add_argument("--timeout", type=float, default=240.0, help="Seconds to wait after the last create.")
     parser.add_argument("--modes", nargs="+", default=["direct", "karmada"])
     args = parser.parse_args()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -197,7 +198,8 @@ def run_operator(
             result.readiness = check_readiness(core, custom, namespace)
     finally:
         stop.set()
-        process.terminate()
+        # py-spy writes its profile on SIGINT; the operators stop on either.
+        process.send_signal(signal.SIGINT if command[0] == "py-spy" else signal.SIGTERM)
         try:
             process.wait(30)
         except subprocess.TimeoutExpired:
@@ -211,6 +213,8 @@ def run_operator(
 
 
 def main() -> None:
+    # A timeout's SIGTERM unwinds like Ctrl-C, so the sandbox is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--deployments", type=int, default=500)
@@ -219,6 +223,9 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true", help="Only our operator.")
     parser.add_argument("--ready", action="store_true", help="Also measure Ready and check it against the pods.")
     parser.add_argument("--node-lease-seconds", type=int, default=40)
+    parser.add_argument(
+        "--profile", type=Path, help="Sample our operator with py-spy into this file (collapsed stacks)."
+    )
     args = parser.parse_args()
     nodes = h100_nodes(args.nodes) if args.fleet == "h100" else mixed_nodes(args.nodes)
     models = ["glm-4-9b-chat"] if args.fleet == "h100" else MIXED_MODELS
@@ -235,6 +242,8 @@ def main() -> None:
                     "peer", peer, common[0], "peer", *common[1:], wait_ready=False
                 )
             ours = ["autoglm", "run", "-n", "ours", "--metrics-port", "0", "--liveness", "", "--resync", "60"]
+            if args.profile:
+                ours = ["py-spy", "record", "--format", "raw", "--rate", "50", "-o", str(args.profile), "--", *ours]
             results["autoglm"] = run_operator("autoglm", ours, common[0], "ours", *common[1:], wait_ready=args.ready)
         finally:
             fleet.down(Path(tmp))

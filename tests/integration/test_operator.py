@@ -240,8 +240,14 @@ def test_autoglm_run_process_serves_healthz_and_metrics(
                 return str(response.read().decode())
 
         eventually(lambda: get(f"http://127.0.0.1:{health}/healthz") is not None, timeout=30)
-        text = get(f"http://127.0.0.1:{metrics}/metrics")
-        assert 'autoglm_reconciles_total{result="placed"}' in text
+        # The status is written inside the reconcile and the counters after it returns: wait for them.
+        placed = 'autoglm_reconciles_total{result="placed"}'
+
+        def counted() -> str | None:
+            text = get(f"http://127.0.0.1:{metrics}/metrics")
+            return text if placed in text else None
+
+        text = eventually(counted, timeout=10)
         assert "autoglm_reconcile_duration_seconds_bucket" in text
         assert 'autoglm_plans_total{backend="vllm-cuda",precision="fp8"}' in text
     assert log.read_text().lstrip().startswith("{")  # JSON log lines

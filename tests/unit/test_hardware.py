@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from autoglm.api.common import Precision
 from autoglm.core.hardware import GIB, MIB, build_inventory, load_accelerator_table
@@ -160,3 +161,26 @@ def test_pools_are_sorted_and_deterministic() -> None:
     b = build_inventory(list(reversed(nodes)))
     assert [p.name for p in a.pools] == sorted(p.name for p in a.pools)
     assert [p.name for p in a.pools] == [p.name for p in b.pools]
+
+
+def test_released_pods_free_their_devices_as_if_never_counted() -> None:
+    from autoglm.core.hardware import with_released
+
+    nodes = load_nodes("nvidia-h100.yaml") + load_nodes("huawei-ascend.yaml")
+
+    def pod(name: str, node: str, resource: str, count: int, phase: str = "Running") -> dict[str, Any]:
+        limits = {resource: str(count)}
+        return {
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"nodeName": node, "containers": [{"resources": {"limits": limits}}]},
+            "status": {"phase": phase},
+        }
+
+    own = [pod("own-a", "h100-0", "nvidia.com/gpu", 8), pod("own-b", "ascend-910b3-0", "huawei.com/Ascend910", 2)]
+    others = [pod("other", "h100-0", "nvidia.com/gpu", 0), pod("other-2", "h100-1", "nvidia.com/gpu", 3)]
+    everything = build_inventory(nodes, pods=own + others)
+    released = with_released(everything, own)
+    assert released == build_inventory(nodes, pods=others)
+    assert with_released(everything, []) is everything
+    untouched = [p for p in everything.pools if "ascend" not in p.name and "h100" not in p.name]
+    assert all(any(q is p for q in released.pools) for p in untouched)  # shared, not rebuilt

@@ -19,6 +19,7 @@ from autoglm.core.render import (
     LABEL_DEPLOYMENT,
     LABEL_OWNER_NAMESPACE,
     LABEL_OWNER_UID,
+    Target,
     conversion_job,
     drifted,
     keep_scale,
@@ -220,7 +221,7 @@ def test_grpc_port_is_exposed_when_the_runtime_offers_one() -> None:
 def test_objects_for_a_remote_member_carry_the_owner_as_labels_not_references() -> None:
     md = _md(replicas={"min": 2, "max": 6})
     p = _plan(md, "nvidia-h100.yaml")
-    remote = serving_objects(md, p, RUNTIMES, replicas_max=3, remote=True)
+    remote = serving_objects(md, p, RUNTIMES, replicas_max=3, target=Target(remote=True))
     _validate(remote)
     for obj in remote:
         assert "ownerReferences" not in obj["metadata"]

@@ -146,6 +146,9 @@ class AcceleratorPool(_Frozen):
     total_devices: int = Field(ge=0)
     free_devices: int = Field(ge=0)
     free_by_node: dict[str, int] = Field(description="Free devices on each schedulable, Ready node.")
+    allocatable_by_node: dict[str, int] = Field(
+        default_factory=dict, description="Allocatable devices of each schedulable, Ready node (free or not)."
+    )
     free_histogram: dict[int, int] = Field(
         default_factory=dict, description="How many nodes have exactly k devices free (k > 0)."
     )
@@ -281,6 +284,7 @@ class _Device:
     mig: bool
     selector: dict[str, str]
     raw_labels: dict[str, str]
+    allocatable: int = 0
 
 
 _MIG_PROFILE = re.compile(r"mig-(\d+)g\.(\d+)gb", re.IGNORECASE)
@@ -364,7 +368,7 @@ def _accelerator_devices(
             continue
         free = max(0, allocatable - int(used.get((facts.name, resource_name), 0))) if facts.schedulable else 0
         device = _describe_cached(facts, rule, table, resource_name)
-        devices.append(replace(device, count=max(count, allocatable), free=free))
+        devices.append(replace(device, count=max(count, allocatable), free=free, allocatable=allocatable))
     return devices
 
 
@@ -506,6 +510,39 @@ def build_inventory(
     return Inventory(pools=pools, nodes_seen=seen)
 
 
+def with_released(inventory: Inventory, pods: Iterable[Mapping[str, Any]]) -> Inventory:
+    """The inventory as if these pods, which it counted as holding devices, were gone: a deployment may keep
+    using what it holds. Costs what the pods cost, not what the nodes cost, so one inventory per snapshot
+    serves every deployment; pools the pods do not touch are shared."""
+    used = _used_by_node(pods)
+    if not used:
+        return inventory
+    pools = []
+    for pool in inventory.pools:
+        touched = {
+            node: int(qty)
+            for (node, name), qty in used.items()
+            if name == pool.resource_name and node in pool.allocatable_by_node
+        }
+        if not touched:
+            pools.append(pool)
+            continue
+        free = dict(pool.free_by_node)
+        for node, qty in touched.items():
+            free[node] = min(pool.allocatable_by_node[node], free.get(node, 0) + qty)
+        free = {node: n for node, n in free.items() if n > 0}
+        pools.append(
+            pool.model_copy(
+                update={
+                    "free_by_node": free,
+                    "free_devices": sum(free.values()),
+                    "free_histogram": dict(Counter(free.values())),
+                }
+            )
+        )
+    return inventory.model_copy(update={"pools": pools})
+
+
 def _pool(members: list[tuple[_NodeFacts, _Device]], table: AcceleratorTable) -> AcceleratorPool:
     facts0, dev = members[0]
     spec = dev.spec
@@ -529,6 +566,7 @@ def _pool(members: list[tuple[_NodeFacts, _Device]], table: AcceleratorTable) ->
         total_devices=sum(d.count for _, d in members),
         free_devices=sum(free_by_node.values()),
         free_by_node=free_by_node,
+        allocatable_by_node={f.name: d.allocatable for f, d in members if f.schedulable and d.allocatable > 0},
         free_histogram=dict(Counter(free_by_node.values())),
         compute_capability=dev.compute_capability,
         family=spec.family if spec else None,

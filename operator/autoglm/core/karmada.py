@@ -25,6 +25,7 @@ from autoglm.core.render import (
     ANNOTATION_PLAN_HASH,
     LABEL_DEPLOYMENT,
     Manifest,
+    Target,
     conversion_job,
     dns_label,
     model_cache_claim,
@@ -177,7 +178,7 @@ def _alone(
     if not rest:
         return []
     plan = part.plan.model_copy(update={"assignments": rest})
-    rendered = serving_objects(md, plan, runtimes, suffix=f"-{dns_label(part.cluster, 10)}")
+    rendered = serving_objects(md, plan, runtimes, target=Target(suffix=f"-{dns_label(part.cluster, 10)}"))
     return [
         o
         for o in rendered

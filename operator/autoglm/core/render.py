@@ -13,6 +13,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from autoglm.api.backendruntime import BackendRuntime
@@ -248,20 +249,35 @@ def _pod_spec(
     return spec
 
 
-def _deployment(
-    md: ModelDeployment,
-    a: Assignment,
-    runtime: BackendRuntime,
-    digest: str,
-    remote: bool,
-    suffix: str,
-    revision: str | None,
-) -> Manifest:
+@dataclass(frozen=True)
+class Target:
+    """Where rendered objects go: a member other than the host (owner labels instead of ownerReferences), a
+    suffix for workload names (Karmada mode keeps one member's own workloads apart), and a revision (the
+    workloads carry it and the Service selects only it: coordinated rollouts across members)."""
+
+    remote: bool = False
+    suffix: str = ""
+    revision: str | None = None
+
+    def labels(self, md: ModelDeployment, pool: str | None = None) -> dict[str, str]:
+        return workload_labels(md, pool) | ({LABEL_REVISION: self.revision} if self.revision else {})
+
+    def meta(self, md: ModelDeployment, name: str, pool: str | None = None) -> dict[str, Any]:
+        meta = object_meta(md, name, pool, self.remote)
+        if self.revision:
+            meta["labels"] = {**meta["labels"], LABEL_REVISION: self.revision}
+        return meta
+
+
+HOST = Target()
+
+
+def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, target: Target) -> Manifest:
     option = a.option
-    name = dns_label(workload_name(md.metadata.name, option) + suffix, 63)
-    labels = workload_labels(md, option.pool) | ({LABEL_REVISION: revision} if revision else {})
-    selector = {LABEL_DEPLOYMENT: labels[LABEL_DEPLOYMENT], LABEL_POOL: labels[LABEL_POOL]}
-    meta = _revisioned(object_meta(md, name, option.pool, remote), revision)
+    name = dns_label(workload_name(md.metadata.name, option) + target.suffix, 63)
+    labels = target.labels(md, option.pool)
+    selector = {k: labels[k] for k in (LABEL_DEPLOYMENT, LABEL_POOL, LABEL_REVISION) if k in labels}
+    meta = target.meta(md, name, option.pool)
     unavailable = md.spec.rollout.max_unavailable
     return {
         "apiVersion": "apps/v1",
@@ -269,7 +285,7 @@ def _deployment(
         "metadata": meta,
         "spec": {
             "replicas": a.replicas,
-            "selector": {"matchLabels": selector | ({LABEL_REVISION: revision} if revision else {})},
+            "selector": {"matchLabels": selector},
             # Accelerators are scarce: surge only when nothing may be unavailable.
             "strategy": {
                 "type": "RollingUpdate",
@@ -284,23 +300,15 @@ def _deployment(
 
 
 def _multi_node(
-    md: ModelDeployment,
-    a: Assignment,
-    runtime: BackendRuntime,
-    digest: str,
-    remote: bool,
-    suffix: str,
-    revision: str | None,
+    md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, target: Target
 ) -> list[Manifest]:
     """One StatefulSet of `pipeline_parallel` pods per replica, with a headless Service for stable names."""
     option = a.option
-    base = dns_label(workload_name(md.metadata.name, option) + suffix, 52)
+    base = dns_label(workload_name(md.metadata.name, option) + target.suffix, 52)
     objects: list[Manifest] = []
     for index in range(a.replicas):
         name = dns_label(f"{base}-{index}", 52)
-        labels = {**workload_labels(md, option.pool), "autoglm.io/replica": str(index)}
-        if revision:
-            labels[LABEL_REVISION] = revision
+        labels = {**target.labels(md, option.pool), "autoglm.io/replica": str(index)}
         leader = f"{name}-0.{name}.{md.metadata.namespace}.svc"
         env = {"AUTOGLM_LEADER_ADDRESS": leader, "AUTOGLM_NNODES": str(option.pipeline_parallel)}
         leader_cmd = fill(runtime.spec.leader_command, {}) if runtime.spec.leader_command else option.command
@@ -325,7 +333,7 @@ def _multi_node(
             {
                 "apiVersion": "v1",
                 "kind": "Service",
-                "metadata": _revisioned(object_meta(md, name, option.pool, remote), revision),
+                "metadata": target.meta(md, name, option.pool),
                 "spec": {
                     "clusterIP": "None",
                     "selector": labels,
@@ -338,7 +346,7 @@ def _multi_node(
             {
                 "apiVersion": "apps/v1",
                 "kind": "StatefulSet",
-                "metadata": _revisioned(object_meta(md, name, option.pool, remote), revision),
+                "metadata": target.meta(md, name, option.pool),
                 "spec": {
                     "serviceName": name,
                     "replicas": option.pipeline_parallel,
@@ -355,12 +363,6 @@ def _multi_node(
             }
         )
     return objects
-
-
-def _revisioned(meta: dict[str, Any], revision: str | None) -> dict[str, Any]:
-    if revision:
-        meta["labels"] = {**meta["labels"], LABEL_REVISION: revision}
-    return meta
 
 
 def _shell(words: list[str]) -> list[str]:
@@ -420,34 +422,30 @@ def serving_objects(
     plan: Plan,
     runtimes: Mapping[str, BackendRuntime],
     replicas_max: int | None = None,
-    remote: bool = False,
-    suffix: str = "",
-    revision: str | None = None,
+    target: Target = HOST,
 ) -> list[Manifest]:
     """Workloads, Service, HPA and PodMonitor for a feasible plan (conversion Jobs are separate).
 
-    `replicas_max` is this cluster's HPA ceiling (its share of spec.replicas.max); `remote` renders for a
-    member other than the host (owner labels instead of ownerReferences); `suffix` ends the workloads' names
-    (Karmada mode keeps one member's own workloads apart from another's); `revision` labels the workloads and
-    makes the Service select only that revision (coordinated rollouts)."""
+    `replicas_max` is this cluster's HPA ceiling (its share of spec.replicas.max); `target` says where the
+    objects go (see Target)."""
     ceiling = md.spec.replicas.max if replicas_max is None else replicas_max
     objects: list[Manifest] = []
     for a in plan.assignments:
         runtime = runtimes[a.option.backend]
         digest = template_hash(a.option)
         if a.option.pipeline_parallel > 1:
-            objects += _multi_node(md, a, runtime, digest, remote, suffix, revision)
+            objects += _multi_node(md, a, runtime, digest, target)
         else:
-            objects.append(_deployment(md, a, runtime, digest, remote, suffix, revision))
+            objects.append(_deployment(md, a, runtime, digest, target))
     if not plan.assignments:
         return objects
     name = dns_label(md.metadata.name)
-    selector = {LABEL_DEPLOYMENT: name} | ({LABEL_REVISION: revision} if revision else {})
+    selector = {LABEL_DEPLOYMENT: name} | ({LABEL_REVISION: target.revision} if target.revision else {})
     objects.append(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": object_meta(md, name, remote=remote),
+            "metadata": object_meta(md, name, remote=target.remote),  # no revision: it outlives revisions
             "spec": {"selector": selector, "ports": service_ports(plan.assignments, runtimes)},
         }
     )
@@ -459,12 +457,12 @@ def serving_objects(
             {
                 "apiVersion": "autoscaling/v2",
                 "kind": "HorizontalPodAutoscaler",
-                "metadata": object_meta(md, name, remote=remote),
+                "metadata": object_meta(md, name, remote=target.remote),  # no revision: it outlives revisions
                 "spec": {
                     "scaleTargetRef": {
                         "apiVersion": "apps/v1",
                         "kind": "Deployment",
-                        "name": dns_label(workload_name(md.metadata.name, primary.option) + suffix, 63),
+                        "name": dns_label(workload_name(md.metadata.name, primary.option) + target.suffix, 63),
                     },
                     "minReplicas": minimum,
                     "maxReplicas": max(minimum, ceiling - others),
@@ -490,7 +488,7 @@ def serving_objects(
             {
                 "apiVersion": "monitoring.coreos.com/v1",
                 "kind": "PodMonitor",
-                "metadata": object_meta(md, name, remote=remote),
+                "metadata": object_meta(md, name, remote=target.remote),  # no revision: it outlives revisions
                 "spec": {
                     "selector": {"matchLabels": selector},
                     "podMetricsEndpoints": [{"port": "http", "path": path, "interval": "15s"}],

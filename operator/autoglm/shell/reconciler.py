@@ -26,7 +26,13 @@ from pydantic import ValidationError
 from autoglm.api import BackendRuntime, ModelDeployment, Precision
 from autoglm.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, RolloutPhase, RolloutStatus
 from autoglm.core.backends import merge_catalogs
-from autoglm.core.hardware import AcceleratorTable, Inventory, build_inventory, load_accelerator_table
+from autoglm.core.hardware import (
+    AcceleratorTable,
+    Inventory,
+    build_inventory,
+    load_accelerator_table,
+    with_released,
+)
 from autoglm.core.karmada import (
     WORK_GROUP,
     MemberPart,
@@ -43,6 +49,7 @@ from autoglm.core.render import (
     LABEL_CACHE_KEY,
     LABEL_DEPLOYMENT,
     LABEL_REVISION,
+    Target,
     artifact_cleanup_job,
     conversion_job,
     conversion_job_name,
@@ -105,6 +112,17 @@ def _job_state(job: Mapping[str, Any] | None, name: str, key: str) -> Conversion
     if status.get("succeeded"):
         return ConversionState(key, name, "Succeeded")
     return ConversionState(key, name, "Running" if status.get("active") else "Pending")
+
+
+def _pods_by_owner(pods: Sequence[Manifest]) -> dict[tuple[str, str], list[Manifest]]:
+    """Pods by the deployment that made them: (namespace, name) -> pods."""
+    found: dict[tuple[str, str], list[Manifest]] = {}
+    for pod in pods:
+        meta = pod["metadata"]
+        owner = (meta.get("labels") or {}).get(LABEL_DEPLOYMENT)
+        if owner:
+            found.setdefault((meta.get("namespace") or "", owner), []).append(pod)
+    return found
 
 
 def _revision_of(obj: Mapping[str, Any]) -> str:
@@ -215,23 +233,28 @@ class Reconciler:
                 continue  # the CRD schema admitted it; a pydantic-only rule rejects it, so it is not offered
         return merge_catalogs(self.defaults, user)
 
-    def _inventory(self, member: ClusterClient, namespace: str, name: str) -> Inventory:
-        """Pools with this deployment's own pods counted as free (it may keep using what it holds)."""
+    def _full_inventory(self, member: ClusterClient) -> Inventory:
+        """The member's pools with every device pod counted as taken; one per (nodes, pods) snapshot."""
         nodes, pods = member.nodes(), member.device_pods()
-        own_ids: list[str] = []
-        others: list[Manifest] = []
-        for p in pods:
-            meta = p["metadata"]
-            if meta.get("namespace") == namespace and (meta.get("labels") or {}).get(LABEL_DEPLOYMENT) == name:
-                own_ids.append(meta.get("uid") or "")
-            else:
-                others.append(p)
-        inventory: Inventory = self._remember(
-            ("inventory", member.name, id(nodes), id(pods), tuple(sorted(own_ids))),
+        full: Inventory = self._remember(
+            ("inventory", member.name, id(nodes), id(pods)),
             (nodes, pods),
-            lambda: build_inventory(nodes, self.accelerators, others if own_ids else pods),
+            lambda: build_inventory(nodes, self.accelerators, pods),
         )
-        return inventory
+        return full
+
+    def _inventory(self, member: ClusterClient, namespace: str, name: str) -> Inventory:
+        """The member's pools with this deployment's own pods counted as free (it may keep using what it holds).
+
+        One inventory per snapshot serves every deployment; each one's own pods are handed back in O(its pods)
+        (with_released), not by building the inventory again over every node."""
+        full = self._full_inventory(member)
+        pods = member.device_pods()
+        owners: dict[tuple[str, str], list[Manifest]] = self._remember(
+            ("pods-by-owner", member.name, id(pods)), (pods,), lambda: _pods_by_owner(pods)
+        )
+        own = owners.get((namespace, name))
+        return with_released(full, own) if own else full
 
     def _member_inventory(self, member: str, namespace: str, name: str) -> Inventory:
         """The member's inventory; when it cannot be read, the last one read (a member within its failover
@@ -383,9 +406,7 @@ class Reconciler:
                 result,
                 req.runtimes,
                 replicas_max=share.max_replicas,
-                remote=remote,
-                suffix=f"-{revision}" if revision else "",
-                revision=revision,
+                target=Target(remote=remote, suffix=f"-{revision}" if revision else "", revision=revision),
             )
             if member.has_kind(o["apiVersion"], o["kind"])  # optional kinds the member does not serve are left out
         ]
@@ -487,8 +508,7 @@ class Reconciler:
     def _surge_shortfall(self, req: _Request, member: ClusterClient, share: MemberShare, result: Plan) -> str | None:
         """Whether the new revision fits beside the old one (whose pods still hold their devices); None if it
         does, else what is missing."""
-        nodes, pods = member.nodes(), member.device_pods()
-        inventory = build_inventory(nodes, self.accelerators, pods)  # the old revision's pods count as taken
+        inventory = self._full_inventory(member)  # the old revision's pods count as taken
         room = plan(inventory, req.profile, req.catalog, _with_replicas(req.md.spec, share.replicas))
         fits = {(o.pool, o.backend, o.precision, o.tensor_parallel): o.max_replicas for o in room.options}
         for a in result.assignments:
