@@ -300,6 +300,7 @@ def test_a_stopped_member_fails_over_and_replicas_return_without_flapping(
 
     state_dir = Path(joined["ascend"].state.directory).parent
     stopped = time.monotonic()
+    record()  # 1:1 before the outage
     fleet.stop(state_dir, "ascend")
     try:
         eventually(lambda: (_ready_reason(sandbox, "ascend") or ("",))[0] == "False", timeout=30)

@@ -164,7 +164,7 @@ def test_pools_are_sorted_and_deterministic() -> None:
 
 
 def test_released_pods_free_their_devices_as_if_never_counted() -> None:
-    from autoglm.core.hardware import with_released
+    from autoglm.core.hardware import with_released, with_used
 
     nodes = load_nodes("nvidia-h100.yaml") + load_nodes("huawei-ascend.yaml")
 
@@ -181,6 +181,11 @@ def test_released_pods_free_their_devices_as_if_never_counted() -> None:
     everything = build_inventory(nodes, pods=own + others)
     released = with_released(everything, own)
     assert released == build_inventory(nodes, pods=others)
+    # Taking pods' devices from a pod-free inventory is the same as counting them while building it, even
+    # where a node is over-committed (9 GPUs asked of h100-1's 8).
+    crowded = [*others, pod("more", "h100-1", "nvidia.com/gpu", 6), *own]
+    assert with_used(build_inventory(nodes), crowded) == build_inventory(nodes, pods=crowded)
+    assert with_used(build_inventory(nodes, pods=others), own) == everything
     assert with_released(everything, []) is everything
     untouched = [p for p in everything.pools if "ascend" not in p.name and "h100" not in p.name]
     assert all(any(q is p for q in released.pools) for p in untouched)  # shared, not rebuilt

@@ -23,6 +23,8 @@ from autoglm.sandbox.karmada import NAME as KARMADA_NAME
 from autoglm.sandbox.karmada import join, start_karmada
 from autoglm.sandbox.nodes import register_nodes, wait_nodes_ready
 
+OUTAGE_GRACE_SECONDS = 2.0
+
 
 @dataclass(frozen=True)
 class ClusterTimings:
@@ -97,8 +99,10 @@ def _one(state_dir: Path, name: str) -> Path:
 
 
 def stop(state_dir: Path, name: str) -> list[str]:
-    """Stop one cluster's processes and keep its data: to its clients, an outage of the whole cluster."""
-    return stop_cluster(_one(state_dir, name))
+    """Stop one cluster's processes and keep its data: to its clients, an outage of the whole cluster. The
+    API server refuses connections from the first signal; its graceful drain of open watches (which would take
+    as long as the grace allows) is cut short, as an outage would (etcd recovers from its log on start)."""
+    return stop_cluster(_one(state_dir, name), grace=OUTAGE_GRACE_SECONDS)
 
 
 def start(state_dir: Path, name: str, timeout: float = 60.0) -> ClusterState:

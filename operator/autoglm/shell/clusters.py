@@ -20,6 +20,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from autoglm import API_GROUP, API_VERSION
 from autoglm.core.render import FIELD_MANAGER, LABEL_DEPLOYMENT
+from autoglm.shell.watchcache import WatchCache
 
 Manifest = dict[str, Any]
 # Kinds the operator owns per ModelDeployment, for pruning what a new plan no longer renders.
@@ -41,27 +42,37 @@ def _node_facts(node: Manifest) -> Manifest:
     return {
         "metadata": {"name": meta.get("name"), "labels": meta.get("labels", {})},
         "spec": {k: spec[k] for k in ("taints", "unschedulable") if k in spec},
-        "status": {k: status.get(k) for k in ("capacity", "allocatable", "conditions")},
+        "status": {
+            "capacity": status.get("capacity"),
+            "allocatable": status.get("allocatable"),
+            # Only what each condition says, not when it was last said: heartbeats change no facts.
+            "conditions": [{"type": c.get("type"), "status": c.get("status")} for c in status.get("conditions") or []],
+        },
     }
 
 
-def _pod_facts(pod: Manifest) -> Manifest:
+def _pod_facts(pod: Manifest) -> Manifest | None:
+    """What the inventory reads of a pod that holds devices: bound to a node, not finished (None otherwise).
+    Its phase is left out: Pending and Running hold the same devices."""
     meta, spec = pod.get("metadata", {}), pod.get("spec", {})
+    if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return None
     return {
         "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "labels")},
         "spec": {
             "nodeName": spec.get("nodeName"),
             "containers": [{"resources": c.get("resources", {})} for c in spec.get("containers", [])],
         },
-        "status": {"phase": (pod.get("status") or {}).get("phase")},
     }
 
 
 class ClusterClient:
     """Reads and writes one cluster through the official Kubernetes client.
 
-    Nodes, pods and runtimes are listed at most once per `snapshot_ttl` seconds and shared by every
-    reconcile in that window: a thousand nodes' heartbeats must not cost a thousand lists.
+    Nodes and pods come from watch caches (shell.watchcache): listed once, then kept current by a watch, and
+    shared by every reconcile; a thousand nodes' heartbeats cost neither lists nor new inventories. With
+    `snapshot_ttl` 0 they are listed on every call instead (tests that must see what they just changed).
+    BackendRuntimes are listed at most once per `snapshot_ttl` seconds.
     """
 
     def __init__(
@@ -79,6 +90,31 @@ class ClusterClient:
         self.custom = client.CustomObjectsApi(api)
         self._dynamic: DynamicClient | None = None
         self._resources: dict[tuple[str, str], Any] = {}
+        self._nodes = WatchCache(f"{name}-nodes", self._node_request, _node_facts)
+        self._pods = WatchCache(f"{name}-pods", self._pod_request, _pod_facts)
+
+    def _watch_args(self, watch: bool, version: str | None, seconds: int | None) -> dict[str, Any]:
+        if not watch:
+            return {"_preload_content": False, **self.timeout}
+        connect = self.timeout.get("_request_timeout") or 10.0
+        return {
+            "_preload_content": False,
+            "watch": True,
+            "resource_version": version,
+            "timeout_seconds": seconds,
+            "allow_watch_bookmarks": True,
+            # The server ends the watch after `seconds`; a connection silent for longer is dead.
+            "_request_timeout": (connect, (seconds or 0) + 30),
+        }
+
+    def _node_request(self, watch: bool, version: str | None, seconds: int | None) -> Any:
+        return self.core.list_node(**self._watch_args(watch, version, seconds))
+
+    def _pod_request(self, watch: bool, version: str | None, seconds: int | None) -> Any:
+        selector = "status.phase!=Succeeded,status.phase!=Failed"
+        return self.core.list_pod_for_all_namespaces(
+            field_selector=selector, **self._watch_args(watch, version, seconds)
+        )
 
     def _raw(self, response: Any) -> Any:
         return json.loads(response.data)
@@ -96,29 +132,29 @@ class ClusterClient:
         return value
 
     def invalidate(self) -> None:
+        """The next read of anything lists it again."""
         with self._lock:
             self._cache.clear()
+        self._nodes.invalidate()
+        self._pods.invalidate()
+
+    def close(self) -> None:
+        """Stop the watches (they also stop by themselves when unused)."""
+        self._nodes.stop()
+        self._pods.stop()
 
     def nodes(self) -> list[Manifest]:
-        """The current snapshot (shared; do not modify): the same list object until it is refreshed."""
-
-        def load() -> Any:
-            items = self._raw(self.core.list_node(_preload_content=False, **self.timeout))["items"]
-            return [_node_facts(n) for n in items]
-
-        nodes: list[Manifest] = self._cached("nodes", load)
-        return nodes
+        """Every node's facts (shared; do not modify): the same list object until a node's facts change."""
+        if self.snapshot_ttl <= 0:
+            return [_node_facts(n) for n in self._raw(self._node_request(False, None, None))["items"]]
+        return self._nodes.snapshot()
 
     def device_pods(self) -> list[Manifest]:
-        """Pods that still hold resources (not Succeeded/Failed), in every namespace."""
-
-        def load() -> Any:
-            selector = "status.phase!=Succeeded,status.phase!=Failed"
-            raw = self.core.list_pod_for_all_namespaces(field_selector=selector, _preload_content=False, **self.timeout)
-            return [_pod_facts(p) for p in self._raw(raw)["items"] if (p.get("spec") or {}).get("nodeName")]
-
-        pods: list[Manifest] = self._cached("pods", load)
-        return pods
+        """Pods bound to a node that still hold resources (not Succeeded/Failed), in every namespace."""
+        if self.snapshot_ttl <= 0:
+            items = self._raw(self._pod_request(False, None, None))["items"]
+            return [facts for p in items if (facts := _pod_facts(p)) is not None]
+        return self._pods.snapshot()
 
     def backend_runtimes(self) -> list[Manifest]:
         def load() -> Any:

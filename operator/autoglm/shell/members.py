@@ -235,8 +235,8 @@ class MemberRegistry:
         try:
             self._connect(member, spec)
             assert member.client is not None
+            # The version call proves the API server answers now; nodes and pods come from the watch caches.
             client.VersionApi(member.client.api).get_code(_request_timeout=self.request_timeout)
-            member.client.invalidate()
             nodes, pods = member.client.nodes(), member.client.device_pods()
         except MemberProblem as problem:
             return self._record(member, body, current, problem)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from autoglm.core.hardware import (
     build_inventory,
     load_accelerator_table,
     with_released,
+    with_used,
 )
 from autoglm.core.karmada import (
     WORK_GROUP,
@@ -185,6 +187,7 @@ class Reconciler:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     _memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
+    _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- members ---------------------------------------------------------------------------------------
 
@@ -200,20 +203,22 @@ class Reconciler:
 
     def _remember(self, key: tuple[Any, ...], sources: tuple[Any, ...], make: Callable[[], Any]) -> Any:
         """Per-snapshot memo. Entries hold their source snapshots, so an id() reused by a newer snapshot
-        never returns a stale result."""
-        hit = self._memo.get(key)
-        if hit is None or any(a is not b for a, b in zip(hit[0], sources, strict=True)):
-            # Keep only what belongs to the newest snapshots: inventories of a thousand nodes add up.
-            stale = [
-                k
-                for k, (srcs, _) in self._memo.items()
-                if k[:2] == key[:2] and any(a is not b for a, b in zip(srcs, sources, strict=True))
-            ]
-            for k in stale:
-                del self._memo[k]
-            hit = (sources, make())
-            self._memo[key] = hit
-        return hit[1]
+        never returns a stale result. Reconciles run on several threads: the lock also makes one of them
+        build what the others then share, instead of each building its own."""
+        with self._memo_lock:
+            hit = self._memo.get(key)
+            if hit is None or any(a is not b for a, b in zip(hit[0], sources, strict=True)):
+                # Keep only what belongs to the newest snapshots: inventories of a thousand nodes add up.
+                stale = [
+                    k
+                    for k, (srcs, _) in self._memo.items()
+                    if k[:2] == key[:2] and any(a is not b for a, b in zip(srcs, sources, strict=True))
+                ]
+                for k in stale:
+                    del self._memo[k]
+                hit = (sources, make())
+                self._memo[key] = hit
+            return hit[1]
 
     def catalog(self) -> list[BackendRuntime]:
         raw = self.cluster.backend_runtimes()
@@ -234,12 +239,15 @@ class Reconciler:
         return merge_catalogs(self.defaults, user)
 
     def _full_inventory(self, member: ClusterClient) -> Inventory:
-        """The member's pools with every device pod counted as taken; one per (nodes, pods) snapshot."""
+        """The member's pools with every device pod counted as taken; one per (nodes, pods) snapshot. Pods
+        change far more often than nodes: the pools are built once per nodes snapshot and each pods snapshot
+        takes its devices from them in O(pods)."""
         nodes, pods = member.nodes(), member.device_pods()
+        base: Inventory = self._remember(
+            ("nodes-inventory", member.name, id(nodes)), (nodes,), lambda: build_inventory(nodes, self.accelerators)
+        )
         full: Inventory = self._remember(
-            ("inventory", member.name, id(nodes), id(pods)),
-            (nodes, pods),
-            lambda: build_inventory(nodes, self.accelerators, pods),
+            ("inventory", member.name, id(nodes), id(pods)), (nodes, pods), lambda: with_used(base, pods)
         )
         return full
 
@@ -269,9 +277,11 @@ class Reconciler:
                     raise
                 logger.info("member %s: inventory not read (%s); using the last one", member, type(exc).__name__)
             else:
-                self._memo[key] = ((), inventory)
+                with self._memo_lock:
+                    self._memo[key] = ((), inventory)
                 return inventory
-        last = self._memo.get(key)
+        with self._memo_lock:
+            last = self._memo.get(key)
         return last[1] if last else Inventory(pools=[], nodes_seen=0)
 
     # --- reconcile -------------------------------------------------------------------------------------
