@@ -111,10 +111,14 @@ class Result:
 
 def _watch(stop: threading.Event, list_call: Any, args: tuple[Any, ...], seen: Any) -> None:
     stream = watch.Watch()
-    for event in stream.stream(list_call, *args, timeout_seconds=900):
-        seen(event["object"])
-        if stop.is_set():
-            stream.stop()
+    try:
+        for event in stream.stream(list_call, *args, timeout_seconds=900):
+            seen(event["object"])
+            if stop.is_set():
+                stream.stop()
+    except Exception:
+        if not stop.is_set():  # after the run, the sandbox going down ends the watch: not news
+            raise
 
 
 def run_operator(

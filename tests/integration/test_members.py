@@ -179,8 +179,14 @@ def test_bad_secrets_and_credentials_are_conditions_not_crashes(
         assert "run autoglm join bad-token again" in _ready_reason(sandbox, "bad-token")[2]  # type: ignore[index]
         # The good members are untouched by their broken neighbours.
         assert all((_ready_reason(sandbox, n) or ("",))[0] == "True" for n in MEMBERS)
-        events = client.CoreV1Api(sandbox.api).list_namespaced_event("default").items
-        assert any(e.involved_object.name == "bad-insecure" and e.reason == "InsecureKubeconfig" for e in events)
+        # Events are posted in the background.
+        eventually(
+            lambda: any(
+                e.involved_object.name == "bad-insecure" and e.reason == "InsecureKubeconfig"
+                for e in client.CoreV1Api(sandbox.api).list_namespaced_event("default").items
+            ),
+            timeout=10,
+        )
     finally:
         for name in expected:
             with contextlib.suppress(client.ApiException):
@@ -413,8 +419,13 @@ def test_coordinated_rollout_switches_every_member_together(
             assert _service_revision(joined[name], namespace, "roll") == after[name]
             eventually(lambda n=name: _revisions_running(joined[n], namespace) == {after[n]}, timeout=30)  # type: ignore[misc]
         assert _condition(sandbox, namespace, "roll", "Progressing")["reason"] == "RolledOut"
-        events = client.CoreV1Api(sandbox.api).list_namespaced_event(namespace).items
-        assert any(e.reason == "RollingOut" for e in events) and any(e.reason == "RolledOut" for e in events)
+        eventually(
+            lambda: (
+                {"RollingOut", "RolledOut"}
+                <= {e.reason for e in client.CoreV1Api(sandbox.api).list_namespaced_event(namespace).items}
+            ),
+            timeout=10,
+        )
 
 
 def test_a_member_that_never_gets_ready_rolls_everyone_back(

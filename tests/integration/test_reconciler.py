@@ -66,6 +66,7 @@ def test_create_plans_applies_and_becomes_ready(sandbox: Cluster, namespace: str
 
     eventually(ready, timeout=60, interval=1)
     assert _get(sandbox, namespace, "glm")["status"]["readyReplicas"] == 2
+    reconciler.cluster.flush_events()
     assert {"Planned", "ReplicasReady"} <= {e.reason for e in _events(sandbox, namespace, "glm")}
 
 
@@ -101,6 +102,7 @@ def test_invalid_spec_gets_a_condition_and_a_warning_event(
     assert outcome.invalid and "not in the built-in catalog" in outcome.invalid
     planned = _condition(_get(sandbox, namespace, "unknown"), "Planned")
     assert (planned["status"], planned["reason"]) == ("False", "InvalidSpec")
+    reconciler.cluster.flush_events()  # Events are posted in the background
     warnings = [e for e in _events(sandbox, namespace, "unknown") if e.type == "Warning"]
     assert any(e.reason == "InvalidSpec" and "architecture" in e.message for e in warnings)
     assert not client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace).items

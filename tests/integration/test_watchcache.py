@@ -38,7 +38,7 @@ def test_node_changes_arrive_by_watch_and_heartbeats_change_nothing(sandbox: Clu
         while settled != cluster._nodes.changes:
             settled = cluster._nodes.changes
             time.sleep(2)
-        first = cluster.nodes()
+        first, changes = cluster.nodes(), cluster._nodes.changes
         assert cluster.nodes() is first  # shared until something changes
         key, value = "autoglm.io/watch-test", uuid.uuid4().hex[:8]
         # What the inventory does not read (an annotation, a heartbeat time) changes no facts...
@@ -47,7 +47,6 @@ def test_node_changes_arrive_by_watch_and_heartbeats_change_nothing(sandbox: Clu
         sandbox.core.patch_node_status("h100-0", {"status": {"conditions": [beat]}})
         # ... and a label does; events arrive in order, so once the label shows, the others were seen.
         sandbox.core.patch_node("h100-1", {"metadata": {"labels": {key: value}}})
-        changes = cluster._nodes.changes
         labelled = _until(cluster.nodes, lambda nodes: _label(nodes, "h100-1", key) == value)
         assert labelled is not first
         assert cluster._nodes.changes == changes + 1, "the annotation or heartbeat changed the snapshot"

@@ -26,6 +26,7 @@ from autoglm.core.render import (
     model_cache_claim,
     quantity,
     serving_objects,
+    stamped,
     template_hash,
     workload_name,
 )
@@ -263,6 +264,27 @@ def test_drift_is_what_the_operator_renders_changed_not_server_defaults_or_hpa_s
     hpa_live = copy.deepcopy(hpa)
     hpa_live["spec"]["metrics"][0]["pods"]["target"]["averageValue"] = quantity(8.0)
     assert not drifted(hpa, hpa_live, rendered)
+
+
+def test_a_stamped_object_is_sent_again_only_when_its_rendering_or_the_live_object_changed() -> None:
+    md = _md(replicas={"min": 2, "max": 6})
+    rendered = [stamped(o) for o in serving_objects(md, _plan(md, "nvidia-h100.yaml"), RUNTIMES)]
+    (deployment,) = _by_kind(rendered, "Deployment")
+    assert stamped(copy.deepcopy(deployment)) == stamped(deployment)  # deterministic, and stamping is idempotent
+    live = copy.deepcopy(deployment)
+    live["spec"]["revisionHistoryLimit"] = 10  # a server default
+    live["spec"]["replicas"] = 5  # the HPA scaled it up
+    assert not drifted(deployment, live, rendered)
+    # Applied by an operator version that did not stamp: sent once more.
+    unstamped = copy.deepcopy(live)
+    del unstamped["metadata"]["annotations"]["autoglm.io/rendered"]
+    assert drifted(deployment, unstamped, rendered)
+    # A field the operator no longer renders is still on the live object: only the stamp tells.
+    before = copy.deepcopy(live)
+    before["spec"]["template"]["spec"]["nodeSelector"]["retired"] = "true"
+    assert not drifted(deployment, {**before, "metadata": deployment["metadata"]}, rendered)
+    before = stamped({**before, "metadata": {**before["metadata"], "annotations": {}}})
+    assert drifted(deployment, before, rendered)
 
 
 def test_quantities_are_written_as_the_api_server_writes_them_back() -> None:

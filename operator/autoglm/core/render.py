@@ -30,6 +30,7 @@ LABEL_CACHE_KEY = "autoglm.io/cache-key"
 LABEL_OWNER_NAMESPACE = "autoglm.io/owner-namespace"
 LABEL_OWNER_UID = "autoglm.io/owner-uid"
 ANNOTATION_PLAN_HASH = "autoglm.io/plan-hash"
+ANNOTATION_RENDERED = "autoglm.io/rendered"  # a hash of the object as rendered (see stamped)
 # Which revision a workload runs, when a deployment spans members: the Services select one revision, so a new
 # one can become ready beside the old in every member before they all switch.
 LABEL_REVISION = "autoglm.io/revision"
@@ -533,6 +534,17 @@ def drifted(obj: Mapping[str, Any], live: Mapping[str, Any] | None, rendered: li
         and _covers(meta.get("labels") or {}, live_meta.get("labels") or {})
         and _covers(meta.get("annotations") or {}, live_meta.get("annotations") or {})
     )
+
+
+def stamped(obj: Manifest) -> Manifest:
+    """The object with a hash of itself as an annotation. A later reconcile that renders the same thing finds
+    the live object not drifted and sends nothing; one that renders something else finds the annotation
+    differs, even where the change is a field it stopped rendering (which the live object still has, so a
+    comparison of rendered fields alone would miss it)."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    meta = obj["metadata"]
+    annotations = {**(meta.get("annotations") or {}), ANNOTATION_RENDERED: digest}
+    return {**obj, "metadata": {**meta, "annotations": annotations}}
 
 
 def keep_scale(obj: Manifest, live: Mapping[str, Any] | None, rendered: list[Manifest]) -> Manifest:

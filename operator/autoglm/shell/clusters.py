@@ -7,6 +7,8 @@ cluster is a value passed around (the host is member `local`), never a global.
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +25,8 @@ from autoglm.core.render import FIELD_MANAGER, LABEL_DEPLOYMENT
 from autoglm.shell.watchcache import WatchCache
 
 Manifest = dict[str, Any]
+logger = logging.getLogger(__name__)
+EVENT_QUEUE = 1000  # Events waiting to be posted; past this they are dropped (an API server that slow has worse)
 # Kinds the operator owns per ModelDeployment, for pruning what a new plan no longer renders.
 OWNED_KINDS = (
     ("apps/v1", "Deployment"),
@@ -90,6 +94,8 @@ class ClusterClient:
         self.custom = client.CustomObjectsApi(api)
         self._dynamic: DynamicClient | None = None
         self._resources: dict[tuple[str, str], Any] = {}
+        self._events: queue.Queue[tuple[Manifest, str, str, str]] = queue.Queue(maxsize=EVENT_QUEUE)
+        self._event_thread: threading.Thread | None = None
         self._nodes = WatchCache(f"{name}-nodes", self._node_request, _node_facts)
         self._pods = WatchCache(f"{name}-pods", self._pod_request, _pod_facts)
 
@@ -309,7 +315,45 @@ class ClusterClient:
                     return
 
     def event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event on the object, as `kubectl describe` shows them (cluster-scoped: in default)."""
+        """A core/v1 Event on the object, as `kubectl describe` shows them (cluster-scoped: in default).
+
+        Posted in the background, as client-go's event recorder does: an Event is for people, and a reconcile
+        must not wait for it. One that cannot be posted is logged and dropped, never retried forever."""
+        try:
+            self._events.put_nowait((dict(involved), type_, reason, message))
+        except queue.Full:
+            name = involved["metadata"].get("name")
+            logger.warning("event %s on %s dropped: %d are waiting", reason, name, EVENT_QUEUE)
+            return
+        with self._lock:
+            if self._event_thread is None:
+                self._event_thread = threading.Thread(target=self._post_events, name=f"events-{self.name}", daemon=True)
+                self._event_thread.start()
+
+    def flush_events(self, timeout: float = 10.0) -> None:
+        """Wait until every Event asked for so far was posted (or dropped)."""
+        deadline = time.monotonic() + timeout
+        while self._events.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def _post_events(self) -> None:
+        while True:
+            try:
+                involved, type_, reason, message = self._events.get(timeout=60)
+            except queue.Empty:
+                with self._lock:  # idle: stop, unless an event came meanwhile; the next event starts a thread
+                    if self._events.empty():
+                        self._event_thread = None
+                        return
+                continue
+            try:
+                self._post_event(involved, type_, reason, message)
+            except Exception as exc:
+                logger.warning("event %s on %s not posted: %s", reason, involved["metadata"].get("name"), exc)
+            finally:
+                self._events.task_done()
+
+    def _post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         meta = involved["metadata"]
         namespace = meta.get("namespace") or "default"
         now = datetime.now(UTC)

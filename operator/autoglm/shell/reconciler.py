@@ -61,6 +61,7 @@ from autoglm.core.render import (
     model_cache_claim,
     plan_hash,
     serving_objects,
+    stamped,
 )
 from autoglm.core.status import (
     ConversionState,
@@ -410,7 +411,7 @@ class Reconciler:
             return MemberOutcome(member.name, plan=result, observed=Observed(ready, replicas, conversions))
         revision = member_revision(result) if req.coordinated else None
         rendered = [
-            o
+            stamped(o)
             for o in serving_objects(
                 md,
                 result,
@@ -425,7 +426,7 @@ class Reconciler:
         if revision is not None and serving is not None and serving != revision:
             return self._roll(req, member, share, result, conversions, rendered, live, serving, revision, digest)
         claim = model_cache_claim(md, req.cache_bytes)
-        owned = self._converge(req, member, rendered, live, digest, prune=True, claim=claim)
+        owned = self._converge(req, member, rendered, live, prune=True, claim=claim)
         ready, replicas = ready_replicas(owned)
         return MemberOutcome(
             member.name, plan=result, observed=Observed(ready, replicas, conversions), revision=revision
@@ -437,23 +438,15 @@ class Reconciler:
         member: ClusterClient,
         rendered: list[Manifest],
         live: Mapping[tuple[str, str], Manifest],
-        digest: str,
         prune: bool,
         claim: Manifest | None = None,
         force: bool = False,
     ) -> list[Manifest]:
-        """Apply what is new, changed or drifted; with `prune`, delete what is no longer rendered. Returns the
-        objects as they now are (server-side apply answers with the live object: no second list)."""
+        """Apply what is new, changed or drifted (rendered objects are stamped: an unchanged one is not sent
+        again); with `prune`, delete what is no longer rendered. Returns the objects as they now are
+        (server-side apply answers with the live object: no second list)."""
         wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered}
-        same_inputs = (
-            not force
-            and req.current.inputs_hash == digest
-            and req.current.observed_generation == req.generation
-            and (wanted == set(live) or not prune)
-        )
-        stale = [
-            o for o in rendered if not same_inputs or drifted(o, live.get((o["kind"], o["metadata"]["name"])), rendered)
-        ]
+        stale = [o for o in rendered if force or drifted(o, live.get((o["kind"], o["metadata"]["name"])), rendered)]
         applied: dict[tuple[str, str], Manifest] = {}
         if stale:
             if claim and member.ensure(claim):
@@ -504,7 +497,7 @@ class Reconciler:
         if short:
             return replace(outcome, target_message=short, blocked=True)
         applied = self._converge(
-            req, member, new, {k: v for k, v in live.items() if _revision_of(v) == target}, digest, prune=False
+            req, member, new, {k: v for k, v in live.items() if _revision_of(v) == target}, prune=False
         )
         new_ready, _ = ready_replicas(applied)
         desired = sum(a.replicas for a in result.assignments)
@@ -561,7 +554,7 @@ class Reconciler:
                     switched.append(o)
                     continue
                 member, rendered, live = req.switches[o.cluster]
-                objects = self._converge(req, member, rendered, live, "", prune=True, force=True)
+                objects = self._converge(req, member, rendered, live, prune=True, force=True)
                 ready, replicas = ready_replicas(objects)
                 switched.append(
                     replace(
