@@ -23,7 +23,7 @@ from autoglm.face.manifest import InputError, InputProblem, parse_objects, read_
 from autoglm.face.report import fleet_view, inventory_table, plan_view
 from autoglm.sandbox import build as sandbox_builder
 from autoglm.sandbox import fleet as sandbox_fleet
-from autoglm.sandbox.cluster import NODE_LEASE_SECONDS
+from autoglm.sandbox.cluster import HPA_SYNC_SECONDS, NODE_LEASE_SECONDS
 
 app = typer.Typer(
     help="open-autoglm: plan, propagate and scale GLM inference on heterogeneous accelerators.",
@@ -549,6 +549,10 @@ def sandbox_up(
             "grace period is 1.25 times this, as in Kubernetes (40 s and 50 s).",
         ),
     ] = NODE_LEASE_SECONDS,
+    hpa_sync: Annotated[
+        int,
+        typer.Option("--hpa-sync-seconds", min=1, help="How often the HPA controller syncs (Kubernetes: 15 s)."),
+    ] = HPA_SYNC_SECONDS,
 ) -> None:
     """Start one control plane per --cluster with exactly the Nodes in its file; print the kubeconfigs."""
     try:
@@ -564,6 +568,7 @@ def sandbox_up(
             karmada,
             log=lambda line: out.print(line, highlight=False),
             node_lease_seconds=node_lease,
+            hpa_sync_seconds=hpa_sync,
         )
     except sandbox_builder.SandboxError as exc:
         err.print(f"[red]error[/red]: {exc}", highlight=False)

@@ -10,6 +10,7 @@ from typing import Any
 
 from autoglm.sandbox.build import CLUSTER_COMPONENTS, KARMADA, SandboxError, binaries
 from autoglm.sandbox.cluster import (
+    HPA_SYNC_SECONDS,
     NODE_LEASE_SECONDS,
     ClusterState,
     ComponentStatus,
@@ -41,6 +42,7 @@ def up(
     karmada: bool = False,
     log: Callable[[str], None] = lambda _: None,
     node_lease_seconds: int = NODE_LEASE_SECONDS,
+    hpa_sync_seconds: int = HPA_SYNC_SECONDS,
 ) -> tuple[dict[str, ClusterState], list[ClusterTimings]]:
     """Start every cluster with its nodes, and with `karmada` a Karmada control plane that every cluster joins
     in Push mode (its state under the key "karmada"); on any failure, stop what was started and raise."""
@@ -53,7 +55,12 @@ def up(
         for name, nodes in clusters.items():
             start = time.monotonic()
             state = start_cluster(
-                name, state_dir / name, bins, cold_start_seconds, node_lease_seconds=node_lease_seconds
+                name,
+                state_dir / name,
+                bins,
+                cold_start_seconds,
+                node_lease_seconds=node_lease_seconds,
+                hpa_sync_seconds=hpa_sync_seconds,
             )
             states[name] = state
             control_plane = time.monotonic() - start

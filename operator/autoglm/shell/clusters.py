@@ -26,6 +26,11 @@ from autoglm.shell.watchcache import WatchCache
 
 Manifest = dict[str, Any]
 logger = logging.getLogger(__name__)
+# Node facts change in waves (a rollout relabelling every node); a pools rebuild per second is enough.
+NODES_SETTLE_SECONDS = 1.0
+# Connections kept open per API server: reconcile workers, their side-by-side applies, watches and Events
+# (the client's default, 5 per core, makes a busy operator open and drop TLS connections all the time).
+CONNECTIONS = 32
 EVENT_QUEUE = 1000  # Events waiting to be posted; past this they are dropped (an API server that slow has worse)
 # Kinds the operator owns per ModelDeployment, for pruning what a new plan no longer renders.
 OWNED_KINDS = (
@@ -96,7 +101,7 @@ class ClusterClient:
         self._resources: dict[tuple[str, str], Any] = {}
         self._events: queue.Queue[tuple[Manifest, str, str, str]] = queue.Queue(maxsize=EVENT_QUEUE)
         self._event_thread: threading.Thread | None = None
-        self._nodes = WatchCache(f"{name}-nodes", self._node_request, _node_facts)
+        self._nodes = WatchCache(f"{name}-nodes", self._node_request, _node_facts, settle_seconds=NODES_SETTLE_SECONDS)
         self._pods = WatchCache(f"{name}-pods", self._pod_request, _pod_facts)
 
     def _watch_args(self, watch: bool, version: str | None, seconds: int | None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from kubernetes.client import ApiException
 
 from autoglm import API_GROUP, API_VERSION
 from autoglm.core.backends import load_default_catalog
-from autoglm.shell.clusters import ClusterClient
+from autoglm.shell.clusters import CONNECTIONS, ClusterClient
 from autoglm.shell.karmada import KarmadaMembers
 from autoglm.shell.members import MemberRegistry, MemberSource
 from autoglm.shell.metrics import OperatorMetrics
@@ -77,6 +77,7 @@ class OperatorContext:
                 config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             except config.ConfigException:
                 config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        cfg.connection_pool_maxsize = CONNECTIONS
         host = ClusterClient(cluster, client.ApiClient(cfg))
         members: MemberSource = (
             KarmadaMembers(host)

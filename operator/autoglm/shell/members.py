@@ -35,7 +35,7 @@ from autoglm.api.membercluster import AcceleratorCapacity, MemberCluster, Member
 from autoglm.core.hardware import AcceleratorTable, build_inventory, load_accelerator_table
 from autoglm.core.placement import MemberView
 from autoglm.core.status import condition_events, set_condition
-from autoglm.shell.clusters import ClusterClient
+from autoglm.shell.clusters import CONNECTIONS, ClusterClient
 
 LOCAL = "local"
 READY = "Ready"
@@ -113,6 +113,7 @@ def client_from_kubeconfig(text: str, name: str, context: str | None = None) -> 
     except (config.ConfigException, KeyError, TypeError, ValueError) as exc:
         raise MemberProblem("KubeconfigInvalid", f"the kubeconfig of {name} cannot be used: {exc}") from None
     cfg.retries = 0  # a heartbeat that fails says so at once; the failure threshold does the damping
+    cfg.connection_pool_maxsize = CONNECTIONS
     return client.ApiClient(cfg)
 
 

@@ -40,11 +40,19 @@ class Gone(Exception):
 
 
 class WatchCache:
-    def __init__(self, name: str, request: Request, facts: Facts, idle_seconds: float = 120.0):
+    def __init__(
+        self, name: str, request: Request, facts: Facts, idle_seconds: float = 120.0, settle_seconds: float = 0.0
+    ):
         self.name = name
         self._request = request
         self._facts = facts
         self.idle_seconds = idle_seconds
+        # A new snapshot at most this often: while objects keep changing (a thousand nodes being relabelled
+        # one by one), readers share one that is at most this old instead of each getting a new one to
+        # build an inventory from.
+        self.settle_seconds = settle_seconds
+        self._published = 0.0
+        self._dirty = False
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()  # one list at a time: a burst of readers shares it
         self._store: dict[str, Manifest] = {}
@@ -74,8 +82,9 @@ class WatchCache:
         with self._lock:
             if self._error is not None:
                 raise self._error
-            if self._snapshot is None:
-                self._snapshot = list(self._store.values())
+            now = time.monotonic()
+            if self._snapshot is None or (self._dirty and now - self._published >= self.settle_seconds):
+                self._snapshot, self._published, self._dirty = list(self._store.values()), now, False
             return self._snapshot
 
     def invalidate(self) -> None:
@@ -175,5 +184,5 @@ class WatchCache:
                 if changed:
                     self._store[key] = facts
             if changed:
-                self._snapshot = None
+                self._dirty = True
                 self.changes += 1
