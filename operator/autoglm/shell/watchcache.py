@@ -111,8 +111,10 @@ class WatchCache:
                 store[_key(item)] = facts
         with self._lock:
             if store != self._store:
-                self._store, self._snapshot = store, None
+                self._store, self._dirty = store, True
                 self.changes += 1
+            if self._dirty:  # what was listed is published at once: an invalidating caller sees its change
+                self._snapshot, self._dirty = None, False
             self._version = str((doc.get("metadata") or {}).get("resourceVersion") or "")
             self._error, self._must_list = None, False
 
