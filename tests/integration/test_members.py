@@ -48,6 +48,10 @@ def joined(sandbox: Cluster, sandbox_fleet: dict[str, Cluster], crds_installed: 
 
 @pytest.fixture(scope="module")
 def operator(sandbox: Cluster, joined: dict[str, Cluster]) -> Iterator[OperatorContext]:
+    # The session's sandbox is shared: an operator of another module (with the host as a member) may have
+    # left the MemberCluster `local` behind.
+    with contextlib.suppress(client.ApiException):
+        client.CustomObjectsApi(sandbox.api).delete_cluster_custom_object(GROUP, VERSION, "memberclusters", "local")
     context = OperatorContext.from_kubeconfig(
         str(sandbox.state.kubeconfig), resync_seconds=2, include_local=False, heartbeat_seconds=1, failure_threshold=2
     )
@@ -283,6 +287,26 @@ def test_drift_on_a_member_is_repaired_and_delete_cleans_every_member(
     for name in ("gpu", "ascend"):
         services = client.CoreV1Api(joined[name].api).list_namespaced_service(namespace).items
         assert not _deployments(joined[name], namespace) and not services, name
+
+
+def test_deleting_many_at_once_leaves_nothing_behind_while_resyncs_run(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    # The operator fixture resyncs every 2 s: passes run while the deployments are deleted. A resync that
+    # reconciled one from its stale list after its deletion cleaned the members put its objects back there.
+    names = [f"many-{i}" for i in range(8)]
+    for name in names:
+        _create(sandbox, namespace, name, replicas={"min": 2, "max": 2}, placement={"clusters": ["gpu", "ascend"]})
+    eventually(
+        lambda: all(_condition(sandbox, namespace, n, "Planned").get("status") == "True" for n in names), timeout=90
+    )
+    eventually(lambda: all(len(_deployments(joined[m], namespace)) == 8 for m in ("gpu", "ascend")), timeout=60)
+    client.CustomObjectsApi(sandbox.api).delete_collection_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modeldeployments"
+    )
+    eventually(lambda: not any(_deployments(joined[m], namespace) for m in ("gpu", "ascend")), timeout=60)
+    time.sleep(6)  # three more resync passes
+    assert not any(_deployments(joined[m], namespace) for m in ("gpu", "ascend"))
 
 
 def test_a_stopped_member_fails_over_and_replicas_return_without_flapping(

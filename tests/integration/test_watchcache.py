@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from autoglm.shell.clusters import ClusterClient
 from tests.integration.conftest import Cluster
 
@@ -94,4 +96,17 @@ def test_invalidate_lists_again_at_once(sandbox: Cluster) -> None:
         assert cluster.nodes() is not first
     finally:
         sandbox.core.patch_node("h100-0", {"metadata": {"labels": {"autoglm.io/watch-test": None}}})
+        cluster.close()
+
+
+def test_lists_come_in_pages(sandbox: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoglm.shell import watchcache
+
+    monkeypatch.setattr(watchcache, "LIST_PAGE", 2)  # five nodes: three pages
+    cluster = ClusterClient("watch-test-pages", sandbox.api)
+    try:
+        names = {n["metadata"]["name"] for n in cluster.nodes()}
+        assert names == {n.metadata.name for n in sandbox.core.list_node().items}
+        assert len(names) > 2 * watchcache.LIST_PAGE
+    finally:
         cluster.close()

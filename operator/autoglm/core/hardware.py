@@ -485,29 +485,48 @@ def _cpu_device(facts: _NodeFacts, table: AcceleratorTable) -> _Device | None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class NodeDevices:
+    """What one node brings to the pools (before any pod is counted): a pure function of the node, so a
+    caller that sees the same node again may reuse it (see build_inventory's `known`)."""
+
+    facts: _NodeFacts
+    devices: tuple[_Device, ...]
+
+
+def node_devices(node: Node, table: AcceleratorTable) -> NodeDevices:
+    facts = _facts(node)
+    devices = _accelerator_devices(facts, table, {})
+    if not devices:
+        cpu = _cpu_device(facts, table)
+        devices = [cpu] if cpu else []
+    return NodeDevices(facts, tuple(devices))
+
+
 def build_inventory(
     nodes: Iterable[Node],
     table: AcceleratorTable | None = None,
     pods: Iterable[Mapping[str, Any]] = (),
+    known: Mapping[int, tuple[Node, NodeDevices]] | None = None,
 ) -> Inventory:
-    """Group nodes into accelerator pools; pods (optional) subtract the devices they hold from `free`."""
+    """Group nodes into accelerator pools; pods (optional) subtract the devices they hold from `free`.
+
+    `known` (id of a node object -> that object and its NodeDevices, from an earlier call) lets a caller
+    whose node objects stay the same while unchanged (a watch cache) pay only for the nodes that changed;
+    the result is the same either way."""
     table = table or load_accelerator_table()
-    used = _used_by_node(pods)
     groups: dict[tuple[Any, ...], list[tuple[_NodeFacts, _Device]]] = {}
     seen = 0
     for node in nodes:
         seen += 1
-        facts = _facts(node)
-        devices = _accelerator_devices(facts, table, used)
-        if not devices:
-            cpu = _cpu_device(facts, table)
-            devices = [cpu] if cpu else []
-        for dev in devices:
+        hit = known.get(id(node)) if known is not None else None
+        entry = hit[1] if hit is not None and hit[0] is node else node_devices(node, table)
+        for dev in entry.devices:
             key = (dev.vendor, dev.product, dev.resource_name, dev.memory_bytes, dev.count, dev.known)
-            groups.setdefault(key, []).append((facts, dev))
+            groups.setdefault(key, []).append((entry.facts, dev))
     pools = [_pool(members, table) for members in groups.values()]
     pools.sort(key=lambda p: p.name)
-    return Inventory(pools=pools, nodes_seen=seen)
+    return with_used(Inventory(pools=pools, nodes_seen=seen), pods)
 
 
 def with_released(inventory: Inventory, pods: Iterable[Mapping[str, Any]]) -> Inventory:

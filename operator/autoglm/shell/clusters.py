@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -48,8 +49,10 @@ OWNED_KINDS = (
 def _node_facts(node: Manifest) -> Manifest:
     """What the inventory reads of a Node; the rest (managedFields, images, ...) is dropped to save memory."""
     meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
+    # Thousands of nodes carry the same label keys and values: one copy of each string.
+    labels = {sys.intern(k): sys.intern(v) for k, v in (meta.get("labels") or {}).items()}
     return {
-        "metadata": {"name": meta.get("name"), "labels": meta.get("labels", {})},
+        "metadata": {"name": meta.get("name"), "labels": labels},
         "spec": {k: spec[k] for k in ("taints", "unschedulable") if k in spec},
         "status": {
             "capacity": status.get("capacity"),
@@ -104,28 +107,24 @@ class ClusterClient:
         self._nodes = WatchCache(f"{name}-nodes", self._node_request, _node_facts, settle_seconds=NODES_SETTLE_SECONDS)
         self._pods = WatchCache(f"{name}-pods", self._pod_request, _pod_facts)
 
-    def _watch_args(self, watch: bool, version: str | None, seconds: int | None) -> dict[str, Any]:
-        if not watch:
-            return {"_preload_content": False, **self.timeout}
+    def _query(self, query: dict[str, Any]) -> dict[str, Any]:
+        if not query.get("watch"):
+            return {"_preload_content": False, **query, **self.timeout}
         connect = self.timeout.get("_request_timeout") or 10.0
         return {
             "_preload_content": False,
-            "watch": True,
-            "resource_version": version,
-            "timeout_seconds": seconds,
+            **query,
             "allow_watch_bookmarks": True,
-            # The server ends the watch after `seconds`; a connection silent for longer is dead.
-            "_request_timeout": (connect, (seconds or 0) + 30),
+            # The server ends the watch after timeout_seconds; a connection silent for longer is dead.
+            "_request_timeout": (connect, query["timeout_seconds"] + 30),
         }
 
-    def _node_request(self, watch: bool, version: str | None, seconds: int | None) -> Any:
-        return self.core.list_node(**self._watch_args(watch, version, seconds))
+    def _node_request(self, query: dict[str, Any]) -> Any:
+        return self.core.list_node(**self._query(query))
 
-    def _pod_request(self, watch: bool, version: str | None, seconds: int | None) -> Any:
+    def _pod_request(self, query: dict[str, Any]) -> Any:
         selector = "status.phase!=Succeeded,status.phase!=Failed"
-        return self.core.list_pod_for_all_namespaces(
-            field_selector=selector, **self._watch_args(watch, version, seconds)
-        )
+        return self.core.list_pod_for_all_namespaces(field_selector=selector, **self._query(query))
 
     def _raw(self, response: Any) -> Any:
         return json.loads(response.data)
@@ -157,13 +156,13 @@ class ClusterClient:
     def nodes(self) -> list[Manifest]:
         """Every node's facts (shared; do not modify): the same list object until a node's facts change."""
         if self.snapshot_ttl <= 0:
-            return [_node_facts(n) for n in self._raw(self._node_request(False, None, None))["items"]]
+            return [_node_facts(n) for n in self._raw(self._node_request({}))["items"]]
         return self._nodes.snapshot()
 
     def device_pods(self) -> list[Manifest]:
         """Pods bound to a node that still hold resources (not Succeeded/Failed), in every namespace."""
         if self.snapshot_ttl <= 0:
-            items = self._raw(self._pod_request(False, None, None))["items"]
+            items = self._raw(self._pod_request({}))["items"]
             return [facts for p in items if (facts := _pod_facts(p)) is not None]
         return self._pods.snapshot()
 

@@ -21,7 +21,9 @@ from kubernetes.client import ApiException
 
 from autoglm import API_GROUP, API_VERSION
 from autoglm.core.backends import load_default_catalog
+from autoglm.core.hardware import load_accelerator_table
 from autoglm.shell.clusters import CONNECTIONS, ClusterClient
+from autoglm.shell.inventories import InventoryCache
 from autoglm.shell.karmada import KarmadaMembers
 from autoglm.shell.members import MemberRegistry, MemberSource
 from autoglm.shell.metrics import OperatorMetrics
@@ -48,6 +50,7 @@ class OperatorContext:
     heartbeat_seconds: float = 10.0
     members_changed: threading.Event = field(default_factory=threading.Event)
     members_dirty: threading.Event = field(default_factory=threading.Event)
+    _locks: tuple[threading.Lock, ...] = field(default_factory=lambda: tuple(threading.Lock() for _ in range(64)))
 
     @property
     def members(self) -> MemberSource:
@@ -79,13 +82,23 @@ class OperatorContext:
                 config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         cfg.connection_pool_maxsize = CONNECTIONS
         host = ClusterClient(cluster, client.ApiClient(cfg))
+        inventories = InventoryCache(load_accelerator_table())  # one per process: heartbeats and reconciles
         members: MemberSource = (
             KarmadaMembers(host)
             if karmada
-            else MemberRegistry(host, include_local=include_local, failure_threshold=failure_threshold)
+            else MemberRegistry(
+                host, include_local=include_local, failure_threshold=failure_threshold, inventories=inventories
+            )
         )
         return cls(
-            Reconciler(host, load_default_catalog(), members, karmada=karmada),
+            Reconciler(
+                host,
+                load_default_catalog(),
+                members,
+                karmada=karmada,
+                accelerators=inventories.table,
+                inventories=inventories,
+            ),
             metrics or OperatorMetrics(),
             cfg,
             resync_seconds,
@@ -109,18 +122,22 @@ class OperatorContext:
         """Reconcile every watched deployment once per pass, one at a time; a reconcile writes only when
         something moved.
 
-        A pass runs every `resync_seconds`, and early (within `poll_seconds`, which debounces bursts)
-        when the nodes' accelerator capacity or the BackendRuntimes changed. Heartbeats do not count:
+        A pass runs every `resync_seconds`, and early when the BackendRuntimes changed (within
+        `poll_seconds`) or the nodes' accelerator capacity changed and then held for a poll. Heartbeats do not count:
         only labels, taints, schedulability, capacity and allocatable are compared. One loop, not a kopf
         timer per object, keeps memory flat and leaves the workers to new and changed deployments.
         """
         last_pass = time.monotonic()
-        fingerprint = self._fingerprint()
+        fingerprint = previous = self._fingerprint()
         while not stop.wait(min(poll_seconds, self.resync_seconds)):
             current = self._fingerprint()
             due = time.monotonic() - last_pass >= self.resync_seconds
             members = self.members_changed.is_set()
-            if not (due or current != fingerprint or self.catalog_changed.is_set() or members):
+            # A capacity change passes early once it has settled (the same at two polls in a row): a thousand
+            # nodes relabelled one by one over minutes make one pass at the end, not one every poll.
+            settled = current != fingerprint and current == previous
+            previous = current
+            if not (due or settled or self.catalog_changed.is_set() or members):
                 continue
             if current != fingerprint:
                 self.metrics.inventory_changes.labels("node").inc()
@@ -134,7 +151,7 @@ class OperatorContext:
                     return
                 meta = body["metadata"]
                 try:
-                    self.reconcile(body, 0)
+                    self.reconcile(body, 0, fresh=True)
                 except kopf.TemporaryError as exc:
                     logger.warning("resync of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
                 except Exception:
@@ -169,7 +186,28 @@ class OperatorContext:
             self.members_dirty.wait(self.heartbeat_seconds)
             self.members_dirty.clear()
 
-    def reconcile(self, body: Any, retry: int) -> Outcome:
+    def object_lock(self, body: Any) -> threading.Lock:
+        """The lock of one ModelDeployment: kopf runs one handler per object at a time, but the resync loop
+        runs beside kopf, and a resync reconcile of a deployment that is being deleted would put back on the
+        members what the deletion just removed, for nobody to remove again. Striped: bounded memory."""
+        meta = body["metadata"]
+        return self._locks[hash((meta.get("namespace"), meta.get("name"))) % len(self._locks)]
+
+    def reconcile(self, body: Any, retry: int, fresh: bool = False) -> Outcome | None:
+        """One reconcile under the object's lock. With `fresh` (the resync loop, whose list may be older than
+        a deletion), the object is read again first; None when it is gone or going (its deletion is handled
+        by the deletion handlers)."""
+        with self.object_lock(body):
+            if fresh:
+                meta = body["metadata"]
+                body = self.reconciler.cluster.get(
+                    f"{API_GROUP}/{API_VERSION}", "ModelDeployment", meta["name"], meta["namespace"]
+                )
+                if body is None or body["metadata"].get("deletionTimestamp"):
+                    return None
+            return self._reconcile(body, retry)
+
+    def _reconcile(self, body: Any, retry: int) -> Outcome:
         start = time.perf_counter()
         try:
             outcome = self.reconciler.reconcile(dict(body))
@@ -282,7 +320,8 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     )
     def propagation_cleanup(body: kopf.Body, **_: Any) -> None:
         try:
-            removed = context.reconciler.finalize(dict(body))
+            with context.object_lock(body):
+                removed = context.reconciler.finalize(dict(body))
         except MemberUnavailable as exc:
             logger.info("deletion of %s waits: %s", body.get("metadata", {}).get("name"), exc)
             return

@@ -32,10 +32,11 @@ from kubernetes.client import ApiException
 from autoglm import API_GROUP, API_VERSION
 from autoglm.api.common import ConditionStatus
 from autoglm.api.membercluster import AcceleratorCapacity, MemberCluster, MemberClusterStatus
-from autoglm.core.hardware import AcceleratorTable, build_inventory, load_accelerator_table
+from autoglm.core.hardware import AcceleratorTable, Inventory, load_accelerator_table
 from autoglm.core.placement import MemberView
 from autoglm.core.status import condition_events, set_condition
 from autoglm.shell.clusters import CONNECTIONS, ClusterClient
+from autoglm.shell.inventories import InventoryCache
 
 LOCAL = "local"
 READY = "Ready"
@@ -137,12 +138,10 @@ def classify(exc: BaseException, name: str) -> MemberProblem:
     return MemberProblem("HeartbeatFailed", f"{type(exc).__name__}: {text[:300]}", immediate=False)
 
 
-def capacity_of(
-    nodes: list[dict[str, Any]], pods: list[dict[str, Any]], table: AcceleratorTable
-) -> list[AcceleratorCapacity]:
+def capacity_of(inventory: Inventory) -> list[AcceleratorCapacity]:
     """Free and total devices per accelerator product (CPU pools are not devices)."""
     totals: dict[str, tuple[int, int]] = {}
-    for pool in build_inventory(nodes, table, pods).pools:
+    for pool in inventory.pools:
         if pool.is_cpu or not pool.known:
             continue
         free, total = totals.get(pool.product, (0, 0))
@@ -163,6 +162,7 @@ class MemberRegistry:
         failure_threshold: int = 3,
         request_timeout: float = REQUEST_TIMEOUT,
         accelerators: AcceleratorTable | None = None,
+        inventories: InventoryCache | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.host = host
@@ -170,6 +170,7 @@ class MemberRegistry:
         self.failure_threshold = failure_threshold
         self.request_timeout = request_timeout
         self.accelerators = accelerators or load_accelerator_table()
+        self.inventories = inventories or InventoryCache(self.accelerators)
         self.clock = clock
         self._members: dict[str, Member] = {}
         self._lock = threading.Lock()
@@ -243,7 +244,7 @@ class MemberRegistry:
             return self._record(member, body, current, problem)
         except Exception as exc:
             return self._record(member, body, current, classify(exc, name))
-        return self._record(member, body, current, None, capacity_of(nodes, pods, self.accelerators))
+        return self._record(member, body, current, None, capacity_of(self.inventories.inventory(name, nodes, pods)))
 
     def _connect(self, member: Member, spec: Any) -> None:
         if member.name == LOCAL and spec.kubeconfig_secret_ref is None:

@@ -31,10 +31,8 @@ from autoglm.core.backends import merge_catalogs
 from autoglm.core.hardware import (
     AcceleratorTable,
     Inventory,
-    build_inventory,
     load_accelerator_table,
     with_released,
-    with_used,
 )
 from autoglm.core.karmada import (
     WORK_GROUP,
@@ -73,6 +71,7 @@ from autoglm.core.status import (
     desired_status,
 )
 from autoglm.shell.clusters import ClusterClient, ready_replicas
+from autoglm.shell.inventories import InventoryCache
 from autoglm.shell.members import LOCAL, MemberSource, classify
 
 Manifest = dict[str, Any]
@@ -190,8 +189,14 @@ class Reconciler:
     accelerators: AcceleratorTable = field(default_factory=load_accelerator_table)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
+    inventories: InventoryCache | None = None  # shared with the member heartbeat; made here when not given
+
     _memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
     _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.inventories is None:
+            self.inventories = InventoryCache(self.accelerators)
 
     # --- members ---------------------------------------------------------------------------------------
 
@@ -243,17 +248,9 @@ class Reconciler:
         return merge_catalogs(self.defaults, user)
 
     def _full_inventory(self, member: ClusterClient) -> Inventory:
-        """The member's pools with every device pod counted as taken; one per (nodes, pods) snapshot. Pods
-        change far more often than nodes: the pools are built once per nodes snapshot and each pods snapshot
-        takes its devices from them in O(pods)."""
-        nodes, pods = member.nodes(), member.device_pods()
-        base: Inventory = self._remember(
-            ("nodes-inventory", member.name, id(nodes)), (nodes,), lambda: build_inventory(nodes, self.accelerators)
-        )
-        full: Inventory = self._remember(
-            ("inventory", member.name, id(nodes), id(pods)), (nodes, pods), lambda: with_used(base, pods)
-        )
-        return full
+        """The member's pools with every device pod counted as taken; one per (nodes, pods) snapshot."""
+        assert self.inventories is not None  # made in __post_init__
+        return self.inventories.inventory(member.name, member.nodes(), member.device_pods())
 
     def _inventory(self, member: ClusterClient, namespace: str, name: str) -> Inventory:
         """The member's pools with this deployment's own pods counted as free (it may keep using what it holds).

@@ -22,11 +22,14 @@ from typing import Any
 from kubernetes.watch.watch import iter_resp_lines
 
 Manifest = dict[str, Any]
-# Lists and watches of one kind: called with (watch, resource_version, timeout_seconds); answers the raw
-# urllib3 response (_preload_content=False).
-Request = Callable[[bool, str | None, int | None], Any]
+# Lists and watches one kind: called with the query (limit and _continue for a page of a list; watch,
+# resource_version and timeout_seconds for a watch); answers the raw urllib3 response (_preload_content=False).
+Request = Callable[[dict[str, Any]], Any]
 Facts = Callable[[Manifest], Manifest | None]  # None: not kept (a pod not bound to a node)
 WATCH_SECONDS = 60  # the server ends each watch after this long; then it resumes from the last version
+# Lists come in pages: five thousand nodes parsed at once would hold ~100 MB of objects at the peak (and a
+# Python process rarely gives that back), where only their facts are kept.
+LIST_PAGE = 500
 logger = logging.getLogger(__name__)
 
 
@@ -98,24 +101,31 @@ class WatchCache:
     # --- list and watch --------------------------------------------------------------------------------
 
     def _list(self) -> None:
+        store: dict[str, Manifest] = {}
+        query: dict[str, Any] = {"limit": LIST_PAGE}
         try:
-            doc = json.loads(self._request(False, None, None).data)
+            while True:
+                doc = json.loads(self._request(query).data)
+                for item in doc.get("items") or []:
+                    facts = self._facts(item)
+                    if facts is not None:
+                        store[_key(item)] = facts
+                meta = doc.get("metadata") or {}
+                del doc
+                if not meta.get("continue"):
+                    break
+                query = {"limit": LIST_PAGE, "_continue": meta["continue"]}
         except Exception as exc:
             with self._lock:
                 self._error = exc
             raise
-        store = {}
-        for item in doc.get("items") or []:
-            facts = self._facts(item)
-            if facts is not None:
-                store[_key(item)] = facts
         with self._lock:
             if store != self._store:
                 self._store, self._dirty = store, True
                 self.changes += 1
             if self._dirty:  # what was listed is published at once: an invalidating caller sees its change
                 self._snapshot, self._dirty = None, False
-            self._version = str((doc.get("metadata") or {}).get("resourceVersion") or "")
+            self._version = str(meta.get("resourceVersion") or "")  # every page is of the same version
             self._error, self._must_list = None, False
 
     def _start(self) -> None:
@@ -156,7 +166,7 @@ class WatchCache:
             self._must_list = True  # idle or stopped: the next reader lists afresh
 
     def _events(self) -> Iterator[Manifest]:
-        response = self._request(True, self._version, WATCH_SECONDS)
+        response = self._request({"watch": True, "resource_version": self._version, "timeout_seconds": WATCH_SECONDS})
         try:
             for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
                 event = json.loads(line)
