@@ -352,9 +352,8 @@ def _vendor_labels(labels: Mapping[str, str], rule: VendorRule) -> dict[str, str
     return {k: v for k, v in labels.items() if k.split("/")[0] in prefixes or k.startswith("autoglm.io/")}
 
 
-def _accelerator_devices(
-    facts: _NodeFacts, table: AcceleratorTable, used: Mapping[tuple[str, str], Decimal]
-) -> list[_Device]:
+def _accelerator_devices(facts: _NodeFacts, table: AcceleratorTable) -> list[_Device]:
+    """The node's devices with every allocatable one free (pods are taken off later, by with_used)."""
     devices: list[_Device] = []
     names = [r for r in facts.allocatable if "/" in r]
     names += [r for r in facts.capacity if "/" in r and r not in facts.allocatable]
@@ -366,7 +365,7 @@ def _accelerator_devices(
         allocatable = int(_quantity(facts.allocatable.get(resource_name, 0)))
         if count <= 0 and allocatable <= 0:
             continue
-        free = max(0, allocatable - int(used.get((facts.name, resource_name), 0))) if facts.schedulable else 0
+        free = allocatable if facts.schedulable else 0
         device = _describe_cached(facts, rule, table, resource_name)
         devices.append(replace(device, count=max(count, allocatable), free=free, allocatable=allocatable))
     return devices
@@ -496,7 +495,7 @@ class NodeDevices:
 
 def node_devices(node: Node, table: AcceleratorTable) -> NodeDevices:
     facts = _facts(node)
-    devices = _accelerator_devices(facts, table, {})
+    devices = _accelerator_devices(facts, table)
     if not devices:
         cpu = _cpu_device(facts, table)
         devices = [cpu] if cpu else []

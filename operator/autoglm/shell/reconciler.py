@@ -217,7 +217,7 @@ class Reconciler:
         with self._memo_lock:
             hit = self._memo.get(key)
             if hit is None or any(a is not b for a, b in zip(hit[0], sources, strict=True)):
-                # Keep only what belongs to the newest snapshots: inventories of a thousand nodes add up.
+                # Keep only what belongs to the newest snapshots.
                 stale = [
                     k
                     for k, (srcs, _) in self._memo.items()
@@ -339,7 +339,7 @@ class Reconciler:
             req.serving = {c.name: c.revision or "" for c in current.clusters}
             if current.rollout is not None and current.rollout.phase is RolloutPhase.ROLLED_BACK:
                 req.held = dict(current.rollout.targets)
-            outcomes = [self._serve(req, share, digest) for share in shares]
+            outcomes = [self._serve(req, share) for share in shares]
             if req.coordinated:
                 outcomes, rollout = self._coordinate(req, outcomes)
             serving = {o.cluster for o in outcomes}
@@ -361,14 +361,14 @@ class Reconciler:
         """Some plan for a deployment no member serves (its rejections say why), for metrics and callers."""
         return next((s.plan for s in shares if s.plan is not None), None)
 
-    def _serve(self, req: _Request, share: MemberShare, digest: str) -> MemberOutcome:
+    def _serve(self, req: _Request, share: MemberShare) -> MemberOutcome:
         """Convert, apply and observe one member's part; a remote member's failure is its outcome, not a crash."""
         assert share.plan is not None
         member = self.member_client(share.name)
         if member is None:
             return MemberOutcome(share.name, plan=share.plan, error="no client (the member is not connected)")
         try:
-            return self._apply_member(req, member, share, digest)
+            return self._apply_member(req, member, share)
         except Exception as exc:
             if share.name == LOCAL:
                 raise  # the host's API errors go to the handler's backoff
@@ -376,7 +376,7 @@ class Reconciler:
             logger.warning("member %s: %s", share.name, problem)
             return MemberOutcome(share.name, plan=share.plan, error=f"{problem.reason}: {problem}")
 
-    def _apply_member(self, req: _Request, member: ClusterClient, share: MemberShare, digest: str) -> MemberOutcome:
+    def _apply_member(self, req: _Request, member: ClusterClient, share: MemberShare) -> MemberOutcome:
         md, current = req.md, req.current
         namespace, name = req.namespace, md.metadata.name
         remote = member.name != LOCAL
@@ -424,7 +424,7 @@ class Reconciler:
         live = {(o["kind"], o["metadata"]["name"]): o for o in owned}
         serving = req.serving.get(member.name)
         if revision is not None and serving is not None and serving != revision:
-            return self._roll(req, member, share, result, conversions, rendered, live, serving, revision, digest)
+            return self._roll(req, member, share, result, conversions, rendered, live, serving, revision)
         claim = model_cache_claim(md, req.cache_bytes)
         owned = self._converge(req, member, rendered, live, prune=True, claim=claim)
         ready, replicas = ready_replicas(owned)
@@ -476,7 +476,6 @@ class Reconciler:
         live: Mapping[tuple[str, str], Manifest],
         serving: str,
         target: str,
-        digest: str,
     ) -> MemberOutcome:
         """One member in a coordinated rollout: the new revision's workloads run beside the old ones, whose
         Service and HPA stay as they are until every member has the new revision ready (see _coordinate)."""
