@@ -49,6 +49,10 @@ HOLD_SECONDS = 70.0
 
 
 def rss_mib(pid: int) -> float:
+    """The operator's resident memory: the process itself, or under py-spy (--profile) its child."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    if children:
+        return max(rss_mib(int(child)) for child in children)
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024

@@ -6,6 +6,8 @@ Never core -> shell, core -> sandbox, shell -> sandbox (the operator runs on any
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,7 +42,7 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))
 def test_a_layer_imports_only_what_it_may(layer: str) -> None:
-    files = sorted((PACKAGE / layer).glob("*.py"))
+    files = sorted((PACKAGE / layer).rglob("*.py"))
     assert files, f"no modules in {layer}/"
     wrong = [
         f"{path.relative_to(PACKAGE)} imports {module}"
@@ -54,3 +56,15 @@ def test_a_layer_imports_only_what_it_may(layer: str) -> None:
 def test_every_module_sits_in_a_layer() -> None:
     loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
     assert loose == []
+
+
+def test_the_operator_does_not_load_the_forecasting_libraries_until_asked() -> None:
+    """numpy, scikit-learn and the peers' libraries would double the operator's memory (issue 12's RSS goal):
+    `autoglm run` with no forecasting on must not import them."""
+    probe = (
+        "import sys, autoglm.face.cli, autoglm.shell.controllers, autoglm.shell.reconciler; "
+        "print(sorted(m for m in ('numpy', 'sklearn', 'scipy', 'matplotlib', 'pmdarima', 'statsmodels') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

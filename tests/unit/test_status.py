@@ -110,3 +110,14 @@ def test_members_aggregate_and_a_failing_member_is_named() -> None:
     assert {e.cluster for e in status.plan} == {"gpu", "ascend"}
     assert status.backend == "vllm-cuda"  # the member serving the most replicas
     assert "1 of 5 replicas fit on no member" in by_type["Degraded"].message
+
+
+def test_forecasting_asked_for_but_not_built_is_a_condition_and_a_warning_never_silence() -> None:
+    fleet = _local(_plan(), Observed(ready_replicas=1, replicas=1))
+    asked = desired_status(None, 1, fleet, T0, forecast_enabled=True)
+    forecasting = next(c for c in asked.conditions if c.type == "Forecasting")
+    assert (forecasting.status, forecasting.reason) == (ConditionStatus.FALSE, "NotImplemented")
+    assert "spec.autoscaling.forecast.enabled" in forecasting.message and "reactively" in forecasting.message
+    assert ("Warning", "NotImplemented", forecasting.message) in condition_events([], asked.conditions)
+    turned_off = desired_status(asked, 2, fleet, T1)
+    assert all(c.type != "Forecasting" for c in turned_off.conditions)

@@ -16,6 +16,12 @@ READY = "Ready"
 DEGRADED = "Degraded"
 PROPAGATED = "Propagated"
 PROGRESSING = "Progressing"
+FORECASTING = "Forecasting"
+FORECASTING_NOT_IMPLEMENTED = (
+    "spec.autoscaling.forecast.enabled: predictive scaling is not in this operator yet (the controller that writes "
+    "the HPA floor from Prometheus is still open); the HPA scales reactively. `autoglm forecast` compares the "
+    "policies offline on a trace"
+)
 
 
 @dataclass(frozen=True)
@@ -173,10 +179,21 @@ def desired_status(
     invalid: str | None = None,
     inputs_hash: str | None = None,
     plan_hash: str | None = None,
+    forecast_enabled: bool = False,
 ) -> ModelDeploymentStatus:
     """The status a ModelDeployment should have; equal to `current` when nothing changed."""
     base = current or ModelDeploymentStatus()
-    conditions = list(base.conditions)
+    conditions = [c for c in base.conditions if forecast_enabled or c.type != FORECASTING]
+    if forecast_enabled:
+        conditions = set_condition(
+            conditions,
+            FORECASTING,
+            ConditionStatus.FALSE,
+            "NotImplemented",
+            FORECASTING_NOT_IMPLEMENTED,
+            generation,
+            now,
+        )
     s, r, m = _planned(fleet, invalid)
     conditions = set_condition(conditions, PLANNED, s, r, m, generation, now)
     feasible = fleet is not None and bool(fleet.serving) and not invalid
@@ -217,7 +234,7 @@ def desired_status(
         generation,
         now,
     )
-    order = {t: i for i, t in enumerate((PLANNED, CONVERTED, PROPAGATED, PROGRESSING, READY, DEGRADED))}
+    order = {t: i for i, t in enumerate((PLANNED, CONVERTED, PROPAGATED, PROGRESSING, READY, DEGRADED, FORECASTING))}
     conditions.sort(key=lambda c: order.get(c.type, 99))
     primary_plan = _primary(fleet) if feasible and fleet is not None else None
     primary = primary_plan.primary if primary_plan else None

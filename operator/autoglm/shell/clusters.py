@@ -49,18 +49,25 @@ OWNED_KINDS = (
 def _node_facts(node: Manifest) -> Manifest:
     """What the inventory reads of a Node; the rest (managedFields, images, ...) is dropped to save memory."""
     meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
-    # Thousands of nodes carry the same label keys and values: one copy of each string.
-    labels = {sys.intern(k): sys.intern(v) for k, v in (meta.get("labels") or {}).items()}
+    # Thousands of nodes carry the same label keys and values, resource names and amounts, condition types
+    # and statuses: one copy of each string.
     return {
-        "metadata": {"name": meta.get("name"), "labels": labels},
+        "metadata": {"name": meta.get("name"), "labels": _interned(meta.get("labels"))},
         "spec": {k: spec[k] for k in ("taints", "unschedulable") if k in spec},
         "status": {
-            "capacity": status.get("capacity"),
-            "allocatable": status.get("allocatable"),
+            "capacity": _interned(status.get("capacity")),
+            "allocatable": _interned(status.get("allocatable")),
             # Only what each condition says, not when it was last said: heartbeats change no facts.
-            "conditions": [{"type": c.get("type"), "status": c.get("status")} for c in status.get("conditions") or []],
+            "conditions": [
+                {"type": sys.intern(str(c.get("type"))), "status": sys.intern(str(c.get("status")))}
+                for c in status.get("conditions") or []
+            ],
         },
     }
+
+
+def _interned(strings: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {sys.intern(k): sys.intern(v) if isinstance(v, str) else v for k, v in (strings or {}).items()}
 
 
 def _pod_facts(pod: Manifest) -> Manifest | None:

@@ -807,7 +807,17 @@ class Reconciler:
         digest: str | None,
         phash: str | None,
     ) -> Outcome:
-        new = desired_status(current, generation, fleet, self.clock(), invalid, digest, phash)
+        forecast = ((body.get("spec") or {}).get("autoscaling") or {}).get("forecast") or {}
+        new = desired_status(
+            current,
+            generation,
+            fleet,
+            self.clock(),
+            invalid,
+            digest,
+            phash,
+            forecast_enabled=bool(forecast.get("enabled")),
+        )
         old_doc = current.model_dump(mode="json", by_alias=True, exclude_none=True)
         new_doc = new.model_dump(mode="json", by_alias=True, exclude_none=True)
         events = []

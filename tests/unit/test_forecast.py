@@ -1,0 +1,159 @@
+"""The forecasting scaler's pure core: traces, features, predictors, the decision rule and the simulator."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from autoglm.core.forecast.decision import (
+    ScalingRule,
+    lead_seconds,
+    predictive_replicas,
+    reactive_replicas,
+    recommend,
+    stabilized,
+)
+from autoglm.core.forecast.features import Horizon, leading_peak, table, trailing_mean
+from autoglm.core.forecast.predictors import PredictorName, fit_predictor, select_predictor
+from autoglm.core.forecast.series import LoadSeries, TraceError, parse_trace
+from autoglm.core.forecast.simulate import Oracle, Predictive, Scenario, oracle_peaks, simulate
+from tests.unit.synthetic_traces import diurnal_with_bursts, to_csv
+
+
+def test_a_trace_reads_minute_offsets_and_iso_times_with_missing_rows_as_gaps() -> None:
+    series = parse_trace("minute,requests\n0,5\n1,6\n3,8\n")
+    assert series.step_seconds == 60
+    assert series.values[:2].tolist() == [5, 6] and math.isnan(series.values[2]) and series.values[3] == 8
+    iso = parse_trace("minute,requests\n2023-11-16T18:15Z,1\n2023-11-16T18:16Z,\n2023-11-16T18:17Z,3\n")
+    assert len(iso) == 3 and iso.gaps() == 1 and iso.start == pytest.approx(1700158500)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("minute,requests\n0,1\n1,lots\n", 3, "'lots' is not a number"),
+        ("minute,requests\n0,1\n0,2\n", 3, "does not come after"),
+        ("minute,requests\n0,1\n1,-4\n", 3, "finite number >= 0"),
+        ("minute,load\n0,1\n1,2\n", 1, "no column 'requests'"),
+        ("minute,requests\n0,1\nnoon,2\n", 3, "neither a minute offset nor an ISO time"),
+        ("", 1, "empty file"),
+    ],
+)
+def test_a_bad_trace_names_the_line_and_the_problem(text: str, line: int, problem: str) -> None:
+    with pytest.raises(TraceError) as caught:
+        parse_trace(text, "t.csv")
+    assert caught.value.line == line and problem in caught.value.problem
+    assert str(caught.value).startswith(f"t.csv: line {line}: ")
+
+
+def test_runs_of_zeros_become_gaps_only_when_asked_and_only_long_ones() -> None:
+    text = "minute,requests\n" + "".join(f"{i},{v}\n" for i, v in enumerate([5, 0, 5, 0, 0, 0, 5]))
+    assert parse_trace(text).gaps() == 0
+    masked = parse_trace(text, zero_gap_runs=3).values
+    assert masked[1] == 0 and np.isnan(masked[3:6]).all() and masked[6] == 5
+
+
+def test_trailing_means_and_leading_peaks_skip_gaps() -> None:
+    x = np.array([1.0, np.nan, 3.0, 5.0, 2.0])
+    assert trailing_mean(x, 2).tolist()[1:] == [1.0, 3.0, 4.0, 3.5]
+    peaks = leading_peak(x, 1, 2)
+    assert peaks[:3].tolist() == [3.0, 5.0, 5.0] and np.isnan(peaks[3:]).all()
+
+
+def test_features_use_only_the_past_so_a_replay_may_compute_them_once() -> None:
+    series = diurnal_with_bursts(days=2)
+    horizon = Horizon(5, 5, 1440, 60.0)
+    whole = table(series.values, horizon)
+    cut = 2000
+    part = table(series.values[:cut], horizon)
+    np.testing.assert_array_equal(whole.features[:cut], part.features)
+    # the target looks ahead: known in the whole trace, not yet at the cut
+    assert np.isnan(part.target[cut - 1]) and np.isfinite(whole.target[cut - 1])
+
+
+def test_the_reactive_recommendation_is_the_hpa_formula_with_its_tolerance() -> None:
+    rule = ScalingRule(capacity_per_replica=100, target_per_replica=100)
+    assert reactive_replicas(1050, 10, rule) == 10  # 5 % over target: within the tolerance
+    assert reactive_replicas(1150, 10, rule) == 12
+    assert reactive_replicas(300, 10, rule) == 3
+    assert reactive_replicas(float("nan"), 7, rule) == 7  # no metric, no action
+    assert predictive_replicas(1001, rule) == 11 and predictive_replicas(1000, rule) == 10
+
+
+def test_a_drop_takes_effect_only_after_the_stabilization_window() -> None:
+    history = [(0.0, 10), (100.0, 4)]
+    assert stabilized([*history, (200.0, 3)], 200.0, 300.0) == 10
+    assert stabilized([*history, (301.0, 3)], 301.0, 300.0) == 4
+    rule = ScalingRule(100, 100, min_replicas=2, max_replicas=20)
+    held = recommend(150, 10, None, rule, history, 200.0, why_no_forecast="2 hours of history")
+    assert held.replicas == 10 and held.predictive is None
+    assert any("reactive only: 2 hours of history" in r for r in held.reasons)
+    assert any("held at 10" in r for r in held.reasons)
+    ahead = recommend(150, 2, 1890, rule, [], 0.0)
+    assert (ahead.replicas, ahead.reactive, ahead.predictive) == (19, 2, 19)
+    assert recommend(150, 2, 5000, rule, [], 0.0).replicas == 20  # clamped to max
+
+
+def test_the_lead_is_the_measured_cold_start_once_there_are_enough() -> None:
+    assert lead_seconds([], None, 300) == 300
+    assert lead_seconds([200, 900], None, 300) == 300  # two are not enough to trust
+    assert lead_seconds([400, 420, 480, 500, 640], None, 300) == 640
+    assert lead_seconds([100, 110, 120], 600, 300) == 600
+
+
+def test_too_little_history_fits_no_predictor_and_says_why() -> None:
+    short = diurnal_with_bursts(days=1).head(200)
+    data = table(short.values, Horizon(5, 5, 1440, 60.0))
+    selection = select_predictor(data, 0.9)
+    assert selection.name is None and "a backtest needs" in selection.reason
+    assert fit_predictor(PredictorName.SEASONAL_DAY, data, 0.9) is None
+
+
+def test_the_backtest_picks_a_predictor_that_knows_the_daily_cycle() -> None:
+    series = diurnal_with_bursts(days=4)
+    data = table(series.values, Horizon(5, 5, 1440, 60.0))
+    selection = select_predictor(data, 0.9)
+    assert selection.name is not None and selection.name != PredictorName.SEASONAL_WEEK  # no week of history
+    assert set(selection.scores) >= {"seasonal-day", "ridge", "gradient-boosting"}
+    assert selection.scores[selection.name] == min(selection.scores.values())
+
+
+def test_predictive_beats_reactive_on_a_diurnal_trace_with_bursts() -> None:
+    series = diurnal_with_bursts(days=4)
+    rule = ScalingRule(capacity_per_replica=60, target_per_replica=60)
+    scenario = Scenario(rule, cold_start_seconds=300, refit_seconds=1800)
+    horizon = scenario.horizon(series)
+    reactive = simulate(series, scenario, None)
+    predictive = simulate(series, scenario, Predictive(horizon))
+    oracle = simulate(series, scenario, Oracle(oracle_peaks(series, horizon)))
+    assert reactive.unserved_pct > 0.5
+    assert predictive.unserved_pct < 0.5 * reactive.unserved_pct
+    assert predictive.replica_minutes < 1.25 * reactive.replica_minutes
+    assert oracle.unserved_pct < 0.05 * reactive.unserved_pct
+    assert predictive.models and predictive.refits > 0
+
+
+def test_the_simulator_counts_what_a_late_scale_up_loses() -> None:
+    # 10 minutes at 100, then 10 at 300: 2 replicas of 60 ready after a cold start of 5 minutes.
+    series = LoadSeries(np.array([100.0] * 10 + [300.0] * 10), 60.0)
+    rule = ScalingRule(capacity_per_replica=60, target_per_replica=60)
+    result = simulate(series, Scenario(rule, cold_start_seconds=300), None)
+    # from minute 10 the HPA asks for 5; they serve from minute 15: 5 minutes short by 300 - 120
+    assert result.unserved_pct == pytest.approx(100 * 5 * 180 / 4000)
+    assert result.under_provisioned_minutes == pytest.approx(5)
+    assert result.ready[-1] == 5
+
+
+def test_gaps_count_for_nothing() -> None:
+    values = np.array([100.0] * 10 + [np.nan] * 5 + [100.0] * 5)
+    rule = ScalingRule(capacity_per_replica=60, target_per_replica=60)
+    result = simulate(LoadSeries(values, 60.0), Scenario(rule, cold_start_seconds=60), None)
+    assert result.replica_minutes == pytest.approx(15 * 2)
+
+
+def test_the_synthetic_trace_round_trips_through_csv() -> None:
+    series = diurnal_with_bursts(days=1)
+    again = parse_trace(to_csv(series))
+    np.testing.assert_allclose(again.values, series.values, atol=1e-3)
