@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from autoglm.api.common import ConditionStatus
+from autoglm.api.common import Condition, ConditionStatus
+from autoglm.api.modeldeployment import ForecastStatus
 from autoglm.core.backends import load_default_catalog
 from autoglm.core.models import profile_for
 from autoglm.core.planner import plan
@@ -112,12 +113,18 @@ def test_members_aggregate_and_a_failing_member_is_named() -> None:
     assert "1 of 5 replicas fit on no member" in by_type["Degraded"].message
 
 
-def test_forecasting_asked_for_but_not_built_is_a_condition_and_a_warning_never_silence() -> None:
+def test_the_forecasting_condition_and_status_are_the_scalers_and_go_when_forecasting_is_off() -> None:
     fleet = _local(_plan(), Observed(ready_replicas=1, replicas=1))
-    asked = desired_status(None, 1, fleet, T0, forecast_enabled=True)
-    forecasting = next(c for c in asked.conditions if c.type == "Forecasting")
-    assert (forecasting.status, forecasting.reason) == (ConditionStatus.FALSE, "NotImplemented")
-    assert "spec.autoscaling.forecast.enabled" in forecasting.message and "reactively" in forecasting.message
-    assert ("Warning", "NotImplemented", forecasting.message) in condition_events([], asked.conditions)
-    turned_off = desired_status(asked, 2, fleet, T1)
-    assert all(c.type != "Forecasting" for c in turned_off.conditions)
+    scaled = desired_status(None, 1, fleet, T0).model_copy(
+        update={
+            "forecast": ForecastStatus(floor=4),
+            "conditions": [
+                *desired_status(None, 1, fleet, T0).conditions,
+                Condition(type="Forecasting", status=ConditionStatus.TRUE, reason="Forecasting", message="ridge"),
+            ],
+        }
+    )
+    kept = desired_status(scaled, 1, fleet, T1, forecast_enabled=True)
+    assert kept.forecast == ForecastStatus(floor=4) and "Forecasting" in [c.type for c in kept.conditions]
+    off = desired_status(scaled, 2, fleet, T1)
+    assert off.forecast is None and "Forecasting" not in [c.type for c in off.conditions]

@@ -198,6 +198,17 @@ class ForecastSpec(ApiModel):
     lead_time_seconds: int | None = Field(
         default=None, ge=0, description="Scale this early; default is the measured replica cold start."
     )
+    capacity_per_replica: float | None = Field(
+        default=None,
+        gt=0,
+        description="Load one replica serves, in the load query's unit; default autoscaling.targetPerReplica.",
+    )
+    query: str | None = Field(
+        default=None,
+        min_length=1,
+        description="PromQL for the deployment's total load; default by backend (vLLM: running + waiting "
+        "requests of its model_name in its namespace).",
+    )
 
 
 class Autoscaling(ApiModel):
@@ -314,6 +325,17 @@ class ForecastStatus(ApiModel):
     recommended_replicas: int | None = Field(default=None, description="Replicas the forecaster asks for.")
     model: str | None = Field(default=None, description="Predictor in use.")
     updated: datetime | None = Field(default=None, description="When the forecast was made.")
+    floor: int | None = Field(
+        default=None,
+        ge=0,
+        description="Replicas held ready ahead of load: the deployment's minimum while forecasting, split over "
+        "members by the placement and written as each member's HPA minReplicas.",
+    )
+    current_load: float | None = Field(default=None, description="Load when the forecast was made.")
+    error: float | None = Field(
+        default=None, description="Recent forecast error: mean |actual - predicted| / actual of the window peak."
+    )
+    lead_seconds: float | None = Field(default=None, description="How far ahead it scales (the cold start).")
 
 
 class ModelDeploymentStatus(ApiModel):

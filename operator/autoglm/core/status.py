@@ -17,11 +17,6 @@ DEGRADED = "Degraded"
 PROPAGATED = "Propagated"
 PROGRESSING = "Progressing"
 FORECASTING = "Forecasting"
-FORECASTING_NOT_IMPLEMENTED = (
-    "spec.autoscaling.forecast.enabled: predictive scaling is not in this operator yet (the controller that writes "
-    "the HPA floor from Prometheus is still open); the HPA scales reactively. `autoglm forecast` compares the "
-    "policies offline on a trace"
-)
 
 
 @dataclass(frozen=True)
@@ -183,17 +178,8 @@ def desired_status(
 ) -> ModelDeploymentStatus:
     """The status a ModelDeployment should have; equal to `current` when nothing changed."""
     base = current or ModelDeploymentStatus()
+    # The forecasting scaler owns its condition and status.forecast; with forecasting off, both go.
     conditions = [c for c in base.conditions if forecast_enabled or c.type != FORECASTING]
-    if forecast_enabled:
-        conditions = set_condition(
-            conditions,
-            FORECASTING,
-            ConditionStatus.FALSE,
-            "NotImplemented",
-            FORECASTING_NOT_IMPLEMENTED,
-            generation,
-            now,
-        )
     s, r, m = _planned(fleet, invalid)
     conditions = set_condition(conditions, PLANNED, s, r, m, generation, now)
     feasible = fleet is not None and bool(fleet.serving) and not invalid
@@ -251,7 +237,7 @@ def desired_status(
         ],
         replicas=desired,
         ready_replicas=ready,
-        forecast=base.forecast,
+        forecast=base.forecast if forecast_enabled else None,
         rollout=fleet.rollout if fleet is not None and not invalid else None,
         backend=primary.backend if primary else None,
         precision=primary.precision.value if primary else None,

@@ -25,6 +25,7 @@ from autoglm.face.manifest import InputError, InputProblem, parse_objects, read_
 from autoglm.face.report import fleet_view, inventory_table, plan_view
 from autoglm.sandbox import build as sandbox_builder
 from autoglm.sandbox import fleet as sandbox_fleet
+from autoglm.sandbox import prometheus as sandbox_prometheus
 from autoglm.sandbox.cluster import HPA_SYNC_SECONDS, NODE_LEASE_SECONDS
 
 app = typer.Typer(
@@ -311,9 +312,24 @@ def run(
             "--member-heartbeat", envvar="AUTOGLM_MEMBER_HEARTBEAT", help="Seconds between member heartbeats."
         ),
     ] = 10.0,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus-url",
+            envvar="AUTOGLM_PROMETHEUS_URL",
+            help="Prometheus the forecasting scaler reads load from (deployments with autoscaling.forecast on).",
+        ),
+    ] = None,
+    forecast_interval: Annotated[
+        float,
+        typer.Option(
+            "--forecast-interval", envvar="AUTOGLM_FORECAST_SECONDS", help="Seconds between forecasts.", min=1
+        ),
+    ] = 60.0,
 ) -> None:
     """Run the operator: reconcile ModelDeployments in the cluster (cluster-wide unless -n is given) and place
-    them on the member clusters (the host is member `local` unless --no-local)."""
+    them on the member clusters (the host is member `local` unless --no-local); with --prometheus-url, scale
+    deployments with forecasting on ahead of their predicted load."""
     import asyncio
 
     import kopf
@@ -328,6 +344,8 @@ def run(
         karmada=propagation is Propagation.KARMADA,
     )
     context.namespaces = tuple(namespace or ())
+    context.prometheus_url = prometheus_url
+    context.forecast_seconds = forecast_interval
     if peering:
         try:
             ensure_peering(context.reconciler.cluster.api, peering, context.namespaces)
@@ -618,8 +636,8 @@ def sandbox_build(
         ),
     ] = None,
 ) -> None:
-    """Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, KWOK and Karmada's controller-manager,
-    scheduler, aggregated API server and webhook from the pinned Go modules (cached)."""
+    """Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, KWOK, Karmada's controller-manager,
+    scheduler, aggregated API server and webhook, and Prometheus and promtool from the pinned Go modules (cached)."""
     try:
         results = sandbox_builder.build(log=lambda line: out.print(line, highlight=False), karmada_archive=karmada_src)
     except sandbox_builder.SandboxError as exc:
@@ -641,6 +659,9 @@ def sandbox_up(
     cluster: Annotated[list[str], typer.Option("--cluster", help="NAME=NODES.yaml; repeat for several clusters.")],
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Where clusters keep state and logs.")] = DEFAULT_STATE,
     karmada: Annotated[bool, typer.Option("--karmada", help="Add a Karmada control plane.")] = False,
+    prometheus: Annotated[
+        bool, typer.Option("--prometheus", help="Add a Prometheus on 127.0.0.1 (DIR/prometheus, fresh data).")
+    ] = False,
     cold_start: Annotated[float, typer.Option("--cold-start", help="Seconds a fake pod takes to become Ready.")] = 0.0,
     node_lease: Annotated[
         int,
@@ -671,12 +692,16 @@ def sandbox_up(
             log=lambda line: out.print(line, highlight=False),
             node_lease_seconds=node_lease,
             hpa_sync_seconds=hpa_sync,
+            prometheus=prometheus,
         )
     except sandbox_builder.SandboxError as exc:
         err.print(f"[red]error[/red]: {exc}", highlight=False)
         raise typer.Exit(1) from None
     for name, state in states.items():
-        typer.echo(f"{name}: export KUBECONFIG={state.kubeconfig}")
+        if state.kind == sandbox_prometheus.KIND:
+            typer.echo(f"{name}: --prometheus-url {sandbox_prometheus.url(state)}")
+        else:
+            typer.echo(f"{name}: export KUBECONFIG={state.kubeconfig}")
 
 
 @sandbox_app.command("status")

@@ -80,7 +80,16 @@ CLUSTER_COMPONENTS = (
         name="kwok", module="kwok", programs={"kwok": "sigs.k8s.io/kwok/cmd/kwok"}, version_module="sigs.k8s.io/kwok"
     ),
 )
-COMPONENTS = (*CLUSTER_COMPONENTS, KARMADA)
+PROMETHEUS = Component(
+    name="prometheus",
+    module="prometheus",
+    programs={
+        "prometheus": "github.com/prometheus/prometheus/cmd/prometheus",
+        "promtool": "github.com/prometheus/prometheus/cmd/promtool",
+    },
+    version_module="github.com/prometheus/prometheus",
+)
+COMPONENTS = (*CLUSTER_COMPONENTS, KARMADA, PROMETHEUS)
 
 
 def source_dir() -> Path:

@@ -23,6 +23,9 @@ from autoglm.sandbox.cluster import (
 from autoglm.sandbox.karmada import NAME as KARMADA_NAME
 from autoglm.sandbox.karmada import join, start_karmada
 from autoglm.sandbox.nodes import register_nodes, wait_nodes_ready
+from autoglm.sandbox.prometheus import NAME as PROMETHEUS_NAME
+from autoglm.sandbox.prometheus import start_prometheus
+from autoglm.sandbox.prometheus import url as prometheus_url
 
 OUTAGE_GRACE_SECONDS = 2.0
 
@@ -43,11 +46,14 @@ def up(
     log: Callable[[str], None] = lambda _: None,
     node_lease_seconds: int = NODE_LEASE_SECONDS,
     hpa_sync_seconds: int = HPA_SYNC_SECONDS,
+    prometheus: bool = False,
 ) -> tuple[dict[str, ClusterState], list[ClusterTimings]]:
     """Start every cluster with its nodes, and with `karmada` a Karmada control plane that every cluster joins
-    in Push mode (its state under the key "karmada"); on any failure, stop what was started and raise."""
-    if karmada and KARMADA_NAME in clusters:
-        raise SandboxError(f"a cluster cannot be named {KARMADA_NAME!r} beside the Karmada control plane")
+    in Push mode (its state under the key "karmada"), with `prometheus` a Prometheus (key "prometheus"); on
+    any failure, stop what was started and raise."""
+    for extra, wanted in ((KARMADA_NAME, karmada), (PROMETHEUS_NAME, prometheus)):
+        if wanted and extra in clusters:
+            raise SandboxError(f"a cluster cannot be named {extra!r} beside the sandbox's {extra}")
     bins = binaries(components=(*CLUSTER_COMPONENTS, KARMADA) if karmada else CLUSTER_COMPONENTS)
     states: dict[str, ClusterState] = {}
     timings = []
@@ -82,6 +88,9 @@ def up(
                 f"karmada: up in {control_plane:.1f} s, {len(clusters)} clusters joined in Push mode "
                 f"{time.monotonic() - start - control_plane:.1f} s later; kubeconfig {states[KARMADA_NAME].kubeconfig}"
             )
+        if prometheus:
+            states[PROMETHEUS_NAME] = start_prometheus(state_dir / PROMETHEUS_NAME)
+            log(f"prometheus: up at {prometheus_url(states[PROMETHEUS_NAME])}")
     except BaseException:
         for name in states:
             stop_cluster(state_dir / name)

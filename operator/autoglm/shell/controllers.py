@@ -50,6 +50,9 @@ class OperatorContext:
     heartbeat_seconds: float = 10.0
     members_changed: threading.Event = field(default_factory=threading.Event)
     members_dirty: threading.Event = field(default_factory=threading.Event)
+    prometheus_url: str | None = None
+    forecast_seconds: float = 60.0
+    _scaler: Any = None  # autoglm.shell.scaler.ForecastScaler, made when a deployment first asks for one
     _locks: tuple[threading.Lock, ...] = field(default_factory=lambda: tuple(threading.Lock() for _ in range(64)))
 
     @property
@@ -186,6 +189,51 @@ class OperatorContext:
             self.members_dirty.wait(self.heartbeat_seconds)
             self.members_dirty.clear()
 
+    def forecast_loop(self, stop: threading.Event) -> None:
+        """Every `forecast_seconds`, one forecast tick for each deployment with forecasting on. numpy and
+        scikit-learn load with the first such deployment, never for an operator that has none."""
+        while not stop.wait(self.forecast_seconds):
+            for body in self.reconciler.cluster.model_deployments(self.namespaces):
+                if stop.is_set():
+                    return
+                forecast = ((body.get("spec") or {}).get("autoscaling") or {}).get("forecast") or {}
+                if not forecast.get("enabled"):
+                    if self._scaler is not None:
+                        self._scaler.forget(f"{body['metadata'].get('namespace')}/{body['metadata']['name']}")
+                    continue
+                try:
+                    self.forecast_once(body)
+                except ApiException as exc:
+                    logger.warning("forecast of %s: API error %s %s", body["metadata"]["name"], exc.status, exc.reason)
+                except Exception:
+                    logger.exception("forecast of %s failed", body["metadata"]["name"])
+
+    def forecast_once(self, body: Any) -> Any:
+        """One tick for one deployment, under its lock, from a fresh read: status.forecast, the Forecasting
+        condition, an Event when the floor moves, and then a reconcile that places and applies the new floor."""
+        from autoglm.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
+        from autoglm.shell.prometheus import PrometheusReader
+        from autoglm.shell.scaler import ForecastScaler, forecast_status_patch
+
+        if self._scaler is None:
+            self._scaler = ForecastScaler(PrometheusReader(self.prometheus_url) if self.prometheus_url else None)
+        cluster = self.reconciler.cluster
+        with self.object_lock(body):
+            meta = body["metadata"]
+            body = cluster.get(f"{API_GROUP}/{API_VERSION}", "ModelDeployment", meta["name"], meta["namespace"])
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return None
+            md = ModelDeployment.model_validate({k: v for k, v in body.items() if k != "status"})
+            status = ModelDeploymentStatus.model_validate(body.get("status") or {})
+            tick = self._scaler.tick(md, status.backend, status.forecast, status.replicas)
+            patch = forecast_status_patch(status, tick, body["metadata"].get("generation"), self.reconciler.clock())
+            cluster.patch_status(meta["namespace"], meta["name"], patch)
+            if tick.event is not None:
+                cluster.event(body, *tick.event)
+            if tick.floor_moved:
+                self._reconcile({**body, "status": {**(body.get("status") or {}), **patch}}, 0)
+            return tick
+
     def object_lock(self, body: Any) -> threading.Lock:
         """The lock of one ModelDeployment: kopf runs one handler per object at a time, but the resync loop
         runs beside kopf, and a resync reconcile of a deployment that is being deleted would put back on the
@@ -292,6 +340,7 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
         context.members.heartbeat()
         threading.Thread(target=context.member_loop, args=(stop,), name="autoglm-members", daemon=True).start()
         threading.Thread(target=context.resync_loop, args=(stop,), name="autoglm-resync", daemon=True).start()
+        threading.Thread(target=context.forecast_loop, args=(stop,), name="autoglm-forecast", daemon=True).start()
 
     @kopf.on.cleanup(registry=registry)
     def stop_resync(**_: Any) -> None:

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from autoglm.api import BackendRuntime, ModelDeployment, Precision
 from autoglm.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, RolloutPhase, RolloutStatus
 from autoglm.core.backends import merge_catalogs
+from autoglm.core.forecast.decision import with_floor
 from autoglm.core.hardware import (
     AcceleratorTable,
     Inventory,
@@ -300,6 +301,8 @@ class Reconciler:
         except ValidationError as exc:
             message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             return self._finish(body, current, generation, None, message, None, None)
+        # While forecasting, the scaler's floor is the minimum: placed, planned and split over members as any.
+        md = md.model_copy(update={"spec": with_floor(md.spec, current.forecast)})
         try:
             profile = profile_for(md.spec.model, self.models)
         except ProfileError as exc:

@@ -8,6 +8,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from autoglm.api.modeldeployment import ForecastStatus, ModelDeploymentSpec
+
 TOLERANCE = 0.1
 STABILIZATION_SECONDS = 300.0
 # Below this many measured cold starts the spec's value stands in for them.
@@ -103,3 +105,15 @@ def recommend(
     if held > proposal:
         reasons.append(f"held at {held}: a higher recommendation within {rule.stabilization_seconds:g} s")
     return Recommendation(held, reactive, predictive, reasons)
+
+
+def with_floor(spec: ModelDeploymentSpec, forecast: ForecastStatus | None) -> ModelDeploymentSpec:
+    """The spec the planner and placement work from: while forecasting, the minimum is the forecast's floor
+    (within spec.replicas), so the floor is placed, planned and split over members like any minimum, and
+    each member's HPA gets its share as minReplicas."""
+    if not spec.autoscaling.forecast.enabled or forecast is None or forecast.floor is None:
+        return spec
+    low = max(spec.replicas.min, min(forecast.floor, spec.replicas.max))
+    if low == spec.replicas.min:
+        return spec
+    return spec.model_copy(update={"replicas": spec.replicas.model_copy(update={"min": low})})

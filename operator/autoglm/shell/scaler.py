@@ -1,0 +1,226 @@
+"""The forecasting scaler's loop for one operator: per ModelDeployment with forecasting on, read its load from
+Prometheus, refit on schedule, decide (core.forecast), and return the floor, status and Event to write.
+
+What it keeps in memory (fitted predictors, the recent floors, the fetched history) is rebuilt after a restart:
+the history from Prometheus, the floor from status.forecast.floor, held for a stabilization window, so a
+restart never drops the floor early. Prometheus unreachable or stale: the floor holds and a condition says so.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from autoglm.api.common import ConditionStatus
+from autoglm.api.modeldeployment import ForecastStatus, ModelDeployment, ModelDeploymentStatus
+from autoglm.core.forecast import QUANTILE
+from autoglm.core.forecast.decision import (
+    ScalingRule,
+    lead_seconds,
+    predictive_replicas,
+    reactive_replicas,
+    stabilized,
+)
+from autoglm.core.forecast.features import Horizon, table
+from autoglm.core.forecast.predictors import Fitted, PredictorName, fit_predictor, select_predictor
+from autoglm.core.forecast.queries import capacity_per_replica, load_query
+from autoglm.core.forecast.series import LoadSeries
+from autoglm.core.render import Manifest
+from autoglm.core.status import FORECASTING, set_condition
+from autoglm.shell.prometheus import History, PrometheusReader, PrometheusUnavailable
+
+STEP_SECONDS = 60.0
+HISTORY_SECONDS = 14 * 86400.0
+REFIT_SECONDS = 900.0
+SELECT_SECONDS = 86400.0
+# A newest sample older than this is stale: the deployment's metrics stopped arriving.
+STALE_SECONDS = 300.0
+DEFAULT_LEAD_SECONDS = 300.0
+# Samples re-read on each tick (late scrapes land a little behind the newest step).
+OVERLAP_STEPS = 5
+
+
+@dataclass
+class _Memory:
+    history: History | None = None
+    fitted: Fitted | None = None
+    choice: PredictorName | None = None
+    why: str = ""
+    fitted_at: float = -math.inf
+    selected_at: float = -math.inf
+    floors: list[tuple[float, int]] = field(default_factory=list)
+    predictions: deque[tuple[float, float]] = field(default_factory=deque)  # (step time, upper)
+    errors: deque[float] = field(default_factory=lambda: deque(maxlen=1440))
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one forecast tick decided for a deployment."""
+
+    forecast: ForecastStatus
+    condition: tuple[ConditionStatus, str, str]
+    event: tuple[str, str, str] | None = None
+
+    @property
+    def floor_moved(self) -> bool:
+        return self.event is not None and self.event[1] == "ForecastFloor"
+
+
+class ForecastScaler:
+    """Decides each deployment's floor from its load history; one instance per operator process."""
+
+    def __init__(
+        self,
+        reader: PrometheusReader | None,
+        clock: Callable[[], float] = time.time,
+        step_seconds: float = STEP_SECONDS,
+        history_seconds: float = HISTORY_SECONDS,
+        refit_seconds: float = REFIT_SECONDS,
+        stale_seconds: float = STALE_SECONDS,
+    ):
+        self.reader = reader
+        self.clock = clock
+        self.step = step_seconds
+        self.history_seconds = history_seconds
+        self.refit_seconds = refit_seconds
+        self.stale_seconds = stale_seconds
+        self._memory: dict[str, _Memory] = {}
+
+    def forget(self, key: str) -> None:
+        self._memory.pop(key, None)
+
+    def tick(
+        self,
+        md: ModelDeployment,
+        backend: str | None,
+        current: ForecastStatus | None,
+        replicas: int,
+        cold_starts: Sequence[float] = (),
+    ) -> Tick:
+        """One decision for `md` (its status's forecast `current`, `replicas` desired now)."""
+        key = f"{md.metadata.namespace}/{md.metadata.name}"
+        memory = self._memory.setdefault(key, _Memory())
+        spec = md.spec
+        held = current.floor if current is not None and current.floor is not None else spec.replicas.min
+        now = self.clock()
+        if not memory.floors:
+            memory.floors.append((now, held))  # a restart holds the floor it found for a window
+        if self.reader is None:
+            return self._hold(current, held, "NoPrometheus", "forecasting needs the operator's --prometheus-url")
+        query = load_query(spec, md.metadata.name, md.metadata.namespace or "default", backend)
+        try:
+            history = self._history(memory, query, now)
+        except PrometheusUnavailable as exc:
+            return self._hold(current, held, "PrometheusUnavailable", str(exc))
+        if history.newest_age_seconds > self.stale_seconds:
+            age = (
+                "no sample"
+                if math.isinf(history.newest_age_seconds)
+                else f"newest {history.newest_age_seconds:.0f} s old"
+            )
+            return self._hold(current, held, "MetricsStale", f"the load query has {age}: {query}")
+        values = history.series.values
+        lead = lead_seconds(cold_starts, spec.autoscaling.forecast.lead_time_seconds, DEFAULT_LEAD_SECONDS)
+        horizon = Horizon(
+            lead=math.ceil(lead / self.step - 1e-9),
+            window=1,
+            steps_per_day=history.series.steps_per_day,
+            step_seconds=self.step,
+            start=history.series.start,
+        )
+        data = table(values, horizon)
+        if now - memory.selected_at >= SELECT_SECONDS or memory.choice is None:
+            selection = select_predictor(data, QUANTILE)
+            memory.choice, memory.why, memory.selected_at = selection.name, selection.reason, now
+        if memory.choice is not None and (now - memory.fitted_at >= self.refit_seconds or memory.fitted is None):
+            memory.fitted, memory.fitted_at = fit_predictor(memory.choice, data, QUANTILE), now
+        capacity = capacity_per_replica(spec)
+        rule = ScalingRule(capacity, spec.autoscaling.target_per_replica, spec.replicas.min, spec.replicas.max)
+        last = len(values) - 1
+        load = float(values[last]) if not math.isnan(values[last]) else float(np.nanmean(values[-5:]))
+        upper = None
+        if memory.fitted is not None:
+            _, predicted = memory.fitted.predict(data.features[last : last + 1], data.level[last : last + 1])
+            upper = float(predicted[0]) if math.isfinite(predicted[0]) else None
+        self._learn(memory, values, history.series.start, upper, horizon)
+        proposal = rule.clamp(predictive_replicas(upper, rule)) if upper is not None else rule.min_replicas
+        memory.floors = [(at, r) for at, r in memory.floors if now - at <= rule.stabilization_seconds]
+        memory.floors.append((now, proposal))
+        floor = stabilized(memory.floors, now, rule.stabilization_seconds)
+        recommended = rule.clamp(max(reactive_replicas(load, max(replicas, 1), rule), floor))
+        model = memory.fitted.name if memory.fitted is not None and upper is not None else None
+        forecast = ForecastStatus(
+            predicted_load=round(upper, 4) if upper is not None else None,
+            recommended_replicas=recommended,
+            model=model,
+            updated=datetime.fromtimestamp(now, UTC),
+            floor=floor,
+            current_load=round(load, 4),
+            error=round(float(np.mean(memory.errors)), 4) if memory.errors else None,
+            lead_seconds=lead,
+        )
+        event = None
+        if floor != held:
+            why = f"predicted peak {upper:.4g} in {lead:.0f} s by {model}" if upper is not None else "no forecast"
+            event = ("Normal", "ForecastFloor", f"floor {held} -> {floor} replicas: {why}, {capacity:g} per replica")
+        if upper is None:
+            condition = (ConditionStatus.FALSE, "ReactiveOnly", f"reactive only: {memory.why or 'no predictor fits'}")
+        else:
+            condition = (
+                ConditionStatus.TRUE,
+                "Forecasting",
+                f"{model}: peak {upper:.4g} expected in {lead:.0f} s, floor {floor} ({memory.why})",
+            )
+        return Tick(forecast, condition, event)
+
+    def _history(self, memory: _Memory, query: str, now: float) -> History:
+        """The full history once, then only its newest steps on each tick."""
+        assert self.reader is not None
+        if memory.history is None or now - memory.history.end > self.history_seconds / 2:
+            memory.history = self.reader.history(query, self.history_seconds, self.step, now)
+            return memory.history
+        old = memory.history
+        recent = self.reader.history(query, (now - old.end) + OVERLAP_STEPS * self.step, self.step, now)
+        values = np.concatenate([old.series.values, np.full(round((recent.end - old.end) / self.step), np.nan)])
+        keep = int(self.history_seconds // self.step)
+        offset = len(values) - len(recent.series.values)
+        fresh = ~np.isnan(recent.series.values)
+        values[offset:][fresh] = recent.series.values[fresh]
+        start = old.series.start + max(0, len(values) - keep) * self.step
+        values = values[-keep:]
+        known = np.flatnonzero(~np.isnan(values))
+        age = recent.end - (start + known[-1] * self.step) if len(known) else math.inf
+        memory.history = History(LoadSeries(values, self.step, start), recent.end, age)
+        return memory.history
+
+    def _learn(self, memory: _Memory, values: np.ndarray, start: float, upper: float | None, h: Horizon) -> None:
+        """Compare past predictions with the peaks that came: the recent forecast error in status."""
+        end = start + (len(values) - 1) * self.step
+        while memory.predictions and memory.predictions[0][0] + h.reach * self.step <= end:
+            made, predicted = memory.predictions.popleft()
+            first = round((made - start) / self.step) + 1 + h.lead
+            actual = values[max(first, 0) : max(first + h.window, 0)]
+            if len(actual) and np.isfinite(actual).any() and np.nanmax(actual) > 0:
+                peak = float(np.nanmax(actual))
+                memory.errors.append(abs(peak - predicted) / peak)
+        if upper is not None:
+            memory.predictions.append((end, upper))
+
+    def _hold(self, current: ForecastStatus | None, held: int, reason: str, why: str) -> Tick:
+        forecast = (current or ForecastStatus()).model_copy(update={"floor": held})
+        return Tick(forecast, (ConditionStatus.FALSE, reason, f"{why}; holding the floor at {held}"))
+
+
+def forecast_status_patch(status: ModelDeploymentStatus, tick: Tick, generation: int | None, now: datetime) -> Manifest:
+    """The status fields a tick changes (forecast and the Forecasting condition), as a merge patch."""
+    s, reason, message = tick.condition
+    conditions = set_condition(list(status.conditions), FORECASTING, s, reason, message, generation, now)
+    changed = status.model_copy(update={"forecast": tick.forecast, "conditions": conditions})
+    doc = changed.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {"forecast": doc.get("forecast"), "conditions": doc.get("conditions", [])}
