@@ -14,6 +14,7 @@ from autoglm.core.forecast.decision import (
     reactive_replicas,
     recommend,
     stabilized,
+    with_floor,
 )
 from autoglm.core.forecast.features import Horizon, leading_peak, table, trailing_mean
 from autoglm.core.forecast.predictors import PredictorName, fit_predictor, select_predictor
@@ -157,3 +158,34 @@ def test_the_synthetic_trace_round_trips_through_csv() -> None:
     series = diurnal_with_bursts(days=1)
     again = parse_trace(to_csv(series))
     np.testing.assert_allclose(again.values, series.values, atol=1e-3)
+
+
+def test_the_floor_is_the_minimum_while_forecasting_within_the_replica_bounds() -> None:
+    from autoglm.api.modeldeployment import ForecastStatus
+    from tests.conftest import spec
+
+    on = spec(
+        model={"name": "glm-4-9b-chat"}, replicas={"min": 2, "max": 6}, autoscaling={"forecast": {"enabled": True}}
+    )
+    assert with_floor(on, ForecastStatus(floor=4)).replicas.min == 4
+    assert with_floor(on, ForecastStatus(floor=9)).replicas.min == 6  # never above max
+    assert with_floor(on, ForecastStatus(floor=1)).replicas.min == 2  # never below min
+    assert with_floor(on, None) is on
+    off = spec(model={"name": "glm-4-9b-chat"}, replicas={"min": 2, "max": 6})
+    assert with_floor(off, ForecastStatus(floor=4)).replicas.min == 2
+
+
+def test_the_load_query_follows_the_backend_unless_the_user_gives_one() -> None:
+    from autoglm.core.forecast.queries import capacity_per_replica, load_query
+    from tests.conftest import spec
+
+    s = spec(model={"name": "glm-4-9b-chat"}, autoscaling={"targetPerReplica": 8})
+    vllm = load_query(s, "chat", "prod", "vllm-ascend")
+    assert vllm == (
+        'sum(vllm:num_requests_running{namespace="prod",model_name="chat"}) + '
+        'sum(vllm:num_requests_waiting{namespace="prod",model_name="chat"})'
+    )
+    assert load_query(s, "chat", "prod", "mindie-om").startswith("sum(vllm:num_requests_running{")  # the HPA metric
+    custom = spec(model={"name": "glm-4-9b-chat"}, autoscaling={"forecast": {"query": "sum(rate(x[1m]))"}})
+    assert load_query(custom, "chat", "prod", "vllm-cuda") == "sum(rate(x[1m]))"
+    assert capacity_per_replica(s) == 8

@@ -218,6 +218,19 @@ class Autoscaling(ApiModel):
         description="Per-replica load metric the HPA and the forecaster read.",
     )
     target_per_replica: float = Field(default=8.0, gt=0, description="Desired metric value per replica.")
+    scale_down_stabilization_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="A lower replica count takes effect only after holding this long (the HPA's and the "
+        "forecast floor's).",
+    )
+    scale_up_period_seconds: int = Field(
+        default=15,
+        ge=1,
+        le=1800,
+        description="The HPA adds at most max(100 %, 4 pods) per this many seconds (Kubernetes' default policy).",
+    )
     forecast: ForecastSpec = Field(default_factory=ForecastSpec, description="Predictive scaling.")
 
 

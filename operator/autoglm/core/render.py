@@ -451,6 +451,7 @@ def serving_objects(
         }
     )
     primary = plan.assignments[0]
+    period = md.spec.autoscaling.scale_up_period_seconds
     if primary.option.pipeline_parallel == 1:
         others = sum(a.replicas for a in plan.assignments[1:])
         minimum = max(1, primary.replicas)
@@ -479,7 +480,19 @@ def serving_objects(
                             },
                         }
                     ],
-                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+                    "behavior": {
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": md.spec.autoscaling.scale_down_stabilization_seconds
+                        },
+                        "scaleUp": {
+                            "stabilizationWindowSeconds": 0,
+                            "selectPolicy": "Max",
+                            "policies": [
+                                {"type": "Percent", "value": 100, "periodSeconds": period},
+                                {"type": "Pods", "value": 4, "periodSeconds": period},
+                            ],
+                        },
+                    },
                 },
             }
         )

@@ -306,7 +306,7 @@ def start_cluster(
     cold_start_seconds: float = 0.0,
     timeout: float = 60.0,
     node_lease_seconds: int = NODE_LEASE_SECONDS,
-    hpa_sync_seconds: int = HPA_SYNC_SECONDS,
+    hpa_sync_seconds: float = HPA_SYNC_SECONDS,
 ) -> ClusterState:
     """Start one control plane; returns once kube-apiserver answers /readyz and the controllers are healthy."""
     state = prepare_directory(name, directory)
@@ -362,7 +362,7 @@ def start_cluster(
             f"--service-account-private-key-file={sa_key}",
             f"--root-ca-file={certs['ca']}",
             "--use-service-account-credentials=false",
-            f"--horizontal-pod-autoscaler-sync-period={hpa_sync_seconds}s",
+            f"--horizontal-pod-autoscaler-sync-period={round(hpa_sync_seconds * 1000)}ms",
             f"--node-monitor-grace-period={math.ceil(node_lease_seconds * GRACE_PER_LEASE)}s",
             "--controllers=*",
             *common,

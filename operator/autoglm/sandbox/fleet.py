@@ -45,7 +45,7 @@ def up(
     karmada: bool = False,
     log: Callable[[str], None] = lambda _: None,
     node_lease_seconds: int = NODE_LEASE_SECONDS,
-    hpa_sync_seconds: int = HPA_SYNC_SECONDS,
+    hpa_sync_seconds: float = HPA_SYNC_SECONDS,
     prometheus: bool = False,
 ) -> tuple[dict[str, ClusterState], list[ClusterTimings]]:
     """Start every cluster with its nodes, and with `karmada` a Karmada control plane that every cluster joins

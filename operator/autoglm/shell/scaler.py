@@ -141,7 +141,13 @@ class ForecastScaler:
         if memory.choice is not None and (now - memory.fitted_at >= self.refit_seconds or memory.fitted is None):
             memory.fitted, memory.fitted_at = fit_predictor(memory.choice, data, QUANTILE), now
         capacity = capacity_per_replica(spec)
-        rule = ScalingRule(capacity, spec.autoscaling.target_per_replica, spec.replicas.min, spec.replicas.max)
+        rule = ScalingRule(
+            capacity,
+            spec.autoscaling.target_per_replica,
+            spec.replicas.min,
+            spec.replicas.max,
+            stabilization_seconds=spec.autoscaling.scale_down_stabilization_seconds,
+        )
         last = len(values) - 1
         load = float(values[last]) if not math.isnan(values[last]) else float(np.nanmean(values[-5:]))
         upper = None

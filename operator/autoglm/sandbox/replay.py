@@ -1,0 +1,152 @@
+"""A load trace replayed onto a deployment's fake pods, in compressed time: the closed loop's demand side.
+
+Every tick (a quarter of a trace step by default) it counts the deployment's Ready pods and the replicas asked
+for, serves min(demand, ready x capacity), and counts what was not served (it does not queue) and the
+replica-minutes; it gives the cluster's HPA its per-pod metric (through CustomMetrics) and exposes the
+deployment's load as vLLM's gauges on 127.0.0.1 for Prometheus (running = served, waiting = the rest)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from autoglm.sandbox.cluster import ClusterState, free_port
+from autoglm.sandbox.metrics_api import CustomMetrics
+
+
+@dataclass
+class ReplayResult:
+    """What the deployment did under the trace (trace time: steps of the trace, replica-minutes)."""
+
+    unserved_pct: float
+    replica_minutes: float
+    under_provisioned_minutes: float
+    ready: list[int] = field(default_factory=list)  # ready replicas at the end of each step
+    asked: list[int] = field(default_factory=list)
+    late_ticks: int = 0  # ticks that started more than half a tick late (the machine could not keep up)
+
+
+class Replay:
+    """Replays `demand` (load per trace step) onto the pods labelled `selector` in `namespace`."""
+
+    def __init__(
+        self,
+        state: ClusterState,
+        namespace: str,
+        selector: str,
+        model_name: str,
+        demand: Sequence[float],
+        capacity: float,
+        seconds_per_step: float,
+        metrics: CustomMetrics,
+        ticks_per_step: int = 4,
+        step_minutes: float = 1.0,
+    ):
+        from kubernetes import client
+
+        api = state.api_client()
+        self.core, self.apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        self.namespace, self.selector, self.model_name = namespace, selector, model_name
+        self.demand, self.capacity = list(demand), capacity
+        self.seconds_per_step, self.ticks = seconds_per_step, ticks_per_step
+        self.step_minutes = step_minutes
+        self.metrics = metrics
+        self.port = free_port()
+        self._gauges = {"running": 0.0, "waiting": 0.0}
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Replay:
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _exporter(self))
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="sandbox-replay-metrics", daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def exposition(self) -> str:
+        labels = f'model_name="{self.model_name}",namespace="{self.namespace}"'
+        return (
+            "# TYPE vllm:num_requests_running gauge\n"
+            f"vllm:num_requests_running{{{labels}}} {self._gauges['running']}\n"
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f"vllm:num_requests_waiting{{{labels}}} {self._gauges['waiting']}\n"
+        )
+
+    def _observe(self) -> tuple[list[str], int]:
+        """The Ready pods' names and the replicas asked for (every Deployment of the selector)."""
+        pods = _items(
+            self.core.list_namespaced_pod(self.namespace, label_selector=self.selector, _preload_content=False)
+        )
+        ready = [
+            str(p["metadata"]["name"])
+            for p in pods
+            if not p["metadata"].get("deletionTimestamp")
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions") or [])
+        ]
+        deployments = _items(
+            self.apps.list_namespaced_deployment(self.namespace, label_selector=self.selector, _preload_content=False)
+        )
+        return ready, sum(int(d["spec"].get("replicas") or 0) for d in deployments)
+
+    def run(self, progress: Callable[[int], None] | None = None) -> ReplayResult:
+        tick = self.seconds_per_step / self.ticks
+        unserved = total = replica_minutes = under = 0.0
+        ready_per_step, asked_per_step = [], []
+        late = 0
+        start = time.monotonic()
+        for step, load in enumerate(self.demand):
+            for k in range(self.ticks):
+                due = start + (step * self.ticks + k) * tick
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                elif -wait > tick / 2:
+                    late += 1
+                ready, asked = self._observe()
+                served = min(load, len(ready) * self.capacity)
+                self._gauges = {"running": served, "waiting": load - served}
+                self.metrics.set(self.namespace, {name: load / len(ready) for name in ready} if ready else {})
+                unserved += (load - served) / self.ticks
+                total += load / self.ticks
+                replica_minutes += asked * self.step_minutes / self.ticks
+                under += self.step_minutes / self.ticks if served < load else 0.0
+            ready_per_step.append(len(ready))
+            asked_per_step.append(asked)
+            if progress is not None:
+                progress(step)
+        return ReplayResult(
+            100 * unserved / total if total else 0.0, replica_minutes, under, ready_per_step, asked_per_step, late
+        )
+
+
+def _items(response: Any) -> list[dict[str, Any]]:
+    """The items of a list answered raw (`_preload_content=False`): plain JSON, no model objects."""
+    return list(json.loads(response.data)["items"])
+
+
+def _exporter(replay: Replay) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = replay.exposition().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: Any) -> None:
+            return None
+
+    return Handler
