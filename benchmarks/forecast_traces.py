@@ -33,6 +33,10 @@ from autoglm.face.forecast_report import comparison_table, plot
 
 ROOT = Path(__file__).resolve().parents[1]
 ZERO_GAP_MINUTES = 10
+SHORT_HISTORY = (
+    "too little history on this trace for a backtest: predictive stayed reactive only (so did Holt-Winters, "
+    "which needs two days); auto-ARIMA fits from 10 points"
+)
 ATTRIBUTION = (
     "Traces (../shared/traces/README.md): `servegen_m_small.csv` from Alibaba Cloud Model Studio, `alibaba/ServeGen` "
     "(Apache-2.0; Xiang et al., arXiv:2505.09999); `azure_llm_2023_conv.csv` and `azure_llm_2023_code.csv` from the "
@@ -45,6 +49,8 @@ def goals(results: dict[str, Result]) -> list[str]:
     """Each goal of issue 13 §5 with its figures, met or not."""
     ours, reactive = results["predictive"], results["reactive"]
     lines = []
+    if not ours.models:
+        lines.append(SHORT_HISTORY)
     if reactive.unserved_pct > 0:
         ratio = ours.unserved_pct / reactive.unserved_pct
         cost = ours.replica_minutes / reactive.replica_minutes

@@ -189,3 +189,14 @@ def test_the_load_query_follows_the_backend_unless_the_user_gives_one() -> None:
     custom = spec(model={"name": "glm-4-9b-chat"}, autoscaling={"forecast": {"query": "sum(rate(x[1m]))"}})
     assert load_query(custom, "chat", "prod", "vllm-cuda") == "sum(rate(x[1m]))"
     assert capacity_per_replica(s) == 8
+
+
+def test_cold_starts_are_measured_from_ready_pods_only() -> None:
+    from autoglm.core.forecast.decision import cold_starts
+
+    def pod(created: str, ready: str | None) -> dict[str, object]:
+        conditions = [{"type": "Ready", "status": "True", "lastTransitionTime": ready}] if ready else []
+        return {"metadata": {"creationTimestamp": created}, "status": {"conditions": conditions}}
+
+    pods = [pod("2026-11-26T10:00:00Z", "2026-11-26T10:04:30Z"), pod("2026-11-26T10:00:00Z", None), {}]
+    assert cold_starts(pods) == [270.0]

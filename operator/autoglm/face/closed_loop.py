@@ -20,13 +20,18 @@ from kubernetes import client
 
 from autoglm.core.forecast.decision import ScalingRule
 from autoglm.core.forecast.series import LoadSeries
-from autoglm.core.forecast.simulate import Result, Scenario, simulate
+from autoglm.core.forecast.simulate import Predictive, Result, Scenario, simulate
 from autoglm.core.render import LABEL_DEPLOYMENT
 from autoglm.sandbox import fleet
 from autoglm.sandbox.metrics_api import CustomMetrics
+from autoglm.sandbox.prometheus import NAME as PROMETHEUS_NAME
+from autoglm.sandbox.prometheus import SCRAPE_JOB, openmetrics, set_targets, start_prometheus
+from autoglm.sandbox.prometheus import url as prometheus_url
 from autoglm.sandbox.replay import Replay, ReplayResult
 from autoglm.shell.clusters import install_crds
 from autoglm.shell.controllers import OperatorContext, operator_thread
+from autoglm.shell.prometheus import PrometheusReader
+from autoglm.shell.scaler import REFIT_SECONDS, ForecastScaler
 
 METRIC = "vllm:num_requests_running"
 NAMESPACE = "closed-loop"
@@ -73,14 +78,28 @@ def run_reactive(
     log: Callable[[str], None] = lambda _: None,
 ) -> Comparison:
     """The reactive HPA in the closed loop and in the simulator, on the same trace (one step a minute)."""
+    return run(demand, nodes, settings, log=log)
+
+
+def run(
+    demand: Sequence[float],
+    nodes: Sequence[dict[str, Any]],
+    settings: LoopSettings,
+    history: Sequence[float] = (),
+    trace_start_minute: int = 0,
+    log: Callable[[str], None] = lambda _: None,
+) -> Comparison:
+    """The closed loop and the simulator on the same trace: the HPA alone, or with `history` (the trace's steps
+    before `demand`) the forecasting scaler too, reading a real Prometheus whose past holds that history."""
     compression = settings.compression
-    sync = _scaled(HPA_SYNC_TRACE_SECONDS, compression)
+    predictive = bool(history)
+    seconds_per_step = 60.0 / compression
     state_dir = Path(tempfile.mkdtemp(prefix="closed-loop-"))
     states, _ = fleet.up(
         state_dir,
         {"loop": list(nodes)},
         cold_start_seconds=_scaled(settings.cold_start_seconds, compression),
-        hpa_sync_seconds=sync,
+        hpa_sync_seconds=_scaled(HPA_SYNC_TRACE_SECONDS, compression),
     )
     state = states["loop"]
     try:
@@ -88,32 +107,74 @@ def run_reactive(
         install_crds(api)
         client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
         context = OperatorContext.from_kubeconfig(str(state.kubeconfig), resync_seconds=30)
+        context.forecast_seconds = seconds_per_step
         with operator_thread(context), CustomMetrics(state, METRIC) as metrics:
-            _create(api, settings, compression)
+            _create(api, settings, compression, predictive)
             selector = f"{LABEL_DEPLOYMENT}={NAME}"
-            seconds_per_step = 60.0 / compression
-            log(f"replaying {len(demand)} steps, {seconds_per_step:g} s each")
-            warm = Replay(
-                state,
-                NAMESPACE,
-                selector,
-                NAME,
-                [demand[0]] * settings.warmup_steps,
-                settings.capacity,
-                seconds_per_step,
-                metrics,
-            )
-            with warm:
-                warm.run()
+            log(f"warming up {settings.warmup_steps} steps, then {len(demand)} steps of {seconds_per_step:g} s")
+            warm = [demand[0]] * settings.warmup_steps
+            with Replay(state, NAMESPACE, selector, NAME, warm, settings.capacity, seconds_per_step, metrics) as replay:
+                replay.run()
             replay = Replay(state, NAMESPACE, selector, NAME, demand, settings.capacity, seconds_per_step, metrics)
             with replay:
+                if predictive:
+                    start_at = _prometheus_with_history(
+                        state_dir, history, replay, context, settings, trace_start_minute
+                    )
+                    time.sleep(max(0.0, start_at - time.time()))
                 loop = replay.run()
     finally:
         fleet.down(state_dir)
+    return Comparison(loop, _simulate(demand, history, settings, trace_start_minute))
+
+
+def _prometheus_with_history(
+    state_dir: Path,
+    history: Sequence[float],
+    replay: Replay,
+    context: OperatorContext,
+    settings: LoopSettings,
+    trace_start_minute: int,
+) -> float:
+    """Start Prometheus with `history` in its past, spaced as the replay's steps and ending where the replay
+    starts, scraping the replay; give the operator a scaler that reads it. Returns when the replay starts."""
+    step = 60.0 / settings.compression
+    start_at = time.time() + 8.0
+    stamps = [start_at - (len(history) - i) * step for i in range(len(history))]
+    # The labels the live scrape will carry (job, instance): the history and the replay are one series, so the
+    # history's last sample does not linger beside the live ones for Prometheus' 5-minute lookback.
+    labels = {"namespace": NAMESPACE, "model_name": NAME, "job": SCRAPE_JOB, "instance": replay.address}
+    source = state_dir / "history.om"
+    source.write_text(
+        openmetrics(
+            {
+                "vllm:num_requests_running": [(labels, list(zip(stamps, history, strict=True)))],
+                "vllm:num_requests_waiting": [(labels, [(s, 0.0) for s in stamps])],
+            }
+        )
+    )
+    prometheus = start_prometheus(state_dir / PROMETHEUS_NAME, backfill=[source])
+    set_targets(prometheus, "replay", [replay.address], {})
+    context.prometheus_url = prometheus_url(prometheus)
+    context.scaler = ForecastScaler(
+        PrometheusReader(context.prometheus_url),
+        step_seconds=step,
+        history_seconds=(len(history) + 1) * step,
+        refit_seconds=REFIT_SECONDS / settings.compression,
+        compression=settings.compression,
+        trace_origin=(start_at, trace_start_minute * 60.0),
+    )
+    return start_at
+
+
+def _simulate(
+    demand: Sequence[float], history: Sequence[float], settings: LoopSettings, trace_start_minute: int
+) -> Result:
     rule = ScalingRule(settings.capacity, settings.capacity, 1, settings.max_replicas)
-    series = LoadSeries(_floats(demand), 60.0)
-    simulated = simulate(series, Scenario(rule, settings.cold_start_seconds), None)
-    return Comparison(loop, simulated)
+    scenario = Scenario(rule, settings.cold_start_seconds)
+    series = LoadSeries(_floats([*history, *demand]), 60.0, (trace_start_minute - len(history)) * 60.0)
+    forecaster = Predictive(scenario.horizon(series)) if history else None
+    return simulate(series, scenario, forecaster, count_from=len(history))
 
 
 def _floats(values: Sequence[float]) -> Any:
@@ -122,7 +183,7 @@ def _floats(values: Sequence[float]) -> Any:
     return np.asarray(values, dtype=float)
 
 
-def _create(api: Any, settings: LoopSettings, compression: float) -> None:
+def _create(api: Any, settings: LoopSettings, compression: float, predictive: bool) -> None:
     body = {
         "apiVersion": "autoglm.io/v1alpha1",
         "kind": "ModelDeployment",
@@ -136,6 +197,11 @@ def _create(api: Any, settings: LoopSettings, compression: float) -> None:
                 "targetPerReplica": settings.capacity,
                 "scaleDownStabilizationSeconds": max(1, round(_scaled(300, compression))),
                 "scaleUpPeriodSeconds": max(1, round(_scaled(15, compression))),
+                "forecast": {
+                    "enabled": predictive,
+                    "leadTimeSeconds": math.ceil(_scaled(settings.cold_start_seconds, compression)),
+                    "capacityPerReplica": settings.capacity,
+                },
             },
         },
     }

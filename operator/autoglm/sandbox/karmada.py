@@ -25,6 +25,7 @@ from autoglm.sandbox.cluster import (
     server_side_apply,
     wait_until,
 )
+from autoglm.sandbox.local_http import register_api_service
 from autoglm.sandbox.pki import CertificateAuthority, service_account_keys, write_kubeconfig
 
 NAME = "karmada"
@@ -224,34 +225,16 @@ def start_karmada(directory: Path, binaries: Mapping[str, Path], timeout: float 
         health=f"https://127.0.0.1:{ports['karmada-aggregated-apiserver']}/healthz",
     )
     launch.wait("karmada-aggregated-apiserver", timeout)
-    # The aggregator dials the Service's externalName at the APIService's port: loopback without Endpoints.
-    server_side_apply(
+    register_api_service(
         api,
-        [
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": AGGREGATED_SERVICE, "namespace": SYSTEM_NAMESPACE},
-                "spec": {"type": "ExternalName", "externalName": "localhost"},
-            },
-            {
-                "apiVersion": "apiregistration.k8s.io/v1",
-                "kind": "APIService",
-                "metadata": {"name": "v1alpha1.cluster.karmada.io", "labels": {"app": AGGREGATED_SERVICE}},
-                "spec": {
-                    "caBundle": ca_bundle,
-                    "group": "cluster.karmada.io",
-                    "groupPriorityMinimum": 2000,
-                    "service": {
-                        "name": AGGREGATED_SERVICE,
-                        "namespace": SYSTEM_NAMESPACE,
-                        "port": ports["karmada-aggregated-apiserver"],
-                    },
-                    "version": "v1alpha1",
-                    "versionPriority": 10,
-                },
-            },
-        ],
+        "cluster.karmada.io",
+        "v1alpha1",
+        (AGGREGATED_SERVICE, SYSTEM_NAMESPACE),
+        ports["karmada-aggregated-apiserver"],
+        ca_bundle,
+        group_priority=2000,
+        version_priority=10,
+        labels={"app": AGGREGATED_SERVICE},
     )
     wait_until("karmada: Clusters served", lambda: _serves_clusters(api), timeout, launch.log("karmada-apiserver"))
 

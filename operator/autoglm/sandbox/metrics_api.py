@@ -13,12 +13,12 @@ import ssl
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from autoglm.sandbox.cluster import ClusterState, free_port, server_side_apply
+from autoglm.sandbox.cluster import ClusterState, free_port
+from autoglm.sandbox.local_http import LocalServer, register_api_service
 from autoglm.sandbox.pki import CertificateAuthority
 
 GROUP, VERSION = "custom.metrics.k8s.io", "v1beta2"
@@ -34,7 +34,7 @@ class CustomMetrics:
         self.port = free_port()
         self._values: dict[str, dict[str, float]] = {}  # namespace -> pod -> value
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalServer | None = None
 
     def set(self, namespace: str, values: Mapping[str, float]) -> None:
         """Replace the namespace's pods and values: a pod left out has no metric (as a pod not yet ready)."""
@@ -49,36 +49,9 @@ class CustomMetrics:
         serving = ca.issue("serving", f"{SERVICE}.{NAMESPACE}.svc", dns_names=names, ips=("127.0.0.1",), server=True)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(serving.cert), str(serving.key))
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="sandbox-metrics-api", daemon=True).start()
-        self._server = server
-        api = self.state.api_client()
-        server_side_apply(
-            api,
-            [
-                {
-                    "apiVersion": "v1",
-                    "kind": "Service",
-                    "metadata": {"name": SERVICE, "namespace": NAMESPACE},
-                    "spec": {"type": "ExternalName", "externalName": "localhost"},
-                },
-                {
-                    "apiVersion": "apiregistration.k8s.io/v1",
-                    "kind": "APIService",
-                    "metadata": {"name": f"{VERSION}.{GROUP}"},
-                    "spec": {
-                        "caBundle": base64.b64encode(ca.cert_path.read_bytes()).decode(),
-                        "group": GROUP,
-                        "groupPriorityMinimum": 100,
-                        "service": {"name": SERVICE, "namespace": NAMESPACE, "port": self.port},
-                        "version": VERSION,
-                        "versionPriority": 200,
-                    },
-                },
-            ],
-        )
+        self._server = LocalServer(self.port, self._respond, "sandbox-metrics-api", context)
+        bundle = base64.b64encode(ca.cert_path.read_bytes()).decode()
+        register_api_service(self.state.api_client(), GROUP, VERSION, (SERVICE, NAMESPACE), self.port, bundle, 100, 200)
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -90,8 +63,11 @@ class CustomMetrics:
             if exc.status != 404:
                 raise
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
+
+    def _respond(self, path: str) -> tuple[int, bytes, str]:
+        code, body = self.answer(path)
+        return code, json.dumps(body).encode(), "application/json"
 
     def answer(self, path: str) -> tuple[int, dict[str, Any]]:
         """The response to a GET of `path` (discovery, or one metric of pods in a namespace)."""
@@ -146,20 +122,3 @@ class CustomMetrics:
 
 def _status(code: int, message: str) -> dict[str, Any]:
     return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "message": message}
-
-
-def _handler(metrics: CustomMetrics) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            code, body = metrics.answer(self.path)
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_: Any) -> None:
-            return None
-
-    return Handler

@@ -20,6 +20,7 @@ from autoglm.sandbox.cluster import ClusterState, Launcher, free_port, prepare_d
 NAME = "prometheus"
 KIND = "prometheus"
 SCRAPE_INTERVAL_SECONDS = 1.0
+SCRAPE_JOB = "sandbox"  # the job label of everything scraped
 
 
 def url(state: ClusterState) -> str:
@@ -39,7 +40,7 @@ def _config(state: ClusterState, scrape_interval: float) -> dict[str, Any]:
         "global": {"scrape_interval": f"{scrape_interval:g}s", "evaluation_interval": f"{scrape_interval:g}s"},
         "scrape_configs": [
             {
-                "job_name": "sandbox",
+                "job_name": SCRAPE_JOB,
                 "scrape_interval": f"{scrape_interval:g}s",
                 "scrape_timeout": f"{min(scrape_interval, 10):g}s",
                 # Targets come and go as files in targets/: Prometheus watches the folder.

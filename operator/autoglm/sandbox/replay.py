@@ -8,14 +8,13 @@ deployment's load as vLLM's gauges on 127.0.0.1 for Prometheus (running = served
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from autoglm.sandbox.cluster import ClusterState, free_port
+from autoglm.sandbox.local_http import LocalServer
 from autoglm.sandbox.metrics_api import CustomMetrics
 
 
@@ -58,22 +57,22 @@ class Replay:
         self.metrics = metrics
         self.port = free_port()
         self._gauges = {"running": 0.0, "waiting": 0.0}
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalServer | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def __enter__(self) -> Replay:
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _exporter(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="sandbox-replay-metrics", daemon=True).start()
+        self._server = LocalServer(self.port, self._respond, "sandbox-replay-metrics")
         return self
 
     def __exit__(self, *_: object) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
+
+    def _respond(self, path: str) -> tuple[int, bytes, str]:
+        return 200, self.exposition().encode(), "text/plain; version=0.0.4"
 
     def exposition(self) -> str:
         labels = f'model_name="{self.model_name}",namespace="{self.namespace}"'
@@ -134,19 +133,3 @@ class Replay:
 def _items(response: Any) -> list[dict[str, Any]]:
     """The items of a list answered raw (`_preload_content=False`): plain JSON, no model objects."""
     return list(json.loads(response.data)["items"])
-
-
-def _exporter(replay: Replay) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            data = replay.exposition().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_: Any) -> None:
-            return None
-
-    return Handler

@@ -166,6 +166,13 @@ class ClusterClient:
             return [_node_facts(n) for n in self._raw(self._node_request({}))["items"]]
         return self._nodes.snapshot()
 
+    def pods(self, namespace: str, selector: str) -> list[Manifest]:
+        """The pods of a label selector in a namespace, as JSON."""
+        response = self.core.list_namespaced_pod(
+            namespace, label_selector=selector, _preload_content=False, **self.timeout
+        )
+        return list(self._raw(response)["items"])
+
     def device_pods(self) -> list[Manifest]:
         """Pods bound to a node that still hold resources (not Succeeded/Failed), in every namespace."""
         if self.snapshot_ttl <= 0:

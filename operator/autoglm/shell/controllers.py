@@ -52,7 +52,7 @@ class OperatorContext:
     members_dirty: threading.Event = field(default_factory=threading.Event)
     prometheus_url: str | None = None
     forecast_seconds: float = 60.0
-    _scaler: Any = None  # autoglm.shell.scaler.ForecastScaler, made when a deployment first asks for one
+    scaler: Any = None  # autoglm.shell.scaler.ForecastScaler, made when a deployment first asks for one
     _locks: tuple[threading.Lock, ...] = field(default_factory=lambda: tuple(threading.Lock() for _ in range(64)))
 
     @property
@@ -198,8 +198,8 @@ class OperatorContext:
                     return
                 forecast = ((body.get("spec") or {}).get("autoscaling") or {}).get("forecast") or {}
                 if not forecast.get("enabled"):
-                    if self._scaler is not None:
-                        self._scaler.forget(f"{body['metadata'].get('namespace')}/{body['metadata']['name']}")
+                    if self.scaler is not None:
+                        self.scaler.forget(f"{body['metadata'].get('namespace')}/{body['metadata']['name']}")
                     continue
                 try:
                     self.forecast_once(body)
@@ -215,8 +215,8 @@ class OperatorContext:
         from autoglm.shell.prometheus import PrometheusReader
         from autoglm.shell.scaler import ForecastScaler, forecast_status_patch
 
-        if self._scaler is None:
-            self._scaler = ForecastScaler(PrometheusReader(self.prometheus_url) if self.prometheus_url else None)
+        if self.scaler is None:
+            self.scaler = ForecastScaler(PrometheusReader(self.prometheus_url) if self.prometheus_url else None)
         cluster = self.reconciler.cluster
         with self.object_lock(body):
             meta = body["metadata"]
@@ -225,7 +225,7 @@ class OperatorContext:
                 return None
             md = ModelDeployment.model_validate({k: v for k, v in body.items() if k != "status"})
             status = ModelDeploymentStatus.model_validate(body.get("status") or {})
-            tick = self._scaler.tick(md, status.backend, status.forecast, status.replicas)
+            tick = self.scaler.tick(md, status.backend, status.forecast, status.replicas, self._cold_starts(md))
             patch = forecast_status_patch(status, tick, body["metadata"].get("generation"), self.reconciler.clock())
             cluster.patch_status(meta["namespace"], meta["name"], patch)
             if tick.event is not None:
@@ -233,6 +233,22 @@ class OperatorContext:
             if tick.floor_moved:
                 self._reconcile({**body, "status": {**(body.get("status") or {}), **patch}}, 0)
             return tick
+
+    def _cold_starts(self, md: Any) -> list[float]:
+        """The deployment's pods' creation -> Ready times, in every member that answers."""
+        from autoglm.core.forecast.decision import cold_starts
+        from autoglm.core.render import LABEL_DEPLOYMENT
+
+        pods: list[dict[str, Any]] = []
+        for name in self.members.names():
+            member = self.members.client(name)
+            if member is None:
+                continue
+            try:
+                pods += member.pods(md.metadata.namespace or "default", f"{LABEL_DEPLOYMENT}={md.metadata.name}")
+            except ApiException as exc:
+                logger.info("cold starts from %s: API error %s", name, exc.status)
+        return cold_starts(pods)
 
     def object_lock(self, body: Any) -> threading.Lock:
         """The lock of one ModelDeployment: kopf runs one handler per object at a time, but the resync loop

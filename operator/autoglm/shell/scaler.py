@@ -83,7 +83,13 @@ class ForecastScaler:
         history_seconds: float = HISTORY_SECONDS,
         refit_seconds: float = REFIT_SECONDS,
         stale_seconds: float = STALE_SECONDS,
+        compression: float = 1.0,
+        trace_origin: tuple[float, float] = (0.0, 0.0),
     ):
+        """`compression` and `trace_origin` (a real time and the trace time it stands for) are for replays
+        faster than real time (the closed loop): time-of-day features then follow trace time."""
+        self.compression = compression
+        self.trace_origin = trace_origin
         self.reader = reader
         self.clock = clock
         self.step = step_seconds
@@ -127,15 +133,16 @@ class ForecastScaler:
             return self._hold(current, held, "MetricsStale", f"the load query has {age}: {query}")
         values = history.series.values
         lead = lead_seconds(cold_starts, spec.autoscaling.forecast.lead_time_seconds, DEFAULT_LEAD_SECONDS)
+        real0, trace0 = self.trace_origin
         horizon = Horizon(
             lead=math.ceil(lead / self.step - 1e-9),
             window=1,
-            steps_per_day=history.series.steps_per_day,
-            step_seconds=self.step,
-            start=history.series.start,
+            steps_per_day=round(86400 / (self.step * self.compression)),
+            step_seconds=self.step * self.compression,
+            start=trace0 + (history.series.start - real0) * self.compression,
         )
         data = table(values, horizon)
-        if now - memory.selected_at >= SELECT_SECONDS or memory.choice is None:
+        if now - memory.selected_at >= SELECT_SECONDS / self.compression or memory.choice is None:
             selection = select_predictor(data, QUANTILE)
             memory.choice, memory.why, memory.selected_at = selection.name, selection.reason, now
         if memory.choice is not None and (now - memory.fitted_at >= self.refit_seconds or memory.fitted is None):

@@ -5,8 +5,10 @@ down for the stabilization window, as Kubernetes' HPA holds its own recommendati
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from autoglm.api.modeldeployment import ForecastStatus, ModelDeploymentSpec
 
@@ -117,3 +119,31 @@ def with_floor(spec: ModelDeploymentSpec, forecast: ForecastStatus | None) -> Mo
     if low == spec.replicas.min:
         return spec
     return spec.model_copy(update={"replicas": spec.replicas.model_copy(update={"min": low})})
+
+
+def cold_starts(pods: Sequence[Mapping[str, Any]]) -> list[float]:
+    """Seconds from each Ready pod's creation to its Ready condition: the replica's cold start as measured
+    (image pull, weight load, warm-up). Pods not Ready, or whose times are missing, say nothing."""
+    measured = []
+    for pod in pods:
+        created = _time((pod.get("metadata") or {}).get("creationTimestamp"))
+        ready = next(
+            (
+                _time(c.get("lastTransitionTime"))
+                for c in (pod.get("status") or {}).get("conditions") or []
+                if c.get("type") == "Ready" and c.get("status") == "True"
+            ),
+            None,
+        )
+        if created is not None and ready is not None and ready >= created:
+            measured.append(ready - created)
+    return measured
+
+
+def _time(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

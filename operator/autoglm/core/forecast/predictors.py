@@ -111,7 +111,7 @@ def fit_predictor(name: PredictorName, data: Table, q: float) -> Fitted | None:
     # evenings) and narrow; the most recent rows, thinned evenly to a bound, keep a fit near 50 ms.
     take = np.linspace(0, len(target) - 1, min(len(target), GBM_MAX_ROWS)).astype(int)
     gbm = HistGradientBoostingRegressor(
-        loss="quantile", quantile=q, max_iter=40, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=40
+        loss="quantile", quantile=q, max_iter=40, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=10
     )
     # a feature with no value yet (a week ago, on five days of history) is left out until it has one
     usable = ~np.isnan(features[take]).all(axis=0)

@@ -224,8 +224,10 @@ def simulate(
     forecaster: Forecaster | None,
     name: str | None = None,
     progress: Callable[[int], None] | None = None,
+    count_from: int = 0,
 ) -> Result:
-    """Replay the trace under the HPA, with `forecaster`'s floor under it (None: the HPA alone)."""
+    """Replay the trace under the HPA, with `forecaster`'s floor under it (None: the HPA alone). Steps before
+    `count_from` are history: replayed, but not counted."""
     rule, x, step = scenario.rule, series.values, series.step_seconds
     ticks_per_step = max(1, round(step / scenario.sync_seconds))
     tick = step / ticks_per_step
@@ -258,7 +260,7 @@ def simulate(
             while starting and starting[0] <= now_tick:
                 starting.popleft()
                 ready += 1
-            if not math.isnan(load):
+            if not math.isnan(load) and i >= count_from:
                 served = ready * rule.capacity_per_replica
                 short = max(0.0, load - served) / ticks_per_step
                 unserved += short
@@ -281,9 +283,10 @@ def simulate(
                         starting.pop()
                     else:
                         ready -= 1
-            events += desired != asked
+            events += desired != asked and i >= count_from
             asked = desired
-        ready_per_step.append(ready)
+        if i >= count_from:
+            ready_per_step.append(ready)
         if progress is not None:
             progress(i)
     models = dict(getattr(forecaster, "chosen", {}) or {})
