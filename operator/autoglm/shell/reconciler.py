@@ -452,14 +452,13 @@ class Reconciler:
         stale = [o for o in rendered if force or drifted(o, live.get((o["kind"], o["metadata"]["name"])), rendered)]
         applied: dict[tuple[str, str], Manifest] = {}
         if stale:
+            # The claim first: pods created before their claim wait out the scheduler's backoff.
+            if claim and member.ensure(claim):
+                req.applied.append(_ref(claim, member.name))
             bodies = [keep_scale(o, live.get((o["kind"], o["metadata"]["name"])), rendered) for o in stale]
             # One deployment's objects do not depend on each other (an HPA may name a Deployment that is not
-            # there yet, pods wait for their claim): sent side by side, a create waits for the slowest write,
-            # not for the sum of them.
-            ensured = _APPLIES.submit(member.ensure, claim) if claim else None
+            # there yet): sent side by side, a create waits for the slowest write, not for the sum of them.
             answers = list(_APPLIES.map(member.apply, bodies)) if len(bodies) > 1 else [member.apply(bodies[0])]
-            if ensured is not None and claim is not None and ensured.result():
-                req.applied.append(_ref(claim, member.name))
             for obj, answer in zip(stale, answers, strict=True):
                 applied[(obj["kind"], obj["metadata"]["name"])] = answer
                 req.applied.append(_ref(obj, member.name))
