@@ -21,6 +21,7 @@ from kubernetes.client import ApiException
 
 from autoglm import API_GROUP, API_VERSION
 from autoglm.core.backends import load_default_catalog
+from autoglm.core.forecast.decision import forecast_enabled
 from autoglm.core.hardware import load_accelerator_table
 from autoglm.shell.clusters import CONNECTIONS, ClusterClient
 from autoglm.shell.inventories import InventoryCache
@@ -196,8 +197,7 @@ class OperatorContext:
             for body in self.reconciler.cluster.model_deployments(self.namespaces):
                 if stop.is_set():
                     return
-                forecast = ((body.get("spec") or {}).get("autoscaling") or {}).get("forecast") or {}
-                if not forecast.get("enabled"):
+                if not forecast_enabled(body):
                     if self.scaler is not None:
                         self.scaler.forget(f"{body['metadata'].get('namespace')}/{body['metadata']['name']}")
                     continue
@@ -220,8 +220,8 @@ class OperatorContext:
         cluster = self.reconciler.cluster
         with self.object_lock(body):
             meta = body["metadata"]
-            body = cluster.get(f"{API_GROUP}/{API_VERSION}", "ModelDeployment", meta["name"], meta["namespace"])
-            if body is None or body["metadata"].get("deletionTimestamp"):
+            body = self._live(body)
+            if body is None:
                 return None
             md = ModelDeployment.model_validate({k: v for k, v in body.items() if k != "status"})
             status = ModelDeploymentStatus.model_validate(body.get("status") or {})
@@ -263,13 +263,18 @@ class OperatorContext:
         by the deletion handlers)."""
         with self.object_lock(body):
             if fresh:
-                meta = body["metadata"]
-                body = self.reconciler.cluster.get(
-                    f"{API_GROUP}/{API_VERSION}", "ModelDeployment", meta["name"], meta["namespace"]
-                )
-                if body is None or body["metadata"].get("deletionTimestamp"):
+                body = self._live(body)
+                if body is None:
                     return None
             return self._reconcile(body, retry)
+
+    def _live(self, body: Any) -> Any:
+        """The deployment read again; None when it is gone or being deleted."""
+        meta = body["metadata"]
+        live = self.reconciler.cluster.get(
+            f"{API_GROUP}/{API_VERSION}", "ModelDeployment", meta["name"], meta["namespace"]
+        )
+        return None if live is None or live["metadata"].get("deletionTimestamp") else live
 
     def _reconcile(self, body: Any, retry: int) -> Outcome:
         start = time.perf_counter()

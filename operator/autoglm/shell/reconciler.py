@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from autoglm.api import BackendRuntime, ModelDeployment, Precision
 from autoglm.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus, RolloutPhase, RolloutStatus
 from autoglm.core.backends import merge_catalogs
-from autoglm.core.forecast.decision import with_floor
+from autoglm.core.forecast.decision import forecast_enabled, with_floor
 from autoglm.core.hardware import (
     AcceleratorTable,
     Inventory,
@@ -811,7 +811,6 @@ class Reconciler:
         digest: str | None,
         phash: str | None,
     ) -> Outcome:
-        forecast = ((body.get("spec") or {}).get("autoscaling") or {}).get("forecast") or {}
         new = desired_status(
             current,
             generation,
@@ -820,7 +819,7 @@ class Reconciler:
             invalid,
             digest,
             phash,
-            forecast_enabled=bool(forecast.get("enabled")),
+            forecast_enabled=forecast_enabled(body),
         )
         old_doc = current.model_dump(mode="json", by_alias=True, exclude_none=True)
         new_doc = new.model_dump(mode="json", by_alias=True, exclude_none=True)

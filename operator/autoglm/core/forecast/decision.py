@@ -147,3 +147,9 @@ def _time(value: Any) -> float | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def forecast_enabled(body: Mapping[str, Any]) -> bool:
+    """Whether a ModelDeployment, as raw JSON (unvalidated), asks for forecasting."""
+    forecast = ((body.get("spec") or {}).get("autoscaling") or {}).get("forecast") or {}
+    return bool(forecast.get("enabled"))
