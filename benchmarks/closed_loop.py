@@ -47,7 +47,7 @@ def main() -> None:
     nodes = nodes_from_document(
         __import__("yaml").safe_load((ROOT / "manifests/examples/nodes/nvidia-h100.yaml").read_text())
     )
-    settings = LoopSettings(capacity=capacity, compression=args.compression, warmup_steps=12)
+    settings = LoopSettings(capacity=capacity, compression=args.compression, warmup_steps=20)
     table = Table(
         title=f"closed loop vs simulator: {args.trace.name} minutes {args.start}..{args.start + args.steps}, "
         f"{args.compression:g}x, capacity {capacity:,.0f} per replica, cold start 5 min"

@@ -200,3 +200,35 @@ def test_cold_starts_are_measured_from_ready_pods_only() -> None:
 
     pods = [pod("2026-11-26T10:00:00Z", "2026-11-26T10:04:30Z"), pod("2026-11-26T10:00:00Z", None), {}]
     assert cold_starts(pods) == [270.0]
+
+
+def test_refits_fall_on_the_clocks_quarter_hours_and_the_forecaster_starts_where_asked() -> None:
+    """The simulator refits as the operator does, with the first step past each multiple of the refit interval
+    (not every N steps from the series' start), and from `forecast_from` on only."""
+    refits: list[int] = []
+
+    class Recording:
+        name = "recording"
+
+        def refit(self, x: np.ndarray, t: int) -> None:
+            refits.append(t)
+
+        def upper(self, x: np.ndarray, t: int) -> float | None:
+            return None
+
+    series = LoadSeries(np.full(60, 100.0), 60.0, 600.0)  # starts at 00:10
+    rule = ScalingRule(50.0, 50.0, 1, 10)
+    simulate(series, Scenario(rule, 300.0, refit_seconds=900.0), Recording(), forecast_from=3)
+    # t is the newest step a fit sees: 00:12 (the start), then 00:15, 00:30, 00:45, 01:00
+    assert refits == [2, 5, 20, 35, 50]
+
+
+def test_forecast_ticks_fall_a_quarter_interval_past_the_clocks_multiples() -> None:
+    from types import SimpleNamespace
+
+    from autoglm.shell.controllers import OperatorContext
+
+    context = SimpleNamespace(forecast_seconds=60.0)
+    assert OperatorContext._until_next_tick(context, 100.0) == pytest.approx(35.0)  # type: ignore[arg-type]
+    assert OperatorContext._until_next_tick(context, 130.0) == pytest.approx(5.0)  # type: ignore[arg-type]
+    assert OperatorContext._until_next_tick(context, 135.0) == pytest.approx(60.0)  # type: ignore[arg-type]

@@ -111,36 +111,45 @@ def run(
         with operator_thread(context), CustomMetrics(state, METRIC) as metrics:
             _create(api, settings, compression, predictive)
             selector = f"{LABEL_DEPLOYMENT}={NAME}"
-            log(f"warming up {settings.warmup_steps} steps, then {len(demand)} steps of {seconds_per_step:g} s")
-            warm = [demand[0]] * settings.warmup_steps
-            with Replay(state, NAMESPACE, selector, NAME, warm, settings.capacity, seconds_per_step, metrics) as replay:
-                replay.run()
-            replay = Replay(state, NAMESPACE, selector, NAME, demand, settings.capacity, seconds_per_step, metrics)
+            # Warm-up steps settle the deployment before counting: the HPA alone on the first load; with the
+            # forecaster, the history's last steps, replayed live after the rest came from Prometheus' past, so
+            # that the operator and the simulator have both been deciding for a while when counting starts.
+            warmup = min(settings.warmup_steps, len(history) - 1) if predictive else settings.warmup_steps
+            warm = list(history[len(history) - warmup :]) if predictive else [demand[0]] * warmup
+            log(f"warming up {warmup} steps, then {len(demand)} steps of {seconds_per_step:g} s")
+            steps = [*warm, *demand]
+            replay = Replay(state, NAMESPACE, selector, NAME, steps, settings.capacity, seconds_per_step, metrics)
             with replay:
                 if predictive:
+                    past = history[: len(history) - warmup]
                     start_at = _prometheus_with_history(
-                        state_dir, history, replay, context, settings, trace_start_minute
+                        state_dir, past, len(steps), replay, context, settings, trace_start_minute - warmup
                     )
                     time.sleep(max(0.0, start_at - time.time()))
-                loop = replay.run()
+                loop = replay.run(count_from=warmup)
     finally:
         fleet.down(state_dir)
-    return Comparison(loop, _simulate(demand, history, settings, trace_start_minute))
+    return Comparison(loop, _simulate(demand, history, settings, trace_start_minute, warmup))
 
 
 def _prometheus_with_history(
     state_dir: Path,
     history: Sequence[float],
+    live_steps: int,
     replay: Replay,
     context: OperatorContext,
     settings: LoopSettings,
     trace_start_minute: int,
 ) -> float:
     """Start Prometheus with `history` in its past, spaced as the replay's steps and ending where the replay
-    starts, scraping the replay; give the operator a scaler that reads it. Returns when the replay starts."""
+    starts (at trace minute `trace_start_minute`), scraping the replay; give the operator a scaler that reads
+    it. Returns when the replay starts."""
     step = 60.0 / settings.compression
-    start_at = time.time() + 8.0
-    stamps = [start_at - (len(history) - i) * step for i in range(len(history))]
+    # Steps start on multiples of the step, where the operator reads its samples (the query's grid). Each
+    # history value is stamped in its step's middle, as a scrape during the step would be: the reading at
+    # the step's end holds it, for the history as for the live load.
+    start_at = math.ceil((time.time() + 8.0) / step) * step
+    stamps = [start_at - (len(history) - i - 0.5) * step for i in range(len(history))]
     # The labels the live scrape will carry (job, instance): the history and the replay are one series, so the
     # history's last sample does not linger beside the live ones for Prometheus' 5-minute lookback.
     labels = {"namespace": NAMESPACE, "model_name": NAME, "job": SCRAPE_JOB, "instance": replay.address}
@@ -159,8 +168,9 @@ def _prometheus_with_history(
     context.scaler = ForecastScaler(
         PrometheusReader(context.prometheus_url),
         step_seconds=step,
-        history_seconds=(len(history) + 1) * step,
-        refit_seconds=REFIT_SECONDS / settings.compression,
+        # the whole history and replay, so that the operator fits on what the simulator fits on
+        history_seconds=(len(history) + live_steps + 2) * step,
+        refit_seconds=REFIT_SECONDS,
         compression=settings.compression,
         trace_origin=(start_at, trace_start_minute * 60.0),
     )
@@ -168,13 +178,20 @@ def _prometheus_with_history(
 
 
 def _simulate(
-    demand: Sequence[float], history: Sequence[float], settings: LoopSettings, trace_start_minute: int
+    demand: Sequence[float],
+    history: Sequence[float],
+    settings: LoopSettings,
+    trace_start_minute: int,
+    warmup: int = 0,
 ) -> Result:
+    """The simulator on the loop's trace; its forecaster starts where the loop's operator did, `warmup` steps
+    before counting, with the history before that as its past (so both choose their predictor on the same
+    data)."""
     rule = ScalingRule(settings.capacity, settings.capacity, 1, settings.max_replicas)
     scenario = Scenario(rule, settings.cold_start_seconds)
     series = LoadSeries(_floats([*history, *demand]), 60.0, (trace_start_minute - len(history)) * 60.0)
     forecaster = Predictive(scenario.horizon(series)) if history else None
-    return simulate(series, scenario, forecaster, count_from=len(history))
+    return simulate(series, scenario, forecaster, count_from=len(history), forecast_from=len(history) - warmup)
 
 
 def _floats(values: Sequence[float]) -> Any:

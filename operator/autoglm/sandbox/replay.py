@@ -56,7 +56,9 @@ class Replay:
         self.step_minutes = step_minutes
         self.metrics = metrics
         self.port = free_port()
-        self._gauges = {"running": 0.0, "waiting": 0.0}
+        # None until the first tick: a scrape before the replay starts must add no sample (a 0 there would sit
+        # in the series between the backfilled history and the live load, and pull every lag feature down).
+        self._gauges: dict[str, float] | None = None
         self._server: LocalServer | None = None
 
     @property
@@ -75,12 +77,15 @@ class Replay:
         return 200, self.exposition().encode(), "text/plain; version=0.0.4"
 
     def exposition(self) -> str:
+        gauges = self._gauges
+        if gauges is None:
+            return "# TYPE vllm:num_requests_running gauge\n# TYPE vllm:num_requests_waiting gauge\n"
         labels = f'model_name="{self.model_name}",namespace="{self.namespace}"'
         return (
             "# TYPE vllm:num_requests_running gauge\n"
-            f"vllm:num_requests_running{{{labels}}} {self._gauges['running']}\n"
+            f"vllm:num_requests_running{{{labels}}} {gauges['running']}\n"
             "# TYPE vllm:num_requests_waiting gauge\n"
-            f"vllm:num_requests_waiting{{{labels}}} {self._gauges['waiting']}\n"
+            f"vllm:num_requests_waiting{{{labels}}} {gauges['waiting']}\n"
         )
 
     def _observe(self) -> tuple[list[str], int]:
@@ -99,7 +104,9 @@ class Replay:
         )
         return ready, sum(int(d["spec"].get("replicas") or 0) for d in deployments)
 
-    def run(self, progress: Callable[[int], None] | None = None) -> ReplayResult:
+    def run(self, progress: Callable[[int], None] | None = None, count_from: int = 0) -> ReplayResult:
+        """Replay every step; the result counts from step `count_from` (the steps before it settle the
+        deployment, as the simulator's history does)."""
         tick = self.seconds_per_step / self.ticks
         unserved = total = replica_minutes = under = 0.0
         ready_per_step, asked_per_step = [], []
@@ -117,12 +124,15 @@ class Replay:
                 served = min(load, len(ready) * self.capacity)
                 self._gauges = {"running": served, "waiting": load - served}
                 self.metrics.set(self.namespace, {name: load / len(ready) for name in ready} if ready else {})
+                if step < count_from:
+                    continue
                 unserved += (load - served) / self.ticks
                 total += load / self.ticks
                 replica_minutes += asked * self.step_minutes / self.ticks
                 under += self.step_minutes / self.ticks if served < load else 0.0
-            ready_per_step.append(len(ready))
-            asked_per_step.append(asked)
+            if step >= count_from:
+                ready_per_step.append(len(ready))
+                asked_per_step.append(asked)
             if progress is not None:
                 progress(step)
         return ReplayResult(

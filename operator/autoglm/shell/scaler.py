@@ -52,7 +52,7 @@ class _Memory:
     fitted: Fitted | None = None
     choice: PredictorName | None = None
     why: str = ""
-    fitted_at: float = -math.inf
+    fitted_at: float = -math.inf  # trace time (the clock's, unless replaying faster than real time)
     selected_at: float = -math.inf
     floors: list[tuple[float, int]] = field(default_factory=list)
     predictions: deque[tuple[float, float]] = field(default_factory=deque)  # (step time, upper)
@@ -86,8 +86,11 @@ class ForecastScaler:
         compression: float = 1.0,
         trace_origin: tuple[float, float] = (0.0, 0.0),
     ):
-        """`compression` and `trace_origin` (a real time and the trace time it stands for) are for replays
-        faster than real time (the closed loop): time-of-day features then follow trace time."""
+        """Refits fall on the clock's multiples of `refit_seconds` (on the quarter hour by default), not a fixed
+        time after the last one: every operator replica, and a restarted one, fits on the same schedule and the
+        same data. `compression` and `trace_origin` (a real time and the trace time it stands for) are for
+        replays faster than real time (the closed loop): time-of-day features and the refit and selection
+        schedules then follow trace time, in which `refit_seconds` is given."""
         self.compression = compression
         self.trace_origin = trace_origin
         self.reader = reader
@@ -133,20 +136,21 @@ class ForecastScaler:
             return self._hold(current, held, "MetricsStale", f"the load query has {age}: {query}")
         values = history.series.values
         lead = lead_seconds(cold_starts, spec.autoscaling.forecast.lead_time_seconds, DEFAULT_LEAD_SECONDS)
-        real0, trace0 = self.trace_origin
         horizon = Horizon(
             lead=math.ceil(lead / self.step - 1e-9),
             window=1,
             steps_per_day=round(86400 / (self.step * self.compression)),
             step_seconds=self.step * self.compression,
-            start=trace0 + (history.series.start - real0) * self.compression,
+            start=self._stands_for(history.series.start),
         )
         data = table(values, horizon)
-        if now - memory.selected_at >= SELECT_SECONDS / self.compression or memory.choice is None:
+        clock = self._stands_for(history.end)  # the newest step's: a refit comes with the first step past a boundary
+        if clock - memory.selected_at >= SELECT_SECONDS or memory.choice is None:
             selection = select_predictor(data, QUANTILE)
-            memory.choice, memory.why, memory.selected_at = selection.name, selection.reason, now
-        if memory.choice is not None and (now - memory.fitted_at >= self.refit_seconds or memory.fitted is None):
-            memory.fitted, memory.fitted_at = fit_predictor(memory.choice, data, QUANTILE), now
+            memory.choice, memory.why, memory.selected_at = selection.name, selection.reason, clock
+        due = clock // self.refit_seconds != memory.fitted_at // self.refit_seconds
+        if memory.choice is not None and (due or memory.fitted is None):
+            memory.fitted, memory.fitted_at = fit_predictor(memory.choice, data, QUANTILE), clock
         capacity = capacity_per_replica(spec)
         rule = ScalingRule(
             capacity,
@@ -191,6 +195,12 @@ class ForecastScaler:
                 f"{model}: peak {upper:.4g} expected in {lead:.0f} s, floor {floor} ({memory.why})",
             )
         return Tick(forecast, condition, event)
+
+    def _stands_for(self, stamp: float) -> float:
+        """The (trace) time of the step a value read at `stamp` stands for: the step ending there, as a gauge
+        read at the end of a minute, or a rate over it, tells of that minute."""
+        real0, trace0 = self.trace_origin
+        return trace0 + (stamp - self.step - real0) * self.compression
 
     def _history(self, memory: _Memory, query: str, now: float) -> History:
         """The full history once, then only its newest steps on each tick."""

@@ -225,14 +225,15 @@ def simulate(
     name: str | None = None,
     progress: Callable[[int], None] | None = None,
     count_from: int = 0,
+    forecast_from: int = 0,
 ) -> Result:
     """Replay the trace under the HPA, with `forecaster`'s floor under it (None: the HPA alone). Steps before
-    `count_from` are history: replayed, but not counted."""
+    `count_from` are history: replayed, but not counted. The forecaster first decides at step
+    `forecast_from` (as an operator started then, with the steps before it in Prometheus, would)."""
     rule, x, step = scenario.rule, series.values, series.step_seconds
     ticks_per_step = max(1, round(step / scenario.sync_seconds))
     tick = step / ticks_per_step
     decide_every = max(1, round(scenario.decision_seconds / step))
-    refit_every = max(1, round(scenario.refit_seconds / step))
     cold_ticks = math.ceil(scenario.cold_start_seconds / tick - 1e-9)
     asked = rule.clamp(reactive_replicas(float(np.nan_to_num(x[0])), 0, rule)) if len(x) else 0
     starting: deque[int] = deque()  # tick each cold-starting replica becomes ready
@@ -240,14 +241,17 @@ def simulate(
     floor, floors, hpa_history = rule.min_replicas, [], []
     unserved = total = replica_minutes = under_minutes = 0.0
     events, refits, fit_seconds = 0, 0, 0.0
+    fitted_bucket = -1.0
     ready_per_step: list[int] = []
     for i in range(len(x)):
         load = x[i]
-        if forecaster is not None and i % decide_every == 0 and i > 0:
+        if forecaster is not None and i % decide_every == 0 and i >= max(forecast_from, 1):
             started = time.perf_counter()
-            if (i - 1) % refit_every == 0 or refits == 0:
+            # refits fall on the clock's multiples of the refit interval, as the operator's do
+            bucket = (series.start + (i - 1) * step) // scenario.refit_seconds
+            if bucket != fitted_bucket or refits == 0:
                 forecaster.refit(x, i - 1)
-                refits += 1
+                refits, fitted_bucket = refits + 1, bucket
             upper = forecaster.upper(x, i - 1)
             fit_seconds += time.perf_counter() - started
             now = i * step
