@@ -178,7 +178,7 @@ def test_plan_across_members_selects_by_label_and_reports_what_fits_nowhere(tmp_
     md = tmp_path / "md.yaml"
     md.write_text(
         "apiVersion: autoglm.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: edge-only}\n"
-        "spec:\n  model: {name: glm-4-9b-chat}\n  replicas: {min: 5, max: 5}\n"
+        "spec:\n  model: {name: glm-4-9b-chat}\n  replicas: {min: 8, max: 8}\n"
         "  placement: {clusterSelector: {matchLabels: {site: edge}}}\n"
     )
     result = runner.invoke(
@@ -191,10 +191,10 @@ def test_plan_across_members_selects_by_label_and_reports_what_fits_nowhere(tmp_
             "-o", "json",
         ],
     )  # fmt: skip
-    assert result.exit_code == 1, result.output  # 3 of 5 fit nowhere
+    assert result.exit_code == 1, result.output  # 2 of 8 fit nowhere
     (item,) = json.loads(result.output)
-    assert [(m["name"], m["replicas"]) for m in item["members"]] == [("edge", 2)]
-    assert item["unschedulable"] == 3 and "labels do not match" in item["excluded"]["gpu"]
+    assert [(m["name"], m["replicas"]) for m in item["members"]] == [("edge", 6)]
+    assert item["unschedulable"] == 2 and "labels do not match" in item["excluded"]["gpu"]
 
 
 def test_plan_needs_nodes_or_clusters_and_labels_need_a_cluster() -> None:
@@ -204,3 +204,50 @@ def test_plan_needs_nodes_or_clusters_and_labels_need_a_cluster() -> None:
         app, ["plan", "-f", example, "--cluster", f"a={NODE_SETS / 'cpu.yaml'}", "--cluster-labels", "b=x=y"]
     )
     assert bad.exit_code == 2 and "no --cluster named b" in bad.output
+
+
+def test_render_prints_what_the_operator_applies_and_a_t4_gets_weights_that_exist(tmp_path: Path) -> None:
+    """The issue's T4 case: glm-4-9b-chat on one 16 GB T4 fits only quantized. `autoglm render` prints the model
+    cache claim, the llm-compressor Job that writes int8 weights, and a vLLM pod that loads them (not the bf16
+    checkpoint); every object is valid for Kubernetes 1.34."""
+    import kubernetes_validate
+    import yaml
+
+    nodes = yaml.safe_load((NODE_SETS / "nvidia-mixed.yaml").read_text())
+    t4 = next(n for n in nodes["items"] if n["metadata"]["name"] == "t4-0")
+    t4["metadata"]["labels"]["nvidia.com/gpu.count"] = "1"
+    for field in ("capacity", "allocatable"):
+        t4["status"][field]["nvidia.com/gpu"] = "1"
+    (tmp_path / "t4.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [t4]}))
+    md = yaml.safe_load((EXAMPLES / "glm-4-9b-chat.yaml").read_text())
+    md["spec"]["resources"]["maxConcurrentSequences"] = 4
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump(md))
+    result = runner.invoke(app, ["render", "-f", str(tmp_path / "md.yaml"), "--nodes", str(tmp_path / "t4.yaml")])
+    assert result.exit_code == 0, result.output
+    objects = list(yaml.safe_load_all(result.output))
+    assert [o["kind"] for o in objects] == [
+        "PersistentVolumeClaim",
+        "Job",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodMonitor",
+    ]
+    for obj in objects:
+        if not obj["apiVersion"].startswith("monitoring.coreos.com"):
+            kubernetes_validate.validate(obj, "1.34.0", strict=True)
+    job, deployment = objects[1], objects[2]
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    artifact = script.split("THUDM/glm-4-9b-chat ")[1].split()[0]
+    assert "llmcompressor==0.8.1" in script and script.split(artifact)[1].split()[0] == "W8A8"
+    server = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert server["args"][0] == artifact and "--dtype" in server["args"]
+    assert deployment["spec"]["template"]["spec"]["initContainers"][0]["name"] == "wait-for-artifact"
+
+
+def test_render_of_a_deployment_that_cannot_be_placed_exits_1_with_the_reason() -> None:
+    result = runner.invoke(
+        app, ["render", "-f", str(EXAMPLES / "glm-4.5.yaml"), "--nodes", str(NODE_SETS / "cpu.yaml")]
+    )
+    assert result.exit_code == 1
+    assert "cannot be placed" in result.output

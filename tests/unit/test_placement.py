@@ -127,17 +127,17 @@ def test_static_weights_leave_unlisted_members_out_unless_none_is_a_candidate() 
 
 def test_duplicated_runs_the_full_count_where_it_fits() -> None:
     s = spec(
-        model={"name": "glm-4-9b-chat"}, replicas={"min": 3, "max": 5}, placement={"replicaScheduling": "Duplicated"}
+        model={"name": "glm-4-9b-chat"}, replicas={"min": 7, "max": 8}, placement={"replicaScheduling": "Duplicated"}
     )
     fleet = place(members("gpu", "ascend", "edge"), s, planner_for(s), NOW)
     assert {x.name: (x.replicas, x.max_replicas) for x in fleet.shares} == {
-        "ascend": (3, 5),
-        "edge": (2, 5),
-        "gpu": (3, 5),
+        "ascend": (7, 8),
+        "edge": (6, 8),
+        "gpu": (7, 8),
     }
     assert fleet.unschedulable == 1
     edge = fleet.share("edge")
-    assert edge is not None and any("holds only 2 of the 3" in r for r in edge.reasons)
+    assert edge is not None and any("holds only 6 of the 7" in r for r in edge.reasons)
 
 
 def test_dynamic_weights_follow_what_each_member_can_hold() -> None:
@@ -149,7 +149,7 @@ def test_dynamic_weights_follow_what_each_member_can_hold() -> None:
     plan_for = planner_for(s)
     fleet = place(members("gpu", "ascend", "edge"), s, plan_for, NOW)
     caps = {name: capacity(plan_for(name, 11)) for name in NODE_FILES}
-    assert caps == {"gpu": 16, "ascend": 26, "edge": 2}
+    assert caps == {"gpu": 16, "ascend": 26, "edge": 6}
     shares = {x.name: x.replicas for x in fleet.shares}
     assert sum(shares.values()) == 11 and shares["ascend"] > shares["gpu"] > shares["edge"]
     assert shares == divide(11, {k: float(v) for k, v in caps.items()}, caps)
@@ -158,13 +158,13 @@ def test_dynamic_weights_follow_what_each_member_can_hold() -> None:
 def test_a_member_that_cannot_hold_its_share_spills_and_the_rest_is_unschedulable() -> None:
     s = spec(
         model={"name": "glm-4-9b-chat"},
-        replicas={"min": 6, "max": 6},
+        replicas={"min": 8, "max": 8},
         placement={"clusters": ["edge"], "weights": {"static": [{"cluster": "edge", "weight": 1}]}},
     )
     fleet = place(members("edge"), s, planner_for(s), NOW)
     edge = fleet.share("edge")
-    assert edge is not None and (edge.replicas, fleet.unschedulable) == (2, 4)
-    assert fleet.summary.endswith("4 unschedulable")
+    assert edge is not None and (edge.replicas, fleet.unschedulable) == (6, 2)
+    assert fleet.summary.endswith("2 unschedulable")
 
 
 @pytest.mark.parametrize("order", [("gpu", "ascend", "edge"), ("edge", "ascend", "gpu")])

@@ -72,15 +72,24 @@ def test_long_context_kv_cache_sets_tensor_parallel(catalog) -> None:
     assert long.primary.memory.kv_cache > long.primary.memory.weights
 
 
+W8A8 = {"precision": "int8", "format": "msmodelslim-w8a8", "source": "pvc://models/GLM-4.5-w8a8"}
+
+
 def test_quantizes_only_when_needed_to_fit(catalog) -> None:
     one_node = [n for n in load_nodes("huawei-ascend.yaml") if n["metadata"]["name"] == "ascend-910b3-0"]
-    s = spec(model={"name": "GLM-4.5"}, resources={"contextLength": 32768, "maxConcurrentSequences": 8})
+    s = spec(
+        model={"name": "GLM-4.5", "checkpoints": [W8A8]},
+        resources={"contextLength": 32768, "maxConcurrentSequences": 8},
+    )
     p = plan(build_inventory(one_node), profile_for(s.model), catalog, s)
     chosen = p.primary
     assert chosen is not None and chosen.precision is Precision.INT8 and chosen.tensor_parallel == 8
     rejected = {r.precision for r in p.rejections}
     assert {Precision.BF16, Precision.FP16} <= rejected
     assert "quantized because" in chosen.reasons[1]
+    # the W8A8 checkpoint is what vllm-ascend loads, with its quantization method
+    assert chosen.args[0] == "/models/GLM-4.5-int8" and chosen.args[-2:] == ["--quantization", "ascend"]
+    assert "msmodelslim-w8a8 checkpoint pvc://models/GLM-4.5-w8a8" in " ".join(chosen.reasons)
     # With a second node the model keeps bf16 and spans both nodes instead of quantizing.
     two = _plan(
         "huawei-ascend.yaml",
@@ -90,6 +99,32 @@ def test_quantizes_only_when_needed_to_fit(catalog) -> None:
     )
     spanned = next(o for o in two.options if o.pool == "huawei-ascend910b3-x8")
     assert (spanned.precision, spanned.tensor_parallel, spanned.pipeline_parallel) == (Precision.BF16, 8, 2)
+
+
+def test_no_precision_is_offered_without_weights_that_exist(catalog) -> None:
+    """GLM-4.5 on one Ascend node fits only at int8, and int8 on vllm-ascend needs an msModelSlim W8A8 checkpoint:
+    without one the planner offers nothing and says so."""
+    one_node = [n for n in load_nodes("huawei-ascend.yaml") if n["metadata"]["name"] == "ascend-910b3-0"]
+    s = spec(model={"name": "GLM-4.5"}, resources={"contextLength": 32768, "maxConcurrentSequences": 8})
+    p = plan(build_inventory(one_node), profile_for(s.model), catalog, s)
+    assert p.primary is None
+    why = next(r.reason for r in p.rejections if r.backend == "vllm-ascend" and r.precision is Precision.INT8)
+    assert "needs a pre-quantized checkpoint (msmodelslim-w8a8)" in why and "spec.model.checkpoints" in why
+
+
+def test_a_quantization_job_makes_int4_weights_for_vllm_and_the_pod_loads_them(catalog) -> None:
+    p = _plan("nvidia-h100.yaml", catalog, model={"name": "glm-4-9b-chat"}, precision="int4")
+    chosen = p.primary
+    assert chosen is not None and chosen.conversion is not None
+    job = chosen.conversion
+    assert job.produces == "compressed-tensors" and job.tool_version == "llmcompressor-0.8.1"
+    assert job.args[0].split()[-3:] == ["THUDM/glm-4-9b-chat", job.artifact_path, "W4A16"]
+    assert chosen.args[0] == job.artifact_path  # vLLM serves what the Job wrote, not the bf16 checkpoint
+    # a checkpoint the deployment names is served as it is, and no Job runs
+    awq = {"precision": "int4", "format": "awq", "source": "hf://example-org/glm-4-9b-chat-awq"}
+    named = _plan("nvidia-h100.yaml", catalog, model={"name": "glm-4-9b-chat", "checkpoints": [awq]}, precision="int4")
+    assert named.primary is not None and named.primary.conversion is None
+    assert named.primary.args[0] == "example-org/glm-4-9b-chat-awq"
 
 
 def test_multi_node_pipeline_when_one_node_cannot_hold_it(catalog) -> None:

@@ -289,3 +289,35 @@ def test_a_stamped_object_is_sent_again_only_when_its_rendering_or_the_live_obje
 
 def test_quantities_are_written_as_the_api_server_writes_them_back() -> None:
     assert [quantity(v) for v in (8.0, 12, 0.5, 2.25)] == ["8", "12", "500m", "2250m"]
+
+
+def test_weights_on_a_users_claim_are_mounted_where_the_runtime_loads_them() -> None:
+    """A pvc:// source is mounted read-only at the path the runtime's model argument names, in the serving
+    pods; weights on s3:// and the like are not fetched, and the plan says where they must be put."""
+    md = ModelDeployment.model_validate(
+        {
+            "metadata": {"name": "glm", "namespace": "serving", "uid": "1234-uid"},
+            "spec": {"model": {"name": "glm-4-9b-chat", "source": "pvc://weights/glm-4-9b-chat/main"}},
+        }
+    )
+    p = _plan(md, "nvidia-h100.yaml")
+    objects = serving_objects(md, p, RUNTIMES)
+    _validate(objects)
+    (deploy,) = _by_kind(objects, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    server = pod["containers"][0]
+    mount = next(m for m in server["volumeMounts"] if m["name"].startswith("weights-"))
+    assert mount == {
+        "name": mount["name"],
+        "mountPath": server["args"][0],
+        "readOnly": True,
+        "subPath": "glm-4-9b-chat/main",
+    }
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
+    s3 = _md()
+    s3 = ModelDeployment.model_validate(
+        {**s3.model_dump(by_alias=True), "spec": {"model": {"name": "glm-4-9b-chat", "source": "s3://b/glm"}}}
+    )
+    warned = _plan(s3, "nvidia-h100.yaml")
+    assert any("does not fetch s3:// weights (s3://b/glm)" in w for w in warned.warnings)

@@ -47,6 +47,26 @@ class Conversion(ApiModel):
     )
 
 
+class QuantizedWeights(ApiModel):
+    """Where one quantized precision's weights come from, for a runtime that loads checkpoints."""
+
+    online: bool = Field(
+        default=False,
+        description="The runtime quantizes the 16-bit checkpoint as it loads it (precisionArgs say how).",
+    )
+    formats: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Pre-quantized checkpoint formats it loads (awq, gptq, compressed-tensors, msmodelslim-w8a8): a "
+            "checkpoint of the model in one of them (spec.model.checkpoints, or the catalog's) is served as is."
+        ),
+    )
+    conversion: Conversion | None = Field(
+        default=None,
+        description="A Job that quantizes the 16-bit checkpoint into such weights, cached like compile steps.",
+    )
+
+
 class BackendRuntimeSpec(ApiModel):
     accelerator: AcceleratorSelector = Field(description="Which accelerators this runtime serves on.")
     model_types: list[str] = Field(default_factory=lambda: ["*"], description="HF model_type values served; * for any.")
@@ -55,6 +75,14 @@ class BackendRuntimeSpec(ApiModel):
         min_length=1, description="Formats it loads: safetensors, gguf, tensorrt-engine, om, bmodel."
     )
     image: str = Field(min_length=1, description="Serving image.")
+    engine_version: str | None = Field(
+        default=None,
+        description=(
+            "The serving engine release the image carries, as pip names it (vllm==0.11.0; a platform plugin "
+            "after a plus: vllm==0.10.0+vllm-ascend==0.10.0rc1). The arguments rendered for it are checked "
+            "against that release's own argument definitions."
+        ),
+    )
     command: list[str] = Field(default_factory=list, description="Entrypoint override.")
     args: list[str] = Field(
         default_factory=list,
@@ -69,6 +97,13 @@ class BackendRuntimeSpec(ApiModel):
     quant_names: dict[str, str] = Field(
         default_factory=dict,
         description="Each precision's name in the runtime's tools (int4: Q4_K_M, w4bf16, ...), for {quant}.",
+    )
+    quantized_weights: dict[str, QuantizedWeights] = Field(
+        default_factory=dict,
+        description=(
+            "Per quantized precision (fp8, int8, int4): where its weights come from. A quantized precision with "
+            "no entry here, and no compile step, is not offered: no checkpoint of that precision would exist."
+        ),
     )
     env: list[EnvVar] = Field(default_factory=list, description="Container environment.")
     pod_annotations: dict[str, str] = Field(
@@ -91,6 +126,12 @@ class BackendRuntimeSpec(ApiModel):
         description="Multi-node: command of the other pods; they join $AUTOGLM_LEADER_ADDRESS (no args).",
     )
     max_tensor_parallel: int | None = Field(default=None, ge=1, description="Largest TP the runtime supports.")
+    max_concurrent_sequences: int | None = Field(
+        default=None,
+        ge=1,
+        description="The most sequences one replica serves at once, where the runtime fixes it (a compiled "
+        "engine's batch); the plan sizes the KV cache for no more, and says so.",
+    )
     runtime_overhead_gib: float = Field(
         alias="runtimeOverheadGiB",
         default=1.5,

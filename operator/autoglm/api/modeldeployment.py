@@ -8,7 +8,7 @@ from typing import ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from autoglm.api.common import ApiModel, Condition, CrdInfo, PrecisionChoice, Resource
+from autoglm.api.common import ApiModel, Condition, CrdInfo, Precision, PrecisionChoice, Resource
 
 # CEL has no bit operations, so the power-of-two rule is written as membership; 1 B to 1 MiB covers every
 # allocator granularity in use (CUDA 256 B, Ascend 32 B/512 B, 2 MiB pages are not per-tensor).
@@ -48,6 +48,19 @@ class ModelArchitecture(ApiModel):
     )
 
 
+class Checkpoint(ApiModel):
+    """A pre-quantized checkpoint of the model (AWQ, GPTQ, compressed-tensors, msModelSlim W8A8, ...)."""
+
+    precision: Precision = Field(description="The precision its weights are stored in.")
+    format: str = Field(
+        min_length=1, description="Its format, as runtimes name it in quantizedWeights (awq, gptq, msmodelslim-w8a8)."
+    )
+    source: str = Field(
+        description="Where it comes from: hf://org/repo, pvc://claim/path, ...",
+        pattern=r"^(hf|pvc|oci|s3|gs|file)://.+",
+    )
+
+
 class ModelSource(ApiModel):
     name: str = Field(
         min_length=1,
@@ -61,6 +74,10 @@ class ModelSource(ApiModel):
     revision: str = Field(default="main", description="Source revision (git ref, tag or digest).")
     architecture: ModelArchitecture | None = Field(
         default=None, description="Architecture facts; required for models outside the built-in catalog."
+    )
+    checkpoints: list[Checkpoint] = Field(
+        default_factory=list,
+        description="Pre-quantized checkpoints of this model, used for their precision before the catalog's.",
     )
 
 

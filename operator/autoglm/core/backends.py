@@ -94,8 +94,10 @@ def unknown_placeholders(runtime: BackendRuntime) -> set[str]:
     texts = list(runtime.spec.args) + [e.value for e in runtime.spec.env] + list(runtime.spec.command)
     for extra in runtime.spec.precision_args.values():
         texts += extra
-    if runtime.spec.conversion:
-        texts += runtime.spec.conversion.args + runtime.spec.conversion.command
+    conversions = [runtime.spec.conversion] + [q.conversion for q in runtime.spec.quantized_weights.values()]
+    for conversion in conversions:
+        if conversion is not None:
+            texts += conversion.args + conversion.command
     used = {field for text in texts for _, field, _, _ in string.Formatter().parse(text) if field}
     return used - PLACEHOLDERS
 

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoglm.api.common import Precision
-from autoglm.api.modeldeployment import KvCacheDtype, ModelArchitecture, ModelSource
+from autoglm.api.modeldeployment import Checkpoint, KvCacheDtype, ModelArchitecture, ModelSource
 
 # Fields the profile cannot be computed without (the rest have sound defaults).
 REQUIRED_FIELDS = ("hidden_size", "num_layers", "num_attention_heads", "intermediate_size", "vocab_size")
@@ -59,12 +59,16 @@ class ModelProfile(_Frozen):
     active_parameters: int = Field(description="Parameters touched per token (MoE: routed top-k only).")
     published_parameters: int | None = None
     quantization: dict[Precision, QuantScheme] = Field(description="Storage of each precision.")
+    checkpoints: tuple[Checkpoint, ...] = Field(
+        default=(), description="Pre-quantized checkpoints, the deployment's own before the catalog's."
+    )
 
 
 class CatalogEntry(_Frozen):
     name: str
     source: str
     architecture: ModelArchitecture
+    checkpoints: list[Checkpoint] = Field(default_factory=list)
 
 
 class ModelCatalog(_Frozen):
@@ -209,7 +213,11 @@ def profile_for(model: ModelSource, catalog: ModelCatalog | None = None) -> Mode
     """The profile of a ModelDeployment's model: catalog entry plus spec overrides."""
     catalog = catalog or load_model_catalog()
     arch, source = resolve_architecture(model, catalog)
-    return build_profile(model.name, arch, source, catalog.quantization)
+    profile = build_profile(model.name, arch, source, catalog.quantization)
+    entry = catalog.find(model.name)
+    # The catalog's checkpoints are of its source: a deployment that names other weights does not get them.
+    own = entry.checkpoints if entry is not None and source == entry.source else []
+    return profile.model_copy(update={"checkpoints": (*model.checkpoints, *own)})
 
 
 def _align(nbytes: float, alignment: int) -> int:

@@ -26,6 +26,7 @@ from autoglm.core.backends import (
 )
 from autoglm.core.hardware import GIB, AcceleratorPool, Inventory
 from autoglm.core.models import ModelProfile, activation_dtype, kv_bytes_per_token, weight_bytes
+from autoglm.core.weights import weight_source
 
 QUALITY_RANK = {Precision.FP8: 0, Precision.BF16: 0, Precision.FP16: 0, Precision.INT8: 1, Precision.INT4: 2}
 TORCH_DTYPE = {Precision.BF16: "bfloat16", Precision.FP16: "float16"}
@@ -100,6 +101,10 @@ class PoolOption(_Frozen):
     )
     collective_env: dict[str, str] = Field(default_factory=dict)
     pod_annotations: dict[str, str] = Field(default_factory=dict)
+    weight_mounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Weights on a PersistentVolumeClaim: mount path -> claim/path (from pvc:// sources).",
+    )
     replica_tflops: float
     reasons: list[str]
 
@@ -214,7 +219,7 @@ def _estimate(req: _Request, shape: _Shape) -> MemoryEstimate:
     profile, spec, context, memo = req.profile, req.spec, req.context, req.memo
     pool, runtime, precision, kv_dtype, tp, pp = shape
     weights = memo.weight_bytes(profile, precision, spec.memory_alignment, tp)
-    kv = kv_bytes_per_token(profile, kv_dtype, tp) * context * spec.resources.max_concurrent_sequences
+    kv = kv_bytes_per_token(profile, kv_dtype, tp) * context * sequences(spec, runtime)
     usable = int(pool.memory_bytes * (1 - spec.resources.memory_headroom))
     return MemoryEstimate(
         weights=math.ceil(weights / pp),
@@ -223,6 +228,13 @@ def _estimate(req: _Request, shape: _Shape) -> MemoryEstimate:
         usable=usable,
         device_memory=pool.memory_bytes,
     )
+
+
+def sequences(spec: ModelDeploymentSpec, runtime: BackendRuntime) -> int:
+    """Concurrent sequences one replica serves: the spec's, unless the runtime fixes fewer."""
+    limit = runtime.spec.max_concurrent_sequences
+    wanted = spec.resources.max_concurrent_sequences
+    return min(wanted, limit) if limit is not None else wanted
 
 
 def _capacity(pool: AcceleratorPool, tp: int, pp: int) -> int:
@@ -248,36 +260,58 @@ def _cache_key(
 
 
 def _model_location(profile: ModelProfile) -> str:
-    source = profile.source or ""
+    return _location(profile.source or "", profile.name)
+
+
+def _location(source: str, name: str) -> str:
+    """What the runtime loads: a Hugging Face id as is, anything else under the model root (a pvc:// source
+    is mounted there, see _mounts; other schemes are expected on the model cache, a plan warning says)."""
     if source.startswith("hf://"):
         return source.removeprefix("hf://")
-    return f"{MODEL_ROOT}/{profile.name}"
+    return f"{MODEL_ROOT}/{name}"
+
+
+def _mounts(*sources: tuple[str, str]) -> dict[str, str]:
+    """pvc://claim/path sources, each mounted where _location points: mount path -> claim/path."""
+    return {_location(s, n): s.removeprefix("pvc://") for s, n in sources if s.startswith("pvc://")}
+
+
+UNFETCHED = ("s3://", "gs://", "oci://", "file://")
 
 
 def _option(req: _Request, shape: _Shape, memory: MemoryEstimate) -> PoolOption:
     profile, spec, context, served_name = req.profile, req.spec, req.context, req.served_name
     pool, runtime, precision, kv_dtype, tp, pp = shape
     activation = activation_dtype(precision, pool.precisions)
-    conv = runtime.spec.conversion
+    source = weight_source(runtime, precision, profile.checkpoints)
+    assert not isinstance(source, str), source  # _options_on_pool rejected this precision already
+    conv = runtime.spec.conversion or source.quantization
     key = _cache_key(profile, spec, precision, pool, conv.tool_version, tp, conv.needs_accelerator) if conv else ""
     artifact = f"{ARTIFACT_ROOT}/{key}" if conv else ""
     quant = runtime.spec.quant_names.get(precision.value, precision.value)
+    model = _model_location(profile)
+    loaded = [(profile.source or "", profile.name)]
+    if source.checkpoint is not None:
+        model = _location(source.checkpoint.source, f"{profile.name}-{precision.value}")
+        loaded = [(source.checkpoint.source, f"{profile.name}-{precision.value}")]
     values = {
-        "model": _model_location(profile),
+        "model": model,
         "servedName": served_name,
         "tp": tp,
         "pp": pp,
         "dtype": TORCH_DTYPE[activation],
         "contextLength": context,
-        "maxSeqs": spec.resources.max_concurrent_sequences,
-        "totalContext": context * spec.resources.max_concurrent_sequences,
+        "maxSeqs": sequences(spec, runtime),
+        "totalContext": context * sequences(spec, runtime),
         "port": runtime.spec.ports[0].container_port if runtime.spec.ports else 8000,
         "artifact": artifact,
         "quant": quant,
         "socVersion": pool.soc_version or "",
         "gpuMemoryUtilization": f"{1 - spec.resources.memory_headroom:.2f}",
     }
-    args = fill(runtime.spec.args, values) + fill(runtime.spec.precision_args.get(precision.value, []), values)
+    # A quantization Job reads the model's checkpoint and the runtime then loads what it wrote.
+    serving = {**values, "model": artifact} if source.quantization is not None else values
+    args = fill(runtime.spec.args, serving) + fill(runtime.spec.precision_args.get(precision.value, []), serving)
     conversion = None
     if conv:
         conversion = ConversionStep(
@@ -306,9 +340,15 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate) -> PoolOption:
         f"TP={tp}"
         + (f" x PP={pp} across {pp} nodes" if pp > 1 else "")
         + f": smallest split that fits, {memory.describe()}",
+        f"weights {source.how}",
     ]
     if conversion:
         reasons.append(f"needs {conversion.produces} conversion (cache key {key})")
+    if sequences(spec, runtime) < spec.resources.max_concurrent_sequences:
+        reasons.append(
+            f"{sequences(spec, runtime)} concurrent sequences per replica, the most {runtime.metadata.name} serves "
+            f"(maxConcurrentSequences asks {spec.resources.max_concurrent_sequences})"
+        )
     return PoolOption(
         pool=pool.name,
         vendor=pool.vendor,
@@ -317,9 +357,9 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate) -> PoolOption:
         backend=runtime.metadata.name,
         backend_priority=runtime.spec.priority,
         image=runtime.spec.image,
-        command=fill(runtime.spec.command, values),
+        command=fill(runtime.spec.command, serving),
         args=args,
-        env={e.name: fill([e.value], values)[0] for e in runtime.spec.env},
+        env={e.name: fill([e.value], serving)[0] for e in runtime.spec.env},
         precision=precision,
         kv_cache_dtype=kv_dtype,
         tensor_parallel=tp,
@@ -334,6 +374,7 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate) -> PoolOption:
         hosts=sorted(pool.node_names) if pool.is_cpu else [],
         collective_env=pool.collective_env,
         pod_annotations=dict(runtime.spec.pod_annotations),
+        weight_mounts=_mounts(*loaded),
         replica_tflops=peak * devices,
         reasons=reasons,
     )
@@ -451,6 +492,10 @@ def _options_on_pool(
             continue
         unplaced: PoolOption | None = None
         for precision in offered:
+            source = weight_source(runtime, precision, profile.checkpoints)
+            if isinstance(source, str):
+                rejections.append(Rejection(pool=pool.name, backend=name, precision=precision, reason=source))
+                continue
             fit = _fit_on_pool(req, pool, runtime, precision)
             if not isinstance(fit, PoolOption):
                 rejections.append(fit)
@@ -494,6 +539,28 @@ def _assign(options: list[PoolOption], wanted: int) -> list[Assignment]:
     return assignments
 
 
+def option_for(
+    profile: ModelProfile,
+    spec: ModelDeploymentSpec,
+    pool: AcceleratorPool,
+    runtime: BackendRuntime,
+    precision: Precision,
+    tp: int,
+    pp: int = 1,
+    served_name: str | None = None,
+) -> PoolOption | str:
+    """The option plan() would make for this exact layout, whether or not it fits (the memory estimate says),
+    or why there are no weights for it: for reviewing what each decision renders, layout by layout."""
+    source = weight_source(runtime, precision, profile.checkpoints)
+    if isinstance(source, str):
+        return source
+    context = min(spec.resources.context_length, profile.max_context)
+    req = _Request(profile, spec, context, served_name or profile.name, _Memo())
+    kv_dtype = _kv_dtype(spec, activation_dtype(precision, pool.precisions))
+    shape = _Shape(pool, runtime, precision, kv_dtype, tp, pp)
+    return _option(req, shape, _estimate(req, shape))
+
+
 def plan(
     inventory: Inventory,
     profile: ModelProfile,
@@ -513,6 +580,12 @@ def plan(
             f"budgeting {profile.max_context}"
         )
         context = profile.max_context
+    sources = [profile.source or "", *(c.source for c in profile.checkpoints)]
+    for unfetched in sorted({s for s in sources if s.startswith(UNFETCHED)}):
+        warnings.append(
+            f"the operator does not fetch {unfetched.split('://')[0]}:// weights ({unfetched}): the pods load them "
+            f"from {MODEL_ROOT}/ on the model cache volume, where they must be put first"
+        )
     req = _Request(profile=profile, spec=spec, context=context, served_name=served, memo=memo)
     runtimes, backend_error = _runtime_candidates(spec, catalog)
     if backend_error:

@@ -72,10 +72,12 @@ def template_hash(option: PoolOption) -> str:
         "collective_env",
         "conversion",
         "pod_annotations",
+        "weight_mounts",
     )
     data = option.model_dump(mode="json", include=set(keys))
-    if not data["pod_annotations"]:
-        del data["pod_annotations"]  # absent and empty hash the same: an upgrade rolls no pods
+    for optional in ("pod_annotations", "weight_mounts"):
+        if not data[optional]:
+            del data[optional]  # absent and empty hash the same: an upgrade rolls no pods
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -157,7 +159,9 @@ def model_cache_claim(md: ModelDeployment, weight_bytes: int) -> Manifest | None
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec}
 
 
-def _volumes(md: ModelDeployment) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(
+    md: ModelDeployment, option: PoolOption | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     if md.spec.model_cache.enabled:
@@ -166,6 +170,12 @@ def _volumes(md: ModelDeployment) -> tuple[list[dict[str, Any]], list[dict[str, 
             {"name": "model-cache", "mountPath": MODEL_ROOT, "subPath": "models"},
             {"name": "model-cache", "mountPath": ARTIFACT_ROOT, "subPath": "artifacts"},
         ]
+    # Weights on a claim of the user's (pvc://claim/path), read-only where the runtime loads them.
+    for index, (path, where) in enumerate(sorted((option.weight_mounts if option else {}).items())):
+        claim, _, sub = where.partition("/")
+        name = f"weights-{index}"
+        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        mounts.append({"name": name, "mountPath": path, "readOnly": True, **({"subPath": sub} if sub else {})})
     return volumes, mounts
 
 
@@ -214,7 +224,7 @@ def _pod_spec(
     args: list[str],
     extra_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    volumes, mounts = _volumes(md)
+    volumes, mounts = _volumes(md, option)
     container: dict[str, Any] = {
         "name": "server",
         "image": option.image,
@@ -375,7 +385,7 @@ def conversion_job(md: ModelDeployment, option: PoolOption) -> Manifest | None:
     conv = option.conversion
     if conv is None:
         return None
-    volumes, mounts = _volumes(md)
+    volumes, mounts = _volumes(md, option)
     container: dict[str, Any] = {
         "name": "convert",
         "image": conv.image,
@@ -605,3 +615,13 @@ def artifact_cleanup_job(namespace: str, cache_key: str) -> Manifest:
 
 def conversion_job_name(cache_key: str) -> str:
     return f"autoglm-convert-{cache_key[:16]}"
+
+
+def desired_objects(
+    md: ModelDeployment, plan: Plan, runtimes: Mapping[str, BackendRuntime], cache_bytes: int
+) -> list[Manifest]:
+    """Everything the operator applies for a feasible plan on one cluster, in the order it applies them: the
+    model cache claim, the conversion Jobs, then the serving objects (stamped as applied)."""
+    claim = model_cache_claim(md, cache_bytes)
+    jobs = [job for a in plan.assignments if a.option.conversion and (job := conversion_job(md, a.option))]
+    return ([claim] if claim else []) + jobs + [stamped(o) for o in serving_objects(md, plan, runtimes)]

@@ -137,6 +137,58 @@ def plan(
         raise typer.Exit(EXIT_INFEASIBLE)
 
 
+@app.command()
+def render(
+    file: Annotated[Path, typer.Option("-f", "--filename", help="ModelDeployment YAML (one or more documents).")],
+    nodes: Annotated[
+        Path, typer.Option("--nodes", help="Nodes of the cluster, as `kubectl get nodes -o yaml` prints them.")
+    ],
+    backends: Annotated[
+        Path | None, typer.Option("--backends", help="Extra or overriding BackendRuntime YAML.")
+    ] = None,
+) -> None:
+    """Print, as YAML, exactly the objects the operator would apply for each ModelDeployment's plan on these
+    nodes (model cache claim, conversion Jobs, workloads, Service, HPA, PodMonitor): for review before a GitOps
+    merge, as `helm template` is. Owner references carry no uid until the deployment exists.
+
+    Exit status: 0 every deployment rendered, 1 some cannot be placed (reasons on stderr), 2 bad input.
+    """
+    from autoglm.api.common import Precision
+    from autoglm.core.models import weight_bytes
+    from autoglm.core.render import desired_objects
+
+    try:
+        deployments = parse_objects(file, ModelDeployment, "ModelDeployment")
+        extra = parse_objects(backends, BackendRuntime, "BackendRuntime") if backends else []
+        node_list = read_nodes(nodes)
+    except InputError as exc:
+        raise _fail(exc.problems) from None
+    catalog = merge_catalogs(load_default_catalog(), extra)
+    runtimes = {b.metadata.name: b for b in catalog}
+    models = load_model_catalog()
+    inventory = build_inventory(node_list)
+    documents: list[dict[str, Any]] = []
+    problems: list[InputProblem] = []
+    infeasible = False
+    for md in deployments:
+        try:
+            profile = profile_for(md.spec.model, models)
+        except ProfileError as exc:
+            problems.append(InputProblem(str(file), "spec.model", str(exc)))
+            continue
+        result = make_plan(inventory, profile, catalog, md.spec, served_name=md.metadata.name)
+        if not result.feasible:
+            infeasible = True
+            err.print(f"{md.metadata.namespace or 'default'}/{md.metadata.name}: {result.summary}")
+            continue
+        documents += desired_objects(md, result, runtimes, weight_bytes(profile, Precision.BF16))
+    if problems:
+        raise _fail(problems)
+    typer.echo(yaml.safe_dump_all(documents, sort_keys=False), nl=False)
+    if infeasible:
+        raise typer.Exit(EXIT_INFEASIBLE)
+
+
 def _plan_fleet(
     file: Path,
     deployments: list[ModelDeployment],
