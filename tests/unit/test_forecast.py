@@ -232,3 +232,27 @@ def test_forecast_ticks_fall_a_quarter_interval_past_the_clocks_multiples() -> N
     assert OperatorContext._until_next_tick(context, 100.0) == pytest.approx(35.0)  # type: ignore[arg-type]
     assert OperatorContext._until_next_tick(context, 130.0) == pytest.approx(5.0)  # type: ignore[arg-type]
     assert OperatorContext._until_next_tick(context, 135.0) == pytest.approx(60.0)  # type: ignore[arg-type]
+
+
+def test_capacity_per_replica_comes_from_the_measured_profile_at_the_latency_targets() -> None:
+    """The H100 profile committed in benchmarks/results: TTFT <= 1 s and ITL <= 100 ms hold up to 32 sequences
+    (64 takes 1.19 s to the first token); an explicit capacityPerReplica still wins, and without either the
+    HPA's target is the capacity."""
+    import yaml
+
+    from autoglm.api.modeldeployment import ModelDeployment
+    from autoglm.core.forecast.queries import capacity_from_profile, capacity_per_replica
+    from tests.conftest import EXAMPLES
+
+    md = ModelDeployment.model_validate(yaml.safe_load((EXAMPLES / "glm-4-9b-chat-capacity-profile.yaml").read_text()))
+    profile = md.spec.autoscaling.forecast.capacity_profile
+    assert profile is not None and capacity_per_replica(md.spec) == 32.0
+    tight = profile.model_copy(update={"itl_target_seconds": 0.066})  # up to 4 pass; 8 takes 68 ms a token
+    assert capacity_from_profile(tight) == 4
+    assert capacity_from_profile(profile.model_copy(update={"ttft_target_seconds": 0.01})) == 1
+    given = md.spec.model_copy(deep=True)
+    given.autoscaling.forecast.capacity_per_replica = 20
+    assert capacity_per_replica(given) == 20
+    given.autoscaling.forecast.capacity_per_replica = None
+    given.autoscaling.forecast.capacity_profile = None
+    assert capacity_per_replica(given) == md.spec.autoscaling.target_per_replica

@@ -265,7 +265,7 @@ def test_no_free_devices_is_a_reason(catalog) -> None:
     s = spec(model={"name": "glm-4-9b-chat"}, fallbackPolicy="none")
     p = plan(build_inventory(nodes, pods=pods), profile_for(s.model), catalog, s)
     assert not p.feasible
-    assert any("no node of" in r.reason and "free" in r.reason for r in p.rejections)
+    assert any(r.kind == "capacity" and "but needs" in r.reason and "free" in r.reason for r in p.rejections)
 
 
 def test_mig_slices_are_single_device(catalog) -> None:
@@ -306,3 +306,43 @@ def test_plan_entries_for_status(catalog) -> None:
     p = _plan("nvidia-h100.yaml", catalog, model={"name": "glm-4-9b-chat"}, replicas={"min": 2, "max": 4})
     entries = p.entries("local")
     assert len(entries) == 1 and entries[0].replicas == 2 and entries[0].precision == "fp8"
+
+
+def test_rejections_lead_with_the_closest_option_and_say_what_holds_the_devices(catalog) -> None:
+    """The issue's case: GLM-4.5 on two 910B3 nodes that each have one NPU taken by another deployment. The
+    deciding rejection (8 free needed per node on two nodes, 7 free, held by default/glm-4-9b-chat) comes
+    first, in the summary the condition and Event carry as in `autoglm plan`; model types the runtime does not
+    serve come last."""
+    from autoglm.core.hardware import with_released
+    from autoglm.core.planner import RejectionKind
+
+    nodes = load_nodes("huawei-ascend.yaml")
+    pods = [
+        {
+            "metadata": {
+                "name": f"glm-{i}",
+                "namespace": "default",
+                "labels": {"autoglm.io/modeldeployment": "glm-4-9b-chat"},
+            },
+            "spec": {"nodeName": node, "containers": [{"resources": {"limits": {"huawei.com/Ascend910": "1"}}}]},
+            "status": {"phase": "Running"},
+        }
+        for i, node in enumerate(["ascend-910b3-0", "ascend-910b3-1"])
+    ]
+    inventory = build_inventory(nodes, pods=pods)
+    b3 = next(p for p in inventory.pools if p.product == "Ascend910B3")
+    assert b3.holders == {"default/glm-4-9b-chat": 2}
+    released = next(p for p in with_released(inventory, pods[:1]).pools if p.product == "Ascend910B3")
+    assert released.holders == {"default/glm-4-9b-chat": 1}
+    s = spec(model={"name": "GLM-4.5"}, resources={"contextLength": 32768, "maxConcurrentSequences": 8})
+    p = plan(inventory, profile_for(s.model), catalog, s)
+    assert not p.feasible
+    first = p.rejections[0]
+    assert first.kind is RejectionKind.CAPACITY and first.shortfall == 2
+    assert first.reason == (
+        "bf16 fits at TP=8 x PP=2 but needs 8 free huawei.com/Ascend910 on each of 2 nodes; "
+        "the 2 freest nodes have 7, 7 free, held by default/glm-4-9b-chat (2)"
+    )
+    assert p.summary.startswith(f"GLM-4.5 cannot be placed: huawei-ascend910b3-x8: {first.reason}")
+    kinds = [r.kind for r in p.rejections]
+    assert kinds == sorted(kinds, key=list(RejectionKind).index) and kinds[-1] is RejectionKind.MODEL_TYPE

@@ -208,6 +208,22 @@ class ForecastModel(StrEnum):
     GRADIENT_BOOSTING = "gradientBoosting"
 
 
+class CapacityPoint(ApiModel):
+    """One measured load level of one replica (benchmarks/serving_profile.py measures them)."""
+
+    concurrency: int = Field(ge=1, description="Sequences in flight (vLLM: requests running).")
+    ttft_seconds: float = Field(gt=0, description="Time to first token at that load.")
+    itl_seconds: float = Field(gt=0, description="Inter-token latency at that load.")
+
+
+class CapacityProfile(ApiModel):
+    """A replica's measured latency against load; its capacity is the most load that meets the targets."""
+
+    points: list[CapacityPoint] = Field(min_length=1, description="Measured points, any order.")
+    ttft_target_seconds: float | None = Field(default=None, gt=0, description="Largest acceptable TTFT.")
+    itl_target_seconds: float | None = Field(default=None, gt=0, description="Largest acceptable ITL.")
+
+
 class ForecastSpec(ApiModel):
     enabled: bool = Field(default=False, description="Scale ahead of predicted load.")
     horizon_seconds: int = Field(default=1800, ge=60, description="How far ahead to predict.")
@@ -218,7 +234,13 @@ class ForecastSpec(ApiModel):
     capacity_per_replica: float | None = Field(
         default=None,
         gt=0,
-        description="Load one replica serves, in the load query's unit; default autoscaling.targetPerReplica.",
+        description="Load one replica serves, in the load query's unit; default from capacityProfile, else "
+        "autoscaling.targetPerReplica.",
+    )
+    capacity_profile: CapacityProfile | None = Field(
+        default=None,
+        description="A replica's measured TTFT and ITL against concurrency: its capacity is the highest "
+        "concurrency that meets both targets (used when capacityPerReplica is not given).",
     )
     query: str | None = Field(
         default=None,

@@ -152,6 +152,10 @@ class AcceleratorPool(_Frozen):
     free_histogram: dict[int, int] = Field(
         default_factory=dict, description="How many nodes have exactly k devices free (k > 0)."
     )
+    holders: dict[str, int] = Field(
+        default_factory=dict,
+        description="Who holds this pool's taken devices: namespace/ModelDeployment (or namespace/pod) -> devices.",
+    )
     compute_capability: str | None = None
     family: str | None = None
     interconnect: str
@@ -541,10 +545,29 @@ def with_used(inventory: Inventory, pods: Iterable[Mapping[str, Any]]) -> Invent
     return _moved(inventory, pods, taken=True)
 
 
+def _holder(pod: Mapping[str, Any]) -> str:
+    """Who a pod holds devices for: its ModelDeployment where the operator made it, else the pod itself."""
+    meta = pod.get("metadata") or {}
+    owner = (meta.get("labels") or {}).get("autoglm.io/modeldeployment") or meta.get("name") or "?"
+    return f"{meta.get('namespace') or 'default'}/{owner}"
+
+
+def _held(pods: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, int]]:
+    """(node, resource) -> holder -> devices, for the pods that still hold them."""
+    held: dict[tuple[str, str], dict[str, int]] = {}
+    for pod in pods:
+        for key, amount in _used_by_node([pod]).items():
+            counts = held.setdefault(key, {})
+            counts[_holder(pod)] = counts.get(_holder(pod), 0) + int(amount)
+    return held
+
+
 def _moved(inventory: Inventory, pods: Iterable[Mapping[str, Any]], taken: bool) -> Inventory:
+    pods = list(pods)
     used = _used_by_node(pods)
     if not used:
         return inventory
+    held = _held(pods)
     by_resource: dict[str, dict[str, int]] = {}
     for (node_name, resource), amount in used.items():
         by_resource.setdefault(resource, {})[node_name] = int(amount)
@@ -563,12 +586,17 @@ def _moved(inventory: Inventory, pods: Iterable[Mapping[str, Any]], taken: bool)
             have = moved.get(node, 0)
             moved[node] = max(0, have - qty) if taken else min(pool.allocatable_by_node[node], have + qty)
         free = {node: n for node, n in moved.items() if n > 0}
+        holders = dict(pool.holders)
+        for node in touched:
+            for holder, count in held.get((node, pool.resource_name or ""), {}).items():
+                holders[holder] = holders.get(holder, 0) + (count if taken else -count)
         pools.append(
             pool.model_copy(
                 update={
                     "free_by_node": free,
                     "free_devices": sum(free.values()),
                     "free_histogram": dict(Counter(free.values())),
+                    "holders": {h: n for h, n in sorted(holders.items()) if n > 0},
                 }
             )
         )

@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -109,11 +110,34 @@ class PoolOption(_Frozen):
     reasons: list[str]
 
 
+class RejectionKind(StrEnum):
+    """How close a rejected option came, closest first: the order rejections are shown in."""
+
+    CAPACITY = "capacity"  # fits, but too few free devices now
+    WEIGHTS = "weights"  # fits, but no weights of that precision exist yet
+    MEMORY = "memory"  # does not fit in device memory
+    PRECISION = "precision"  # the precision or KV-cache type is not available there
+    RUNTIME = "runtime"  # the runtime does not serve this accelerator or cannot be used
+    MODEL_TYPE = "model-type"  # the runtime does not serve this kind of model
+
+
+RANK = {kind: i for i, kind in enumerate(RejectionKind)}
+
+
 class Rejection(_Frozen):
     pool: str
     backend: str | None = None
     precision: Precision | None = None
     reason: str
+    kind: RejectionKind = RejectionKind.RUNTIME
+    shortfall: float = Field(default=0.0, description="Within a kind, how far off: devices short, GiB over.")
+
+
+def ranked(rejections: Sequence[Rejection]) -> list[Rejection]:
+    """Closest first: short of free devices (fewest short first), then missing weights, then memory (least
+    over first), ..., model types the runtime does not serve last. Conditions, Events and `autoglm plan` use
+    this order."""
+    return sorted(rejections, key=lambda r: (RANK[r.kind], r.shortfall))
 
 
 class Assignment(_Frozen):
@@ -393,6 +417,7 @@ def _fit_on_pool(
             backend=name,
             precision=precision,
             reason=f"kvCacheDtype fp8 needs FP8 support, which {pool.product} lacks",
+            kind=RejectionKind.PRECISION,
         )
     limit = min(
         pool.devices_per_node,
@@ -433,6 +458,8 @@ def _fit_on_pool(
         backend=name,
         precision=precision,
         reason=f"{precision.value} at {where} needs {last.describe()}{hint}",
+        kind=RejectionKind.MEMORY,
+        shortfall=(last.total - last.usable) / GIB,
     )
 
 
@@ -462,7 +489,7 @@ def _options_on_pool(
             continue
         why = model_type_mismatch(runtime, profile.model_type)
         if why:
-            rejections.append(Rejection(pool=pool.name, backend=name, reason=why))
+            rejections.append(Rejection(pool=pool.name, backend=name, reason=why, kind=RejectionKind.MODEL_TYPE))
             continue
         unknown = memo.unknown_placeholders(runtime)
         if unknown:
@@ -481,20 +508,30 @@ def _options_on_pool(
                         precision=wanted,
                         reason=f"{wanted.value} is not supported by {name} on {pool.product} "
                         f"(both support: {', '.join(p.value for p in offered) or 'none'})",
+                        kind=RejectionKind.PRECISION,
                     )
                 )
                 continue
             offered = [wanted]
         if not offered:
             rejections.append(
-                Rejection(pool=pool.name, backend=name, reason=f"{name} and {pool.product} share no precision")
+                Rejection(
+                    pool=pool.name,
+                    backend=name,
+                    reason=f"{name} and {pool.product} share no precision",
+                    kind=RejectionKind.PRECISION,
+                )
             )
             continue
         unplaced: PoolOption | None = None
         for precision in offered:
             source = weight_source(runtime, precision, profile.checkpoints)
             if isinstance(source, str):
-                rejections.append(Rejection(pool=pool.name, backend=name, precision=precision, reason=source))
+                rejections.append(
+                    Rejection(
+                        pool=pool.name, backend=name, precision=precision, reason=source, kind=RejectionKind.WEIGHTS
+                    )
+                )
                 continue
             fit = _fit_on_pool(req, pool, runtime, precision)
             if not isinstance(fit, PoolOption):
@@ -616,17 +653,11 @@ def plan(
         else:
             rejections.append(Rejection(pool="cpu", reason="CPU nodes exist but fallbackPolicy is none"))
 
+    pools = {p.name: p for p in inventory.pools}
     for option in accel_options:
         if option.max_replicas == 0:
-            rejections.append(
-                Rejection(
-                    pool=option.pool,
-                    backend=option.backend,
-                    precision=option.precision,
-                    reason=f"fits at TP={option.tensor_parallel}, but no node of {option.pool} has "
-                    f"{option.devices_per_replica} free {option.resource_name}",
-                )
-            )
+            rejections.append(_short_of_devices(option, pools[option.pool]))
+    rejections = ranked(rejections)
     options = sorted(accel_options + cpu_options, key=_rank)
     wanted = max(spec.replicas.min, 1)
     assignments = _assign(options, wanted)
@@ -650,6 +681,33 @@ def plan(
     )
 
 
+def _short_of_devices(option: PoolOption, pool: AcceleratorPool) -> Rejection:
+    """An option that fits in memory but not on the free devices: how many it needs where, how many are free,
+    and who holds the rest."""
+    tp, pp = option.tensor_parallel, option.pipeline_parallel
+    free = sorted(pool.free_by_node.values(), reverse=True)
+    layout = f"TP={tp}" + (f" x PP={pp}" if pp > 1 else "")
+    where = "on one node" if pp == 1 else f"on each of {pp} nodes"
+    # the nodes a replica would use: the pp freest ones
+    best = (free + [0] * pp)[:pp]
+    short = sum(max(0, tp - n) for n in best)
+    have = (
+        f"the most free on a node is {best[0]}"
+        if pp == 1
+        else f"the {pp} freest nodes have {', '.join(str(n) for n in best)} free"
+    )
+    holders = ", ".join(f"{h} ({n})" for h, n in sorted(pool.holders.items(), key=lambda kv: (-kv[1], kv[0])))
+    return Rejection(
+        pool=option.pool,
+        backend=option.backend,
+        precision=option.precision,
+        reason=f"{option.precision.value} fits at {layout} but needs {tp} free {option.resource_name} {where}; "
+        f"{have}" + (f", held by {holders}" if holders else ""),
+        kind=RejectionKind.CAPACITY,
+        shortfall=short,
+    )
+
+
 def _summary(profile: ModelProfile, assignments: list[Assignment], rejections: list[Rejection], feasible: bool) -> str:
     if feasible:
         parts = [
@@ -661,11 +719,10 @@ def _summary(profile: ModelProfile, assignments: list[Assignment], rejections: l
         return f"{profile.name} ({profile.parameters / 1e9:.1f}B params): " + "; ".join(parts)
     if not rejections:
         return f"{profile.name}: no accelerator or CPU node in the inventory"
-    # Lead with what a user can act on: free devices, then memory, then everything else.
-    ranked = sorted(rejections, key=lambda r: 0 if "free" in r.reason else 1 if "GiB" in r.reason else 2)
+    # Lead with what came closest (rejections arrive ranked): what a user can act on first.
     return (
         f"{profile.name} cannot be placed: "
-        + "; ".join(f"{r.pool}: {r.reason}" for r in ranked[:3])
+        + "; ".join(f"{r.pool}: {r.reason}" for r in rejections[:3])
         + (f" (+{len(rejections) - 3} more)" if len(rejections) > 3 else "")
     )
 

@@ -513,6 +513,40 @@ def _host(host_kubeconfig: Path | None) -> Any:
 
 
 @app.command()
+def probe(
+    node: Annotated[
+        str | None, typer.Option("--node", envvar="NODE_NAME", help="This node's name (the DaemonSet sets NODE_NAME).")
+    ] = None,
+    kubeconfig: Annotated[Path | None, typer.Option("--kubeconfig", help="Default: in-cluster.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between rounds.")] = 600.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the labels; write nothing.")] = False,
+) -> None:
+    """Detect this node's accelerators with its own tools (nvidia-smi; /proc/cpuinfo for the CPU) and label
+    the Node autoglm.io/accelerator.* and autoglm.io/cpu.*, which the inventory reads where no vendor
+    labeller runs. Nothing found: no accelerator labels and a log line, never an exit."""
+    import logging
+
+    from kubernetes import client as kube_client
+    from kubernetes import config as kube_config
+
+    from autoglm.face.probe import run as probe_run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    core = None
+    if not dry_run:
+        if not node:
+            raise _fail([InputProblem("command line", "--node", "give --node or set NODE_NAME")])
+        cfg = kube_client.Configuration()
+        if kubeconfig:
+            kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
+        else:
+            kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        core = kube_client.CoreV1Api(kube_client.ApiClient(cfg))
+    probe_run(node or "", core, once, interval, dry_run, echo=typer.echo)
+
+
+@app.command()
 def join(
     name: Annotated[str, typer.Argument(help="Member cluster name (a DNS label).")],
     kubeconfig: Annotated[Path, typer.Option("--kubeconfig", help="The member's kubeconfig.")],

@@ -122,10 +122,13 @@ def run(
             with replay:
                 if predictive:
                     past = history[: len(history) - warmup]
-                    start_at = _prometheus_with_history(
-                        state_dir, past, len(steps), replay, context, settings, trace_start_minute - warmup
+                    start_at, url, scaler = _prometheus_with_history(
+                        state_dir, past, len(steps), replay, settings, trace_start_minute - warmup
                     )
                     time.sleep(max(0.0, start_at - time.time()))
+                    # The operator starts forecasting as the replay starts, as the simulator's forecaster does:
+                    # a tick before it would choose its predictor on a shorter history than the simulator's.
+                    context.prometheus_url, context.scaler = url, scaler
                 loop = replay.run(count_from=warmup)
     finally:
         fleet.down(state_dir)
@@ -137,13 +140,12 @@ def _prometheus_with_history(
     history: Sequence[float],
     live_steps: int,
     replay: Replay,
-    context: OperatorContext,
     settings: LoopSettings,
     trace_start_minute: int,
-) -> float:
+) -> tuple[float, str, ForecastScaler]:
     """Start Prometheus with `history` in its past, spaced as the replay's steps and ending where the replay
     starts (at trace minute `trace_start_minute`), scraping the replay; give the operator a scaler that reads
-    it. Returns when the replay starts."""
+    it. Returns when the replay starts, Prometheus' URL and the scaler the operator is to use from then."""
     step = 60.0 / settings.compression
     # Steps start on multiples of the step, where the operator reads its samples (the query's grid). Each
     # history value is stamped in its step's middle, as a scrape during the step would be: the reading at
@@ -164,9 +166,9 @@ def _prometheus_with_history(
     )
     prometheus = start_prometheus(state_dir / PROMETHEUS_NAME, backfill=[source])
     set_targets(prometheus, "replay", [replay.address], {})
-    context.prometheus_url = prometheus_url(prometheus)
-    context.scaler = ForecastScaler(
-        PrometheusReader(context.prometheus_url),
+    url = prometheus_url(prometheus)
+    scaler = ForecastScaler(
+        PrometheusReader(url),
         step_seconds=step,
         # the whole history and replay, so that the operator fits on what the simulator fits on
         history_seconds=(len(history) + live_steps + 2) * step,
@@ -174,7 +176,7 @@ def _prometheus_with_history(
         compression=settings.compression,
         trace_origin=(start_at, trace_start_minute * 60.0),
     )
-    return start_at
+    return start_at, url, scaler
 
 
 def _simulate(

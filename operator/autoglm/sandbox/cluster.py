@@ -416,26 +416,34 @@ def restart_cluster(directory: Path, timeout: float = 60.0) -> ClusterState:
 
 def stop_cluster(directory: Path, grace: float = 10.0) -> list[str]:
     """Stop the processes recorded for this cluster (newest first); returns what was stopped."""
-    state = ClusterState.load(directory)
-    if state is None:
-        return []
-    stopped = []
-    for component in reversed(list(state.pids)):
-        pid = state.pids[component]
-        if process_alive(pid, state.binaries.get(component)):
-            os.killpg(pid, signal.SIGTERM)
-            stopped.append(component)
+    return stop_clusters([directory], grace).get(directory, [])
+
+
+def stop_clusters(directories: list[Path], grace: float = 10.0) -> dict[Path, list[str]]:
+    """Stop several clusters at once: every process is signalled first and all share one grace period, so a
+    fleet stops in one grace, not one per cluster."""
+    states = {d: s for d in directories if (s := ClusterState.load(d)) is not None}
+    stopped: dict[Path, list[str]] = {}
+    for directory, state in states.items():
+        stopped[directory] = []
+        for component in reversed(list(state.pids)):
+            pid = state.pids[component]
+            if process_alive(pid, state.binaries.get(component)):
+                os.killpg(pid, signal.SIGTERM)
+                stopped[directory].append(component)
     deadline = time.monotonic() + grace
-    for component in stopped:
-        pid = state.pids[component]
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if process_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-    state.pids = {}
-    state.save()
+    for directory, components in stopped.items():
+        state = states[directory]
+        for component in components:
+            pid = state.pids[component]
+            while process_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if process_alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        state.pids = {}
+        state.save()
     return stopped
 
 

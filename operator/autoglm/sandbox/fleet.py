@@ -19,6 +19,7 @@ from autoglm.sandbox.cluster import (
     restart_cluster,
     start_cluster,
     stop_cluster,
+    stop_clusters,
 )
 from autoglm.sandbox.karmada import NAME as KARMADA_NAME
 from autoglm.sandbox.karmada import join, start_karmada
@@ -103,7 +104,7 @@ def cluster_dirs(state_dir: Path) -> list[Path]:
 
 
 def down(state_dir: Path) -> dict[str, list[str]]:
-    return {d.name: stop_cluster(d) for d in cluster_dirs(state_dir)}
+    return {d.name: stopped for d, stopped in stop_clusters(cluster_dirs(state_dir)).items()}
 
 
 def _one(state_dir: Path, name: str) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autoglm.api.modeldeployment import ModelDeploymentSpec
+from autoglm.api.modeldeployment import CapacityProfile, ModelDeploymentSpec
 
 # The catalog's vLLM runtimes (vllm-cuda, vllm-rocm, vllm-ascend, ...) all serve vLLM's metrics
 # (vllm:num_requests_running, vllm:num_requests_waiting, labelled by model_name).
@@ -26,4 +26,23 @@ def load_query(spec: ModelDeploymentSpec, name: str, namespace: str, backend: st
 
 
 def capacity_per_replica(spec: ModelDeploymentSpec) -> float:
-    return spec.autoscaling.forecast.capacity_per_replica or spec.autoscaling.target_per_replica
+    """Load one replica serves: as given, else derived from its measured profile, else the HPA's target."""
+    forecast = spec.autoscaling.forecast
+    if forecast.capacity_per_replica:
+        return forecast.capacity_per_replica
+    if forecast.capacity_profile is not None:
+        return float(capacity_from_profile(forecast.capacity_profile))
+    return spec.autoscaling.target_per_replica
+
+
+def capacity_from_profile(profile: CapacityProfile) -> int:
+    """The highest measured concurrency at which TTFT and ITL both meet their targets (and every lower point
+    does too: a load that fails a target below a passing one is not trusted past it); 1 if none does."""
+    capacity = 1
+    for point in sorted(profile.points, key=lambda p: p.concurrency):
+        ttft_ok = profile.ttft_target_seconds is None or point.ttft_seconds <= profile.ttft_target_seconds
+        itl_ok = profile.itl_target_seconds is None or point.itl_seconds <= profile.itl_target_seconds
+        if not (ttft_ok and itl_ok):
+            break
+        capacity = point.concurrency
+    return capacity

@@ -1,0 +1,93 @@
+"""What a node's own tools say about its accelerators, as the autoglm.io labels the inventory reads beside the
+vendors' labels (operator/autoglm/data/accelerators.yaml), for nodes no vendor labeller covers. Pure: each
+vendor's tool output in, labels out; `autoglm probe` (face/probe.py) runs the tools and writes the labels.
+
+Vendors not parsed yet raise nothing: their tools are not run, and the node gets no autoglm.io labels."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+
+PREFIX = "autoglm.io/accelerator."
+CPU_PREFIX = "autoglm.io/cpu."
+# Flags of /proc/cpuinfo that change what llama.cpp runs fast, under their Node Feature Discovery names.
+CPU_FLAGS = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_bf16": "AVX512BF16", "avx512_vnni": "AVX512VNNI",
+             "amx_bf16": "AMXBF16", "amx_int8": "AMXINT8"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Accelerators:
+    """One kind of accelerator found on a node."""
+
+    vendor: str
+    product: str
+    count: int
+    memory_mib: int | None = None
+    compute_capability: str | None = None
+    interconnect: str | None = None
+
+    def labels(self) -> dict[str, str]:
+        labels = {
+            PREFIX + "vendor": self.vendor,
+            PREFIX + "product": label_value(self.product),
+            PREFIX + "count": str(self.count),
+        }
+        if self.memory_mib is not None:
+            labels[PREFIX + "memory-mib"] = str(self.memory_mib)
+        if self.compute_capability is not None:
+            labels[PREFIX + "compute-capability"] = self.compute_capability
+        if self.interconnect is not None:
+            labels[PREFIX + "interconnect"] = self.interconnect
+        return labels
+
+
+def label_value(text: str) -> str:
+    """A valid label value: GPU Feature Discovery's form (spaces to dashes), other characters dropped, 63 at most."""
+    value = re.sub(r"[^A-Za-z0-9._-]", "", re.sub(r"\s+", "-", text.strip()))
+    return value[:63].strip("-_.")
+
+
+def nvidia(query_csv: str, topology: str = "") -> Accelerators | None:
+    """`nvidia-smi --query-gpu=index,name,uuid,memory.total,compute_cap,pci.bus_id,driver_version
+    --format=csv` (and `nvidia-smi topo -m` for NVLink). Several models on one node: the most numerous."""
+    rows = [
+        {k.strip(): v.strip() for k, v in row.items() if k is not None}
+        for row in csv.DictReader(io.StringIO(query_csv.strip()), skipinitialspace=True)
+    ]
+    rows = [r for r in rows if r.get("name")]
+    if not rows:
+        return None
+    names = [r["name"] for r in rows]
+    name = max(set(names), key=names.count)
+    chosen = [r for r in rows if r["name"] == name]
+    memory = re.match(r"(\d+)", chosen[0].get("memory.total [MiB]", ""))
+    cc = chosen[0].get("compute_cap") or None
+    linked = re.search(r"\bNV\d+\b", topology) is not None
+    return Accelerators(
+        vendor="nvidia",
+        product=name,
+        count=len(chosen),
+        memory_mib=int(memory.group(1)) if memory else None,
+        compute_capability=cc if cc and re.fullmatch(r"\d+\.\d+", cc) else None,
+        # one GPU has nothing to talk to; several either share NVLink (NV# in the matrix) or go over PCIe
+        interconnect=None if len(chosen) == 1 or not topology else ("nvlink" if linked else "pcie"),
+    )
+
+
+def cpu_labels(cpuinfo: str) -> dict[str, str]:
+    """The CPU's model and its vector/matrix features from /proc/cpuinfo, as autoglm.io/cpu.* labels."""
+    flags: set[str] = set()
+    model = ""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags" and not flags:
+            flags = set(value.split())
+        elif key.strip() == "model name" and not model:
+            model = value.strip()
+    labels = {CPU_PREFIX + feature: "true" for flag, feature in CPU_FLAGS.items() if flag in flags}
+    if model:
+        labels[CPU_PREFIX + "model"] = label_value(model)
+    return labels
