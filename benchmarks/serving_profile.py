@@ -23,29 +23,18 @@ from pathlib import Path
 STARTED = time.perf_counter()  # as near process start as Python lets us measure
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "operator"))
 
 
-def glm_config(name: str) -> object:
-    """transformers' GlmConfig with the catalog's shapes (GLM-4-9B's chatglm checkpoint is GlmForCausalLM's)."""
+def model_for(name: str) -> tuple[object, object]:
+    """The transformers class and config of the catalog's architecture (benchmarks/memory_check_gpu.py maps
+    the catalog's fields onto transformers' GLM configs)."""
     import yaml
-    from transformers import GlmConfig
+
+    from memory_check_gpu import hf_config
 
     catalog = yaml.safe_load((ROOT / "operator" / "autoglm" / "data" / "models.yaml").read_text())
     arch = next(m["architecture"] for m in catalog["models"] if m["name"] == name)
-    return GlmConfig(
-        vocab_size=arch["vocabSize"],
-        hidden_size=arch["hiddenSize"],
-        intermediate_size=arch["intermediateSize"],
-        num_hidden_layers=arch["numLayers"],
-        num_attention_heads=arch["numAttentionHeads"],
-        num_key_value_heads=arch["numKvHeads"],
-        head_dim=arch["headDim"],
-        max_position_embeddings=min(arch["maxContext"], 32768),
-        attention_bias=arch.get("attentionBias", True),
-        tie_word_embeddings=arch.get("tieWordEmbeddings", False),
-        torch_dtype="bfloat16",
-    )
+    return hf_config(arch, arch["numLayers"])  # type: ignore[no-any-return]
 
 
 def main() -> None:
@@ -58,12 +47,16 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from transformers import AutoModelForCausalLM, DynamicCache
+    from transformers import DynamicCache
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import memory_check_gpu  # noqa: F401 - torch and transformers' GLM classes load here, in the import phase
 
     imported = time.perf_counter()
-    config = glm_config(args.model)
+    model_class, config = model_for(args.model)
+    config._attn_implementation = "sdpa"  # type: ignore[attr-defined]
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.bfloat16, attn_implementation="sdpa")
+        model = model_class(config).to(torch.bfloat16)  # type: ignore[operator]
     model = model.to_empty(device="cuda")
     with torch.no_grad():
         for parameter in model.parameters():  # random weights of the real shapes, written on the GPU

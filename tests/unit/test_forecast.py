@@ -247,7 +247,7 @@ def test_capacity_per_replica_comes_from_the_measured_profile_at_the_latency_tar
     md = ModelDeployment.model_validate(yaml.safe_load((EXAMPLES / "glm-4-9b-chat-capacity-profile.yaml").read_text()))
     profile = md.spec.autoscaling.forecast.capacity_profile
     assert profile is not None and capacity_per_replica(md.spec) == 32.0
-    tight = profile.model_copy(update={"itl_target_seconds": 0.066})  # up to 4 pass; 8 takes 68 ms a token
+    tight = profile.model_copy(update={"ttft_target_seconds": 0.1})  # up to 4 pass; 8 takes 142 ms
     assert capacity_from_profile(tight) == 4
     assert capacity_from_profile(profile.model_copy(update={"ttft_target_seconds": 0.01})) == 1
     given = md.spec.model_copy(deep=True)

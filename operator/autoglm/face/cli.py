@@ -108,19 +108,8 @@ def plan(
     if members:
         _plan_fleet(file, deployments, members, labels, catalog, output)
         return
-    models = load_model_catalog()
     inventory = build_inventory(node_list)
-    results = []
-    problems: list[InputProblem] = []
-    for md in deployments:
-        try:
-            profile = profile_for(md.spec.model, models)
-        except ProfileError as exc:
-            problems.append(InputProblem(str(file), "spec.model", str(exc)))
-            continue
-        results.append((md, make_plan(inventory, profile, catalog, md.spec, served_name=md.metadata.name)))
-    if problems:
-        raise _fail(problems)
+    results = [(md, p) for md, _, p in _plan_each(file, deployments, inventory, catalog)]
     if output is Output.TABLE:
         out.print(inventory_table(inventory))
         for md, p in results:
@@ -165,28 +154,43 @@ def render(
         raise _fail(exc.problems) from None
     catalog = merge_catalogs(load_default_catalog(), extra)
     runtimes = {b.metadata.name: b for b in catalog}
-    models = load_model_catalog()
-    inventory = build_inventory(node_list)
     documents: list[dict[str, Any]] = []
-    problems: list[InputProblem] = []
     infeasible = False
-    for md in deployments:
-        try:
-            profile = profile_for(md.spec.model, models)
-        except ProfileError as exc:
-            problems.append(InputProblem(str(file), "spec.model", str(exc)))
-            continue
-        result = make_plan(inventory, profile, catalog, md.spec, served_name=md.metadata.name)
+    for md, profile, result in _plan_each(file, deployments, build_inventory(node_list), catalog):
         if not result.feasible:
             infeasible = True
             err.print(f"{md.metadata.namespace or 'default'}/{md.metadata.name}: {result.summary}")
             continue
         documents += desired_objects(md, result, runtimes, weight_bytes(profile, Precision.BF16))
-    if problems:
-        raise _fail(problems)
     typer.echo(yaml.safe_dump_all(documents, sort_keys=False), nl=False)
     if infeasible:
         raise typer.Exit(EXIT_INFEASIBLE)
+
+
+def _profiles(file: Path, deployments: list[ModelDeployment]) -> list[tuple[ModelDeployment, Any]]:
+    """Each deployment's model profile; a model that cannot be profiled fails the command with the file, field
+    and problem (exit 2), after every deployment was tried."""
+    models = load_model_catalog()
+    results = []
+    problems: list[InputProblem] = []
+    for md in deployments:
+        try:
+            results.append((md, profile_for(md.spec.model, models)))
+        except ProfileError as exc:
+            problems.append(InputProblem(str(file), "spec.model", str(exc)))
+    if problems:
+        raise _fail(problems)
+    return results
+
+
+def _plan_each(
+    file: Path, deployments: list[ModelDeployment], inventory: Any, catalog: list[BackendRuntime]
+) -> list[tuple[ModelDeployment, Any, Any]]:
+    """Each deployment's model profile and its plan on one inventory."""
+    return [
+        (md, profile, make_plan(inventory, profile, catalog, md.spec, served_name=md.metadata.name))
+        for md, profile in _profiles(file, deployments)
+    ]
 
 
 def _plan_fleet(
@@ -201,20 +205,11 @@ def _plan_fleet(
 
     from autoglm.core.placement import fleet_plan
 
-    models = load_model_catalog()
     inventories = {name: build_inventory(nodes) for name, nodes in members.items()}
-    results = []
-    problems: list[InputProblem] = []
-    for md in deployments:
-        try:
-            profile = profile_for(md.spec.model, models)
-        except ProfileError as exc:
-            problems.append(InputProblem(str(file), "spec.model", str(exc)))
-            continue
-        now = datetime.now(UTC)
-        results.append((md, fleet_plan(inventories, labels, profile, catalog, md.spec, md.metadata.name, now)))
-    if problems:
-        raise _fail(problems)
+    results = [
+        (md, fleet_plan(inventories, labels, profile, catalog, md.spec, md.metadata.name, datetime.now(UTC)))
+        for md, profile in _profiles(file, deployments)
+    ]
     if output is Output.TABLE:
         for md, fleet in results:
             out.print(fleet_view(fleet, f"{md.metadata.namespace or 'default'}/{md.metadata.name}"))
