@@ -214,3 +214,26 @@ def test_node_capacity_change_replans(sandbox: Cluster, namespace: str, reconcil
         second = reconciler.reconcile(_get(sandbox, namespace, "moves")).plan
         assert second is not None and second.primary is not None and second.primary.is_cpu
         assert _get(sandbox, namespace, "moves")["status"]["backend"] == "llama-cpp-cpu"
+
+
+def test_a_model_outside_the_catalog_is_planned_from_its_config_json_in_a_configmap(
+    sandbox: Cluster, namespace: str, reconciler: Reconciler
+) -> None:
+    """Qwen2-7B-Instruct's published config.json in a ConfigMap: without the ConfigMap the deployment says which
+    one it lacks; with it the operator plans the model's real shape (7.6B parameters) on vLLM."""
+    from pathlib import Path
+
+    config = (Path(__file__).resolve().parents[1] / "fixtures" / "model-configs" / "qwen2-7b-instruct.json").read_text()
+    model = {"name": "qwen2-7b-instruct", "source": "hf://Qwen/Qwen2-7B-Instruct", "configMap": {"name": "qwen2"}}
+    _create(sandbox, namespace, "qwen", model=model)
+    reconciler.reconcile(_get(sandbox, namespace, "qwen"))
+    planned = _condition(_get(sandbox, namespace, "qwen"), "Planned")
+    assert planned["status"] == "False"
+    assert f"spec.model.configMap {namespace}/qwen2 key config.json: no such ConfigMap" in planned["message"]
+    sandbox.core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="qwen2"), data={"config.json": config})
+    )
+    outcome = reconciler.reconcile(_get(sandbox, namespace, "qwen"))
+    assert outcome.plan is not None and outcome.plan.feasible, outcome.plan
+    assert outcome.plan.parameters == 7_615_616_512 and outcome.plan.primary is not None
+    assert outcome.plan.primary.backend == "vllm-cuda"

@@ -190,3 +190,35 @@ def test_cpu_fallback_is_fleet_wide_not_per_member() -> None:
     # With no accelerator anywhere, the CPU member serves (fallbackPolicy cpu).
     alone = place(members("cpus"), s, planner_for(s, files), NOW)
     assert alone.placed == 3 and alone.shares[0].plan is not None and alone.shares[0].plan.fallback
+
+
+def test_a_forecast_floor_is_split_over_members_by_the_placements_rule_and_each_hpa_gets_its_share() -> None:
+    """Issue 13 §3 across members: the forecast is of the deployment's total load; its floor becomes the
+    deployment's minimum, placement divides it (here by what each member's own plan can hold), and each
+    member's HPA gets its share as minReplicas. One member is the same code with one share."""
+    from autoglm.api import ModelDeployment
+    from autoglm.api.modeldeployment import ForecastStatus
+    from autoglm.core.forecast.decision import with_floor
+    from autoglm.core.render import serving_objects
+
+    s = spec(
+        model={"name": "glm-4-9b-chat"},
+        replicas={"min": 2, "max": 20},
+        autoscaling={"forecast": {"enabled": True}},
+        placement={"weights": {"dynamic": "FreeAccelerators"}},
+    )
+    floored = with_floor(s, ForecastStatus(floor=11))
+    assert floored.replicas.min == 11
+    plan_for = planner_for(floored)
+    fleet = place(members("gpu", "ascend"), floored, plan_for, NOW)
+    shares = {x.name: x.replicas for x in fleet.shares}
+    caps = {name: capacity(plan_for(name, 11)) for name in ("gpu", "ascend")}
+    assert sum(shares.values()) == 11 and shares == divide(11, {k: float(v) for k, v in caps.items()}, caps)
+    runtimes = {b.metadata.name: b for b in load_default_catalog()}
+    md = ModelDeployment.model_validate({"metadata": {"name": "glm", "namespace": "default"}, "spec": floored})
+    for share in fleet.shares:
+        assert share.plan is not None
+        (hpa,) = [o for o in serving_objects(md, share.plan, runtimes) if o["kind"] == "HorizontalPodAutoscaler"]
+        assert hpa["spec"]["minReplicas"] == shares[share.name]
+    alone = place(members("gpu"), floored, planner_for(floored, {"gpu": "nvidia-h100.yaml"}), NOW)
+    assert [x.replicas for x in alone.shares] == [11]

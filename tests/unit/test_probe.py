@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from autoglm.core.hardware import build_inventory
-from autoglm.core.probe import cpu_labels, label_value, nvidia
+from autoglm.core.probe import ascend, cpu_labels, label_value, nvidia
 from autoglm.face.probe import labels_patch, run
 
 H100 = Path(__file__).resolve().parents[1] / "fixtures" / "probe" / "nvidia-h100"
+ASCEND = H100.parent / "ascend-910b3"
 
 
 def test_the_h100_as_nvidia_smi_reported_it() -> None:
@@ -110,3 +111,29 @@ def test_what_the_probe_printed_on_the_h100_is_what_it_computes_from_the_recorde
     computed = {**found.labels(), **cpu_labels((H100 / "cpuinfo-flags.txt").read_text())}
     printed = dict(line.split("=", 1) for line in (H100 / "autoglm-probe.txt").read_text().splitlines() if line)
     assert printed == computed
+
+
+def test_eight_ascend_910b3_on_hccs_as_npu_smi_prints_them_and_the_inventory_reads_them() -> None:
+    found = ascend((ASCEND / "npu-smi-info.txt").read_text(), (ASCEND / "npu-smi-topo.txt").read_text())
+    assert found is not None
+    assert found.labels() == {
+        "autoglm.io/accelerator.vendor": "huawei",
+        "autoglm.io/accelerator.product": "Ascend910B3",
+        "autoglm.io/accelerator.count": "8",
+        "autoglm.io/accelerator.memory-mib": "65536",
+        "autoglm.io/accelerator.interconnect": "hccs",
+    }
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "npu-0", "labels": {"kubernetes.io/hostname": "npu-0", **found.labels()}},
+        "status": {
+            "capacity": {"cpu": "192", "memory": "1Ti", "huawei.com/Ascend910": "8"},
+            "allocatable": {"cpu": "192", "memory": "1Ti", "huawei.com/Ascend910": "8"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+    (pool,) = build_inventory([node]).pools
+    assert (pool.known, pool.product, pool.devices_per_node) == (True, "Ascend910B3", 8)
+    assert pool.memory_bytes == 65536 * 2**20
+    assert ascend("npu-smi: command found no device\n") is None

@@ -61,6 +61,13 @@ class Checkpoint(ApiModel):
     )
 
 
+class ConfigMapKey(ApiModel):
+    """A key of a ConfigMap in the deployment's namespace."""
+
+    name: str = Field(min_length=1, description="ConfigMap name.")
+    key: str = Field(default="config.json", min_length=1, description="Key holding the model's config.json.")
+
+
 class ModelSource(ApiModel):
     name: str = Field(
         min_length=1,
@@ -78,6 +85,11 @@ class ModelSource(ApiModel):
     checkpoints: list[Checkpoint] = Field(
         default_factory=list,
         description="Pre-quantized checkpoints of this model, used for their precision before the catalog's.",
+    )
+    config_map: ConfigMapKey | None = Field(
+        default=None,
+        description="The model's Hugging Face config.json in a ConfigMap: its shapes are the architecture (for "
+        "any decoder outside the catalog); fields of `architecture` still override them.",
     )
 
 

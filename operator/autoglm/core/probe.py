@@ -2,7 +2,8 @@
 vendors' labels (operator/autoglm/data/accelerators.yaml), for nodes no vendor labeller covers. Pure: each
 vendor's tool output in, labels out; `autoglm probe` (face/probe.py) runs the tools and writes the labels.
 
-Vendors not parsed yet raise nothing: their tools are not run, and the node gets no autoglm.io labels."""
+Parsed: nvidia-smi (NVIDIA), npu-smi (Huawei Ascend), /proc/cpuinfo. The other vendors' tools (cnmon,
+xpu-smi, bm-smi, amd-smi, hl-smi) are not run yet: such a node gets no accelerator labels from the probe."""
 
 from __future__ import annotations
 
@@ -74,6 +75,39 @@ def nvidia(query_csv: str, topology: str = "") -> Accelerators | None:
         compute_capability=cc if cc and re.fullmatch(r"\d+\.\d+", cc) else None,
         # one GPU has nothing to talk to; several either share NVLink (NV# in the matrix) or go over PCIe
         interconnect=None if len(chosen) == 1 or not topology else ("nvlink" if linked else "pcie"),
+    )
+
+
+_NPU_ROW = re.compile(r"^\|\s*(\d+)\s+([A-Za-z0-9][\w.-]*)\s*\|\s*(\w+)\s*\|")
+_USAGE = re.compile(r"(\d+)\s*/\s*(\d+)")
+
+
+def ascend(info: str, topology: str = "") -> Accelerators | None:
+    """`npu-smi info` (each NPU's row, then its chip row ending in Memory-Usage and HBM-Usage "used / total"
+    MB) and `npu-smi info -t topo` (HCCS between NPUs). Products as the Ascend device plugin's chip label
+    names them, prefixed: 910B3 -> Ascend910B3."""
+    lines = info.splitlines()
+    found: list[tuple[str, int | None]] = []
+    for i, line in enumerate(lines):
+        row = _NPU_ROW.match(line.strip())
+        if row is None or i + 1 >= len(lines):
+            continue
+        usage = [int(total) for _, total in _USAGE.findall(lines[i + 1])]
+        # HBM on the 910 series; the 310P has no HBM (0 / 0) and reports its DDR as Memory-Usage
+        memory = next((t for t in reversed(usage) if t > 0), None)
+        found.append((row.group(2), memory))
+    if not found:
+        return None
+    names = [n for n, _ in found]
+    name = max(set(names), key=names.count)
+    chosen = [m for n, m in found if n == name]
+    linked = "HCCS" in topology
+    return Accelerators(
+        vendor="huawei",
+        product=name if name.lower().startswith("ascend") else f"Ascend{name}",
+        count=len(chosen),
+        memory_mib=chosen[0],
+        interconnect=None if len(chosen) == 1 or not topology else ("hccs" if linked else "pcie"),
     )
 
 

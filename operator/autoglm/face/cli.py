@@ -85,9 +85,15 @@ def plan(
         Path | None, typer.Option("--backends", help="Extra or overriding BackendRuntime YAML.")
     ] = None,
     output: Annotated[Output, typer.Option("-o", "--output", help="table, yaml or json.")] = Output.TABLE,
+    model_config: Annotated[
+        Path | None,
+        typer.Option("--model-config", help="The model's Hugging Face config.json: its shapes are the architecture."),
+    ] = None,
 ) -> None:
     """Show, offline, the plan the operator would make for each ModelDeployment: on one cluster's nodes
     (--nodes), or placed across member clusters (--cluster, with spec.placement) with each member's own plan.
+    With --model-config, each deployment's architecture is read from that config.json (spec.model.architecture
+    fields still override it), so any decoder the catalog does not know can be planned.
 
     Exit status: 0 every deployment placed, 1 some cannot be placed (reasons printed), 2 bad input.
     """
@@ -100,6 +106,8 @@ def plan(
         node_list = read_nodes(nodes) if nodes else []
     except InputError as exc:
         raise _fail(exc.problems) from None
+    if model_config is not None:
+        deployments = _with_model_config(deployments, model_config)
     labels = dict(_labels_arg(v) for v in cluster_labels or [])
     unknown = sorted(set(labels) - set(members))
     if unknown:
@@ -165,6 +173,20 @@ def render(
     typer.echo(yaml.safe_dump_all(documents, sort_keys=False), nl=False)
     if infeasible:
         raise typer.Exit(EXIT_INFEASIBLE)
+
+
+def _with_model_config(deployments: list[ModelDeployment], path: Path) -> list[ModelDeployment]:
+    """Every deployment with its architecture read from a config.json file (bad file: exit 2, naming it)."""
+    from autoglm.core.model_config import parse_config, with_config
+
+    try:
+        config = parse_config(path.read_text(), str(path))
+    except (OSError, ProfileError) as exc:
+        raise _fail([InputProblem(str(path), "--model-config", str(exc))]) from None
+    return [
+        md.model_copy(update={"spec": md.spec.model_copy(update={"model": with_config(md.spec.model, config)})})
+        for md in deployments
+    ]
 
 
 def _profiles(file: Path, deployments: list[ModelDeployment]) -> list[tuple[ModelDeployment, Any]]:

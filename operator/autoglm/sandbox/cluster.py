@@ -12,11 +12,13 @@ import contextlib
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -99,8 +101,38 @@ class ClusterState:
         return cls(**json.loads(path.read_text())) if path.exists() else None
 
 
+_PORTS_GIVEN: set[int] = set()
+_PORTS_LOCK = threading.Lock()
+LOWEST_PORT = 20000
+
+
+def _ephemeral_low() -> int:
+    """Where the kernel's ephemeral range (the local ports of outgoing connections) begins."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port nothing listens on, below the kernel's ephemeral range. bind(0) hands out a port from that
+    range, which any outgoing connection (a client of another component) may take before the server binds
+    it: "address already in use" at start-up, seen here. Ports given once are not given again by this
+    process, so components started together never share one."""
+    high = min(_ephemeral_low(), 32768)
+    with _PORTS_LOCK:
+        for _ in range(500):
+            port = random.randrange(LOWEST_PORT, high)
+            if port in _PORTS_GIVEN:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _PORTS_GIVEN.add(port)
+            return port
+    with socket.socket() as s:  # the low range is exhausted: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -44,6 +44,7 @@ from autoglm.core.karmada import (
     shared_objects,
     shared_policy,
 )
+from autoglm.core.model_config import parse_config, with_config
 from autoglm.core.models import ModelCatalog, ModelProfile, ProfileError, load_model_catalog, profile_for, weight_bytes
 from autoglm.core.placement import MemberShare, MemberView, place
 from autoglm.core.planner import Plan, inputs_digest, plan
@@ -304,9 +305,12 @@ class Reconciler:
         # While forecasting, the scaler's floor is the minimum: placed, planned and split over members as any.
         md = md.model_copy(update={"spec": with_floor(md.spec, current.forecast)})
         try:
-            profile = profile_for(md.spec.model, self.models)
+            model = self._model_source(md)
+            profile = profile_for(model, self.models)
         except ProfileError as exc:
             return self._finish(body, current, generation, None, str(exc), None, None)
+        # The architecture a ConfigMap gave is part of what was planned (and of the inputs' digest).
+        md = md.model_copy(update={"spec": md.spec.model_copy(update={"model": model})})
 
         req = _Request(md, profile, self.catalog(), current, generation, list(meta.get("finalizers") or []))
         now = self.clock()
@@ -800,6 +804,21 @@ class Reconciler:
                 req.applied.append(_ref(job, member.name))
             states.append(_job_state(existing, name, key))
         return states
+
+    def _model_source(self, md: ModelDeployment) -> Any:
+        """spec.model, with the architecture its ConfigMap's config.json describes, if it names one."""
+        ref = md.spec.model.config_map
+        if ref is None:
+            return md.spec.model
+        namespace = md.metadata.namespace or "default"
+        where = f"spec.model.configMap {namespace}/{ref.name} key {ref.key}"
+        found = self.cluster.get("v1", "ConfigMap", ref.name, namespace)
+        if found is None:
+            raise ProfileError(f"{where}: no such ConfigMap")
+        text = (found.get("data") or {}).get(ref.key)
+        if text is None:
+            raise ProfileError(f"{where}: the ConfigMap has no such key")
+        return with_config(md.spec.model, parse_config(text, where))
 
     def _finish(
         self,
