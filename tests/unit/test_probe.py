@@ -17,6 +17,22 @@ H100 = Path(__file__).resolve().parents[1] / "fixtures" / "probe" / "nvidia-h100
 ASCEND = H100.parent / "ascend-910b3"
 
 
+def _node(name: str, resource: str, labels: dict[str, str]) -> dict[str, object]:
+    """A Ready node whose device plugin advertises the probe's count of `resource`, with only the probe's labels."""
+    devices = labels["autoglm.io/accelerator.count"]
+    resources = {"cpu": "64", "memory": "512Gi", resource: devices}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **labels}},
+        "status": {
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
 def test_the_h100_as_nvidia_smi_reported_it() -> None:
     found = nvidia((H100 / "nvidia-smi-query.csv").read_text(), (H100 / "nvidia-smi-topo.txt").read_text())
     assert found is not None
@@ -51,17 +67,7 @@ def test_the_inventory_sizes_a_node_from_the_probes_labels_alone() -> None:
     memory make it a known H100 pool, sized from the memory nvidia-smi reported."""
     found = nvidia((H100 / "nvidia-smi-query.csv").read_text())
     assert found is not None
-    node = {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": "gpu-0", "labels": {"kubernetes.io/hostname": "gpu-0", **found.labels()}},
-        "status": {
-            "capacity": {"cpu": "16", "memory": "128Gi", "nvidia.com/gpu": "1"},
-            "allocatable": {"cpu": "16", "memory": "128Gi", "nvidia.com/gpu": "1"},
-            "conditions": [{"type": "Ready", "status": "True"}],
-        },
-    }
-    (pool,) = build_inventory([node]).pools
+    (pool,) = build_inventory([_node("gpu-0", "nvidia.com/gpu", found.labels())]).pools
     assert pool.known and pool.vendor == "nvidia" and "H100" in pool.product
     assert pool.memory_bytes == 81559 * 2**20
 
@@ -123,17 +129,7 @@ def test_eight_ascend_910b3_on_hccs_as_npu_smi_prints_them_and_the_inventory_rea
         "autoglm.io/accelerator.memory-mib": "65536",
         "autoglm.io/accelerator.interconnect": "hccs",
     }
-    node = {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": "npu-0", "labels": {"kubernetes.io/hostname": "npu-0", **found.labels()}},
-        "status": {
-            "capacity": {"cpu": "192", "memory": "1Ti", "huawei.com/Ascend910": "8"},
-            "allocatable": {"cpu": "192", "memory": "1Ti", "huawei.com/Ascend910": "8"},
-            "conditions": [{"type": "Ready", "status": "True"}],
-        },
-    }
-    (pool,) = build_inventory([node]).pools
+    (pool,) = build_inventory([_node("npu-0", "huawei.com/Ascend910", found.labels())]).pools
     assert (pool.known, pool.product, pool.devices_per_node) == (True, "Ascend910B3", 8)
     assert pool.memory_bytes == 65536 * 2**20
     assert ascend("npu-smi: command found no device\n") is None
