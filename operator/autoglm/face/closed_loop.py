@@ -129,6 +129,11 @@ def run(
                     # The operator starts forecasting as the replay starts, as the simulator's forecaster does:
                     # a tick before it would choose its predictor on a shorter history than the simulator's.
                     context.prometheus_url, context.scaler = url, scaler
+                    # Each step starts an eighth of a step after the grid point the operator reads: a scrape
+                    # begun just before a grid point but answered just after the step changed would otherwise
+                    # stamp the new step's load before it (Prometheus stamps a sample when the scrape starts),
+                    # and the operator would see every step one step early, as it did in some runs.
+                    time.sleep(max(0.0, start_at + seconds_per_step / 8 - time.time()))
                 loop = replay.run(count_from=warmup)
     finally:
         fleet.down(state_dir)
