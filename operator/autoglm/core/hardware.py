@@ -556,21 +556,20 @@ def _held(pods: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, 
     """(node, resource) -> holder -> devices, for the pods that still hold them."""
     held: dict[tuple[str, str], dict[str, int]] = {}
     for pod in pods:
+        holder = _holder(pod)
         for key, amount in _used_by_node([pod]).items():
             counts = held.setdefault(key, {})
-            counts[_holder(pod)] = counts.get(_holder(pod), 0) + int(amount)
+            counts[holder] = counts.get(holder, 0) + int(amount)
     return held
 
 
 def _moved(inventory: Inventory, pods: Iterable[Mapping[str, Any]], taken: bool) -> Inventory:
-    pods = list(pods)
-    used = _used_by_node(pods)
-    if not used:
+    held = _held(pods)  # one pass over the pods: what each holds, and so what is used on each node
+    if not held:
         return inventory
-    held = _held(pods)
     by_resource: dict[str, dict[str, int]] = {}
-    for (node_name, resource), amount in used.items():
-        by_resource.setdefault(resource, {})[node_name] = int(amount)
+    for (node_name, resource), counts in held.items():
+        by_resource.setdefault(resource, {})[node_name] = sum(counts.values())
     pools = []
     for pool in inventory.pools:
         touched = {

@@ -27,7 +27,7 @@ from autoglm.core.backends import (
 )
 from autoglm.core.hardware import GIB, AcceleratorPool, Inventory
 from autoglm.core.models import ModelProfile, activation_dtype, kv_bytes_per_token, weight_bytes
-from autoglm.core.weights import weight_source
+from autoglm.core.weights import WeightSource, weight_source
 
 QUALITY_RANK = {Precision.FP8: 0, Precision.BF16: 0, Precision.FP16: 0, Precision.INT8: 1, Precision.INT4: 2}
 TORCH_DTYPE = {Precision.BF16: "bfloat16", Precision.FP16: "float16"}
@@ -283,10 +283,6 @@ def _cache_key(
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
-def _model_location(profile: ModelProfile) -> str:
-    return _location(profile.source or "", profile.name)
-
-
 def _location(source: str, name: str) -> str:
     """What the runtime loads: a Hugging Face id as is, anything else under the model root (a pvc:// source
     is mounted there, see _mounts; other schemes are expected on the model cache, a plan warning says)."""
@@ -295,38 +291,38 @@ def _location(source: str, name: str) -> str:
     return f"{MODEL_ROOT}/{name}"
 
 
-def _mounts(*sources: tuple[str, str]) -> dict[str, str]:
-    """pvc://claim/path sources, each mounted where _location points: mount path -> claim/path."""
-    return {_location(s, n): s.removeprefix("pvc://") for s, n in sources if s.startswith("pvc://")}
+def _mounts(source: str, name: str) -> dict[str, str]:
+    """A pvc://claim/path source, mounted where _location points: mount path -> claim/path."""
+    return {_location(source, name): source.removeprefix("pvc://")} if source.startswith("pvc://") else {}
 
 
 UNFETCHED = ("s3://", "gs://", "oci://", "file://")
 
 
-def _option(req: _Request, shape: _Shape, memory: MemoryEstimate) -> PoolOption:
+def _option(req: _Request, shape: _Shape, memory: MemoryEstimate, source: WeightSource) -> PoolOption:
     profile, spec, context, served_name = req.profile, req.spec, req.context, req.served_name
     pool, runtime, precision, kv_dtype, tp, pp = shape
     activation = activation_dtype(precision, pool.precisions)
-    source = weight_source(runtime, precision, profile.checkpoints)
-    assert not isinstance(source, str), source  # _options_on_pool rejected this precision already
     conv = runtime.spec.conversion or source.quantization
     key = _cache_key(profile, spec, precision, pool, conv.tool_version, tp, conv.needs_accelerator) if conv else ""
     artifact = f"{ARTIFACT_ROOT}/{key}" if conv else ""
     quant = runtime.spec.quant_names.get(precision.value, precision.value)
-    model = _model_location(profile)
-    loaded = [(profile.source or "", profile.name)]
-    if source.checkpoint is not None:
-        model = _location(source.checkpoint.source, f"{profile.name}-{precision.value}")
-        loaded = [(source.checkpoint.source, f"{profile.name}-{precision.value}")]
+    # what the runtime (or the quantization Job) loads: the checkpoint the deployment names, else the model's own
+    weights = (
+        (source.checkpoint.source, f"{profile.name}-{precision.value}")
+        if source.checkpoint is not None
+        else (profile.source or "", profile.name)
+    )
+    served_sequences = sequences(spec, runtime)
     values = {
-        "model": model,
+        "model": _location(*weights),
         "servedName": served_name,
         "tp": tp,
         "pp": pp,
         "dtype": TORCH_DTYPE[activation],
         "contextLength": context,
-        "maxSeqs": sequences(spec, runtime),
-        "totalContext": context * sequences(spec, runtime),
+        "maxSeqs": served_sequences,
+        "totalContext": context * served_sequences,
         "port": runtime.spec.ports[0].container_port if runtime.spec.ports else 8000,
         "artifact": artifact,
         "quant": quant,
@@ -368,9 +364,9 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate) -> PoolOption:
     ]
     if conversion:
         reasons.append(f"needs {conversion.produces} conversion (cache key {key})")
-    if sequences(spec, runtime) < spec.resources.max_concurrent_sequences:
+    if served_sequences < spec.resources.max_concurrent_sequences:
         reasons.append(
-            f"{sequences(spec, runtime)} concurrent sequences per replica, the most {runtime.metadata.name} serves "
+            f"{served_sequences} concurrent sequences per replica, the most {runtime.metadata.name} serves "
             f"(maxConcurrentSequences asks {spec.resources.max_concurrent_sequences})"
         )
     return PoolOption(
@@ -398,14 +394,14 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate) -> PoolOption:
         hosts=sorted(pool.node_names) if pool.is_cpu else [],
         collective_env=pool.collective_env,
         pod_annotations=dict(runtime.spec.pod_annotations),
-        weight_mounts=_mounts(*loaded),
+        weight_mounts=_mounts(*weights),
         replica_tflops=peak * devices,
         reasons=reasons,
     )
 
 
 def _fit_on_pool(
-    req: _Request, pool: AcceleratorPool, runtime: BackendRuntime, precision: Precision
+    req: _Request, pool: AcceleratorPool, runtime: BackendRuntime, precision: Precision, source: WeightSource
 ) -> PoolOption | Rejection:
     profile, spec = req.profile, req.spec
     name = runtime.metadata.name
@@ -437,7 +433,7 @@ def _fit_on_pool(
         shape = _Shape(pool, runtime, precision, kv_dtype, tp, 1)
         last = _estimate(req, shape)
         if last.total <= last.usable:
-            return _option(req, shape, last)
+            return _option(req, shape, last, source)
     tp = sizes[-1]
     nodes = len(pool.node_names)
     if runtime.spec.multi_node and nodes > 1 and not pool.is_cpu:
@@ -445,7 +441,7 @@ def _fit_on_pool(
             shape = _Shape(pool, runtime, precision, kv_dtype, tp, pp)
             est = _estimate(req, shape)
             if est.total <= est.usable:
-                return _option(req, shape, est)
+                return _option(req, shape, est, source)
     assert last is not None
     where = f"TP={tp}, the most {pool.devices_per_node} {pool.product} per node allow"
     if pool.is_cpu:
@@ -533,7 +529,7 @@ def _options_on_pool(
                     )
                 )
                 continue
-            fit = _fit_on_pool(req, pool, runtime, precision)
+            fit = _fit_on_pool(req, pool, runtime, precision, source)
             if not isinstance(fit, PoolOption):
                 rejections.append(fit)
                 continue
@@ -595,7 +591,7 @@ def option_for(
     req = _Request(profile, spec, context, served_name or profile.name, _Memo())
     kv_dtype = _kv_dtype(spec, activation_dtype(precision, pool.precisions))
     shape = _Shape(pool, runtime, precision, kv_dtype, tp, pp)
-    return _option(req, shape, _estimate(req, shape))
+    return _option(req, shape, _estimate(req, shape), source)
 
 
 def plan(
