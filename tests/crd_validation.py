@@ -47,6 +47,9 @@ def _cel_errors(schema: dict[str, Any], value: Any, path: str) -> list[str]:
 def schema_errors(crd: dict[str, Any], doc: dict[str, Any]) -> list[str]:
     """Every violation of the CRD's openAPIV3Schema and CEL rules, each starting with the field path."""
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    # The API server always accepts these at the root, whether the schema names them or not.
+    implicit = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
+    schema = {**schema, "properties": {**implicit, **schema.get("properties", {})}}
     validator = jsonschema.Draft202012Validator(_to_json_schema(schema))
     errors = [".".join(str(p) for p in err.absolute_path) + f": {err.message}" for err in validator.iter_errors(doc)]
     return errors + _cel_errors(schema, doc, "")

@@ -70,6 +70,11 @@ class ClusterState:
         return Path(self.directory) / "kubeconfig"
 
     @property
+    def audit_log(self) -> Path:
+        """What ServiceAccounts asked of the API server and what it answered (JSON lines, Metadata level)."""
+        return Path(self.directory) / "audit.log"
+
+    @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports[APISERVER[self.kind]]}"
 
@@ -324,11 +329,28 @@ def _pki(directory: Path, name: str) -> dict[str, Any]:
     }
 
 
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def _stages(directory: Path, cold_start_seconds: float) -> Path:
     text = resources.files("autoglm.sandbox").joinpath("kwok-stages.yaml").read_text(encoding="utf-8")
     path = directory / "kwok-stages.yaml"
     path.write_text(text.replace("COLD_START_MS", str(int(cold_start_seconds * 1000))))
     return path
+
+
+# Only requests made with ServiceAccount tokens are audited: the components and tests use certificates, so the
+# log holds what an operator running under its chart's ServiceAccount did, for the least-privilege test.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+- level: None
+"""
 
 
 def start_cluster(
@@ -378,6 +400,9 @@ def start_cluster(
             "--endpoint-reconciler-type=none",
             f"--cert-dir={directory / 'pki'}",
             "--profiling=false",
+            f"--audit-policy-file={_write(directory / 'audit-policy.yaml', AUDIT_POLICY)}",
+            f"--audit-log-path={state.audit_log}",
+            "--audit-log-maxbackup=1",
         ],
         health=f"{server}/readyz",
     )

@@ -274,6 +274,19 @@ class ClusterClient:
         self.apply(obj)
         return True
 
+    def create(self, obj: Manifest) -> bool:
+        """Create the object; one that exists already is left as it is. True when created."""
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        if resource is None:
+            raise LookupError(f"{obj['apiVersion']} {obj['kind']} is not served by cluster {self.name}")
+        try:
+            resource.create(body=obj, namespace=obj["metadata"].get("namespace"), **self.timeout)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
     def delete(self, obj: Mapping[str, Any]) -> None:
         resource = self._resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]

@@ -200,7 +200,8 @@ class MemberRegistry:
         """One round over every MemberCluster; True when any member's readiness or capacity changed."""
         objects = {o["metadata"]["name"]: o for o in self.host.member_clusters()}
         if self.include_local and LOCAL not in objects:
-            self.host.apply(
+            # Created, never applied: the operator's role may create MemberClusters but not change them.
+            self.host.create(
                 {
                     "apiVersion": f"{API_GROUP}/{API_VERSION}",
                     "kind": "MemberCluster",

@@ -1,0 +1,325 @@
+"""The Helm chart on a real sandbox cluster: install, the operator run with only the chart's ServiceAccount token
+through the operator's scenarios (the API server's RBAC and audit log are the judge), helm test, upgrade and
+uninstall.
+
+The chart's operator Pod lands on a KWOK node and runs no container; the operator itself runs here as a process
+on 127.0.0.1 with the token the chart's ServiceAccount gets, which is what the Pod would run with.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from autoglm.core.backends import load_default_catalog
+from autoglm.sandbox import fleet
+from autoglm.sandbox.cluster import free_port
+from autoglm.shell.clusters import LABEL_DEPLOYMENT, ClusterClient
+from autoglm.shell.members import flatten_kubeconfig, join
+from tests.chart import CHART, run
+from tests.conftest import EXAMPLES, load_nodes
+from tests.integration.conftest import Cluster, _start
+from tests.integration.test_sandbox import eventually
+
+RELEASE, NAMESPACE = "autoglm", "autoglm-system"
+SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-open-autoglm"
+GROUP, VERSION = "autoglm.io", "v1alpha1"
+SERVING = "serving"
+
+# Rules the scenarios here do not reach, each with why it is in the chart anyway. Anything else in the chart's
+# roles that the operator never asked for fails the audit test.
+NOT_EXERCISED = {
+    ("apps", "statefulsets", "create"): "pipeline parallelism over nodes only (GLM-4.5 on Ascend: test_members)",
+    ("apps", "statefulsets", "patch"): "pipeline parallelism over nodes only",
+    ("apps", "statefulsets", "delete"): "pipeline parallelism over nodes only",
+    ("monitoring.coreos.com", "podmonitors", "list"): "the sandbox does not serve the Prometheus Operator's CRDs",
+    ("monitoring.coreos.com", "podmonitors", "create"): "the sandbox does not serve the Prometheus Operator's CRDs",
+    ("monitoring.coreos.com", "podmonitors", "patch"): "the sandbox does not serve the Prometheus Operator's CRDs",
+    ("monitoring.coreos.com", "podmonitors", "delete"): "the sandbox does not serve the Prometheus Operator's CRDs",
+}
+
+
+@pytest.fixture(scope="module")
+def install_fleet(sandbox_binaries: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A host with H100 and CPU nodes, and an Ascend member, for the chart alone (its CRDs must land fresh)."""
+    clusters = {
+        "host": load_nodes("nvidia-h100.yaml") + load_nodes("cpu.yaml"),
+        "member": load_nodes("huawei-ascend.yaml"),
+    }
+    yield from _start(tmp_path_factory, clusters)
+
+
+def helm(host: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run("helm", *args, "--kubeconfig", str(host.state.kubeconfig), "-n", NAMESPACE, check=check)
+
+
+@pytest.fixture(scope="module")
+def installed(install_fleet: dict[str, Cluster]) -> Cluster:
+    host = install_fleet["host"]
+    helm(host, "install", RELEASE, str(CHART), "--create-namespace", "--wait", "--timeout", "120s")
+    return host
+
+
+def _custom(host: Cluster) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(host.api)
+
+
+def test_helm_install_lands_crds_rbac_catalog_and_a_hardened_operator(installed: Cluster) -> None:
+    host = installed
+    crds = client.ApiextensionsV1Api(host.api).list_custom_resource_definition().items
+    established = {
+        c.metadata.name
+        for c in crds
+        if any(x.type == "Established" and x.status == "True" for x in c.status.conditions or [])
+    }
+    expected = {p.name for p in (CHART / "crds").iterdir()}
+    assert {f"{n.removesuffix('.yaml')}.{GROUP}" for n in expected if n != "kopf-peerings.yaml"} <= established
+    assert {"kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"} <= established
+    runtimes = _custom(host).list_cluster_custom_object(GROUP, VERSION, "backendruntimes")["items"]
+    assert sorted(r["metadata"]["name"] for r in runtimes) == sorted(
+        b.to_manifest()["metadata"]["name"] for b in load_default_catalog()
+    )
+    rbac = client.RbacAuthorizationV1Api(host.api)
+    roles = [
+        r.metadata.name for r in rbac.list_cluster_role(label_selector=f"app.kubernetes.io/instance={RELEASE}").items
+    ]
+    assert sorted(roles) == [f"{RELEASE}-open-autoglm-cluster", f"{RELEASE}-open-autoglm-workloads"]
+    deployment = client.AppsV1Api(host.api).read_namespaced_deployment(f"{RELEASE}-open-autoglm", NAMESPACE)
+    assert deployment.status.ready_replicas == 1  # --wait: the (fake) Pod was admitted, scheduled and Ready
+    assert deployment.spec.template.spec.containers[0].security_context.read_only_root_filesystem is True
+    peering = _custom(host).get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "autoglm")
+    assert peering["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+
+
+def _token_kubeconfig(host: Cluster, path: Path) -> Path:
+    """A kubeconfig holding a TokenRequest token of the chart's ServiceAccount, as the Pod would mount."""
+    name = SERVICE_ACCOUNT.rsplit(":", 1)[1]
+    request = {"spec": {"expirationSeconds": 3600, "audiences": []}}
+    token = host.core.create_namespaced_service_account_token(name, NAMESPACE, request).status.token
+    admin = yaml.safe_load(host.state.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}],
+        "current-context": "operator",
+    }
+    base = host.state.kubeconfig.parent
+    path.write_text(yaml.safe_dump(flatten_kubeconfig(doc, base)))
+    return path
+
+
+def _audit(host: Cluster) -> list[dict[str, Any]]:
+    lines = host.state.audit_log.read_text().splitlines() if host.state.audit_log.exists() else []
+    return [e for e in map(json.loads, lines) if e["user"]["username"] == SERVICE_ACCOUNT]
+
+
+def _md(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment", "metadata": {"name": name}, "spec": spec}
+
+
+def _status(host: Cluster, name: str) -> dict[str, Any]:
+    body = _custom(host).get_namespaced_custom_object(GROUP, VERSION, SERVING, "modeldeployments", name)
+    return dict(body.get("status") or {})
+
+
+def _is(host: Cluster, name: str, type_: str) -> bool:
+    return any(c["type"] == type_ and c["status"] == "True" for c in _status(host, name).get("conditions") or [])
+
+
+def _clusters(host: Cluster, name: str) -> dict[str, int]:
+    return {c["name"]: c.get("ready", 0) for c in _status(host, name).get("clusters") or []}
+
+
+def _member_ready(host: Cluster) -> str:
+    body = _custom(host).get_cluster_custom_object(GROUP, VERSION, "memberclusters", "member")
+    ready = next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), {})
+    return str(ready.get("status", ""))
+
+
+def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
+    installed: Cluster, install_fleet: dict[str, Cluster], tmp_path: Path
+) -> None:
+    """create, conversion Job, member failover, delete with finalizer, Events, peering: every request allowed by
+    the chart's roles (no 403 in the audit log), and every rule of the roles used by some request."""
+    host, member = installed, install_fleet["member"]
+    kubeconfig = _token_kubeconfig(host, tmp_path / "operator.kubeconfig")
+    member_config = flatten_kubeconfig(
+        yaml.safe_load(member.state.kubeconfig.read_text()), member.state.kubeconfig.parent
+    )
+    join(ClusterClient("host", host.api), "member", member_config, {"vendor": "ascend"}, namespace=NAMESPACE)
+    host.core.create_namespace({"metadata": {"name": SERVING}})
+    health = free_port()
+    command = [
+        sys.executable, "-c", "from autoglm.face.cli import main; main()", "run", "--kubeconfig", str(kubeconfig),
+        "--peering", "autoglm", "--liveness", f"http://127.0.0.1:{health}/healthz", "--metrics-port", "0",
+        "--resync", "2", "--member-heartbeat", "1",
+    ]  # fmt: skip
+    log = tmp_path / "operator.log"
+    state_dir = Path(member.state.directory).parent
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            eventually(lambda: _member_ready(host) == "True", timeout=60)
+            placement = {
+                "clusters": ["local", "member"],
+                "weights": {"static": [{"cluster": "local", "weight": 1}, {"cluster": "member", "weight": 1}]},
+                "failover": {"tolerationSeconds": 2, "rebalanceSeconds": 2},
+            }
+            create = _custom(host).create_namespaced_custom_object
+            spec = {"model": {"name": "glm-4-9b-chat"}, "modelCache": {"enabled": False}}
+            create(
+                GROUP,
+                VERSION,
+                SERVING,
+                "modeldeployments",
+                _md("chat", **spec, replicas={"min": 2, "max": 2}, placement=placement),
+            )
+            eventually(lambda: _clusters(host, "chat") == {"local": 1, "member": 1}, timeout=90)
+            trt = {"model": {"name": "chatglm3-6b"}, "backend": "tensorrt-llm", "precision": "bf16"}
+            create(GROUP, VERSION, SERVING, "modeldeployments", _md("trt", **trt, placement={"clusters": ["local"]}))
+            eventually(lambda: _is(host, "trt", "Converted"), timeout=90)
+
+            fleet.stop(state_dir, "member")
+            try:
+                eventually(lambda: _member_ready(host) == "False", timeout=30)
+                eventually(lambda: _clusters(host, "chat").get("local") == 2, timeout=60)
+            finally:
+                fleet.start(state_dir, "member")
+            eventually(lambda: _member_ready(host) == "True", timeout=60)
+            # Moved off the host altogether: its objects there are deleted.
+            placement = {"clusters": ["member"], "failover": {"tolerationSeconds": 2, "rebalanceSeconds": 2}}
+            patch = {"spec": {"placement": placement}}
+            _custom(host).patch_namespaced_custom_object(GROUP, VERSION, SERVING, "modeldeployments", "chat", patch)
+            eventually(lambda: _clusters(host, "chat").get("member") == 2, timeout=60)
+            apps = client.AppsV1Api(host.api)
+            eventually(
+                lambda: not apps.list_namespaced_deployment(SERVING, label_selector=f"{LABEL_DEPLOYMENT}=chat").items,
+                timeout=30,
+            )
+
+            # A model outside the catalog, planned from the config.json in its ConfigMap.
+            config_map, qwen = yaml.safe_load_all((EXAMPLES / "model-config" / "qwen2-7b-instruct.yaml").read_text())
+            host.core.create_namespaced_config_map(
+                SERVING, {**config_map, "metadata": {"name": config_map["metadata"]["name"]}}
+            )
+            qwen["spec"]["placement"] = {"clusters": ["local"]}
+            create(GROUP, VERSION, SERVING, "modeldeployments", {**qwen, "metadata": {"name": "qwen"}})
+            eventually(lambda: _is(host, "qwen", "Planned"), timeout=60)
+
+            _custom(host).delete_namespaced_custom_object(GROUP, VERSION, SERVING, "modeldeployments", "trt")
+            jobs = client.BatchV1Api(host.api)
+            eventually(
+                lambda: [
+                    j for j in jobs.list_namespaced_job(SERVING).items if j.metadata.name.startswith("autoglm-clean-")
+                ],
+                timeout=60,
+            )
+
+            def names() -> list[str]:
+                listed = _custom(host).list_namespaced_custom_object(GROUP, VERSION, SERVING, "modeldeployments")
+                return [i["metadata"]["name"] for i in listed["items"]]
+
+            eventually(lambda: "trt" not in names(), timeout=60)
+
+            events = host.core.list_namespaced_event(SERVING).items
+            assert [e for e in events if e.involved_object.name == "chat" and e.source.component == "autoglm-operator"]
+            peering = _custom(host).get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "autoglm")
+            assert peering.get("status"), "the operator renewed its peering entry"
+            _helm_test_command_passes_against(host, f"http://127.0.0.1:{health}/healthz")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    audit = _audit(host)
+    denied = sorted({(e["verb"], e["requestURI"]) for e in audit if e.get("responseStatus", {}).get("code") == 403})
+    assert not denied, f"the chart's roles refused the operator: {denied}\n{log.read_text()[-3000:]}"
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    # Every authorized request used its rule, whatever it answered (a get of an object not there yet is a 404);
+    # a server-side apply that created its object (201) was authorized for create as well.
+    used = {
+        (e["objectRef"].get("apiGroup", ""), _resource(e["objectRef"]), verb)
+        for e in audit
+        if "objectRef" in e and e.get("responseStatus", {}).get("code") != 403
+        for verb in (
+            (e["verb"], "create") if e["verb"] == "patch" and e["responseStatus"]["code"] == 201 else (e["verb"],)
+        )
+    }
+    granted = _granted(host)
+    unused = sorted(granted - used - set(NOT_EXERCISED))
+    assert not unused, f"rules no request used (remove them, or say in NOT_EXERCISED why they stay): {unused}"
+    stale = sorted(set(NOT_EXERCISED) - granted)
+    assert not stale, f"NOT_EXERCISED names rules the chart no longer grants: {stale}"
+
+
+def _resource(ref: dict[str, Any]) -> str:
+    return f"{ref['resource']}/{ref['subresource']}" if ref.get("subresource") else str(ref["resource"])
+
+
+def _granted(host: Cluster) -> set[tuple[str, str, str]]:
+    rbac = client.RbacAuthorizationV1Api(host.api)
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    roles = [
+        *rbac.list_cluster_role(label_selector=selector).items,
+        *rbac.list_role_for_all_namespaces(label_selector=selector).items,
+    ]
+    return {
+        (group, resource, verb)
+        for role in roles
+        for rule in role.rules
+        for group in rule.api_groups
+        for resource in rule.resources
+        for verb in rule.verbs
+    }
+
+
+def _helm_test_command_passes_against(host: Cluster, url: str) -> None:
+    """Run the chart's `helm test` container command here, against the real operator's /healthz (the hook's own
+    Pod on the sandbox is a fake that runs nothing)."""
+    manifest = helm(host, "get", "hooks", RELEASE).stdout
+    (job,) = [d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "Job"]
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[0] == "python" and command[-1].endswith("/healthz")
+    done = subprocess.run([sys.executable, *command[1:-1], url], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "200" in done.stdout, done.stderr
+
+
+def test_helm_test_upgrade_and_uninstall_keep_crds_and_running_deployments(installed: Cluster) -> None:
+    host = installed
+    helm(host, "test", RELEASE, "--timeout", "60s")
+    helm(
+        host,
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "--reuse-values",
+        "--set",
+        "resyncSeconds=15",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
+    status = json.loads(helm(host, "status", RELEASE, "-o", "json").stdout)
+    assert status["version"] == 2 and status["info"]["status"] == "deployed"
+    apps = client.AppsV1Api(host.api)
+    args = apps.read_namespaced_deployment(f"{RELEASE}-open-autoglm", NAMESPACE).spec.template.spec.containers[0].args
+    assert "--resync=15" in args
+
+    helm(host, "uninstall", RELEASE, "--wait", "--timeout", "60s")
+    rbac = client.RbacAuthorizationV1Api(host.api)
+    assert not rbac.list_cluster_role(label_selector=f"app.kubernetes.io/instance={RELEASE}").items
+    assert not apps.list_namespaced_deployment(NAMESPACE).items
+    assert not _custom(host).list_cluster_custom_object(GROUP, VERSION, "backendruntimes")["items"]
+    # Helm never deletes a chart's CRDs: the ModelDeployments, and what they run, stay (README "Uninstall").
+    served = _custom(host).get_namespaced_custom_object(GROUP, VERSION, SERVING, "modeldeployments", "chat")
+    assert served["metadata"]["name"] == "chat"
+    assert [d.metadata.name for d in apps.list_namespaced_deployment(SERVING).items]

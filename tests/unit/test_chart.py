@@ -1,0 +1,142 @@
+"""The Helm chart, offline: generated files without drift, lint, a schema that rejects bad values, every rendered
+object valid for Kubernetes and the CRDs, a hardened operator pod, and only flags `autoglm run` has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import typer.main
+import yaml
+
+from autoglm.face.cli import app, render_catalog, render_crds
+from tests.chart import CHART, run, template
+from tests.conftest import ROOT
+from tests.crd_validation import schema_errors
+
+# Several value sets a platform team would use; each must lint and render valid objects.
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced": {"watchNamespaces": ["team-a", "team-b"], "memberSecretNames": ["gpu-kubeconfig"]},
+    "karmada": {
+        "propagation": {"mode": "karmada", "noLocal": True},
+        "karmada": {"kubeconfigSecret": {"name": "karmada-kubeconfig", "key": "config"}},
+        "prometheus": {"url": "http://prometheus.monitoring.svc:9090"},
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}}},
+        "log": {"format": "text", "verbose": True},
+    },
+    "minimal": {
+        "peering": {"enabled": False},
+        "catalog": {"install": False},
+        "metrics": {"service": {"enabled": False}},
+    },
+}
+
+
+def _crds() -> dict[str, Any]:
+    return {
+        doc["spec"]["names"]["kind"]: doc for text in render_crds().values() for doc in yaml.safe_load_all(text) if doc
+    }
+
+
+def test_the_chart_installs_the_generated_crds_and_catalog_without_drift() -> None:
+    for name, text in render_crds().items():
+        assert (CHART / "crds" / name).read_text() == text, f"charts/open-autoglm/crds/{name}: run `autoglm crds`"
+        assert (ROOT / "crds" / name).read_text() == text, f"crds/{name}: run `autoglm crds`"
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted(render_crds())
+    catalog = (CHART / "files" / "backendruntimes.yaml").read_text()
+    assert catalog.split("\n", 1)[1] == render_catalog(), "run `autoglm catalog --out charts/open-autoglm/files/...`"
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_value_set_lints_and_renders_valid_objects(name: str, tmp_path: Path) -> None:
+    values = VALUE_SETS[name]
+    from tests.chart import values_file
+
+    run("helm", "lint", "--strict", str(CHART), "-f", str(values_file(tmp_path, values)))
+    objects = template(tmp_path, values)
+    crds = _crds()
+    kinds = [o["kind"] for o in objects]
+    assert kinds.count("CustomResourceDefinition") == len(crds)
+    for obj in objects:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] in crds:
+            assert schema_errors(crds[obj["kind"]], obj) == [], where
+        elif obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            # The Prometheus Operator's CRD is not ours to vendor: check the fields it requires.
+            assert obj["kind"] == "ServiceMonitor" and obj["spec"]["selector"]["matchLabels"], where
+            assert obj["spec"]["endpoints"][0]["port"] == "metrics", where
+        else:
+            kubernetes_validate.validate(obj, "1.34.0", strict=True)
+    assert ("BackendRuntime" in kinds) == (name != "minimal")
+    assert ("ServiceMonitor" in kinds) == (name == "karmada")
+
+
+def _operator(objects: list[Any]) -> dict[str, Any]:
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    return deployment  # type: ignore[no-any-return]
+
+
+def test_the_operator_pod_is_hardened_and_probed_on_healthz(tmp_path: Path) -> None:
+    deployment = _operator(template(tmp_path, {}))
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    ctx = container["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert f"--liveness=http://0.0.0.0:{ports['healthz']}/healthz" in container["args"]
+    assert f"--metrics-port={ports['metrics']}" in container["args"]
+    assert "--peering=autoglm" in container["args"] and container["resources"]["limits"]["memory"]
+
+
+def _run_options() -> set[str]:
+    command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    return {opt for param in command.params for opt in param.opts if opt.startswith("--")}
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_rendered_flag_is_one_autoglm_run_takes(name: str, tmp_path: Path) -> None:
+    objects = template(tmp_path, VALUE_SETS[name])
+    args = _operator(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
+    flags = {a.split("=", 1)[0] for a in args}
+    assert flags <= _run_options(), flags - _run_options()
+    if name == "namespaced":
+        assert "--namespace=team-a" in args and "--namespace=team-b" in args
+        peerings = [o for o in objects if o["kind"] == "KopfPeering"]
+        assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
+        bindings = [o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["name"].endswith("-workloads")]
+        assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+        (secrets,) = [o for o in objects if o["kind"] == "Role"]
+        assert secrets["rules"] == [
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["gpu-kubeconfig"]}
+        ]
+    if name == "karmada":
+        assert "--propagation=karmada" in args and "--kubeconfig=/etc/autoglm/karmada/config" in args
+        assert "--prometheus-url=http://prometheus.monitoring.svc:9090" in args and "--json-logs" not in args
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"propagation": {"mode": "kamada"}}, "/propagation/mode"),
+        ({"propagation": {"mode": "karmada"}}, "/karmada/kubeconfigSecret/name"),
+        ({"replicaCount": -1}, "/replicaCount"),
+        ({"watchNamespaces": ["Team_A"]}, "/watchNamespaces/0"),
+        ({"log": {"format": "yaml"}}, "/log/format"),
+        ({"prometheus": {"url": "prometheus:9090"}}, "/prometheus/url"),
+        ({"metrics": {"port": 70000}}, "/metrics/port"),
+        ({"imagee": {"tag": "x"}}, "imagee"),
+    ],
+)
+def test_a_wrong_value_fails_at_install_naming_the_field(values: dict[str, Any], field: str, tmp_path: Path) -> None:
+    from tests.chart import values_file
+
+    done = run("helm", "template", "x", str(CHART), "-f", str(values_file(tmp_path, values)), check=False)
+    assert done.returncode != 0 and field in done.stderr, done.stderr
