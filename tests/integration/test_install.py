@@ -11,19 +11,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, watch
 
 from autoglm.core.backends import load_default_catalog
 from autoglm.sandbox import fleet
 from autoglm.sandbox.cluster import free_port
 from autoglm.shell.clusters import LABEL_DEPLOYMENT, ClusterClient
 from autoglm.shell.members import flatten_kubeconfig, join
+from tests.argocd import health
 from tests.chart import CHART, run
 from tests.conftest import EXAMPLES, load_nodes
 from tests.integration.conftest import Cluster, _start
@@ -147,6 +149,38 @@ def _member_ready(host: Cluster) -> str:
     return str(ready.get("status", ""))
 
 
+class StatusRecorder:
+    """Every version of every ModelDeployment in a namespace, as a watch delivers them (for the Argo CD check)."""
+
+    def __init__(self, host: Cluster, namespace: str) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self._stopped = threading.Event()
+        self._watch = watch.Watch()
+        args = (GROUP, VERSION, namespace, "modeldeployments")
+        self._stream = self._watch.stream(_custom(host).list_namespaced_custom_object, *args, timeout_seconds=600)
+        self._thread = threading.Thread(target=self._record, daemon=True)
+        self._thread.start()
+
+    def _record(self) -> None:
+        try:
+            self.seen.extend(event["object"] for event in self._stream)
+        except Exception as exc:  # the sandbox going away ends the watch; before stop() it is a failure
+            if not self._stopped.is_set():
+                self.error = exc
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._watch.stop()
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        assert self.error is None, f"the status watch failed: {self.error}"
+        return [o for o in self.seen if o["metadata"]["name"] == name]
+
+
+RECORDED: dict[str, StatusRecorder] = {}
+
+
 def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
     installed: Cluster, install_fleet: dict[str, Cluster], tmp_path: Path
 ) -> None:
@@ -159,6 +193,7 @@ def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
     )
     join(ClusterClient("host", host.api), "member", member_config, {"vendor": "ascend"}, namespace=NAMESPACE)
     host.core.create_namespace({"metadata": {"name": SERVING}})
+    RECORDED["serving"] = recorder = StatusRecorder(host, SERVING)
     health = free_port()
     command = [
         sys.executable, "-c", "from autoglm.face.cli import main; main()", "run", "--kubeconfig", str(kubeconfig),
@@ -189,6 +224,19 @@ def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
             trt = {"model": {"name": "chatglm3-6b"}, "backend": "tensorrt-llm", "precision": "bf16"}
             create(GROUP, VERSION, SERVING, "modeldeployments", _md("trt", **trt, placement={"clusters": ["local"]}))
             eventually(lambda: _is(host, "trt", "Converted"), timeout=90)
+
+            # No runtime of this name serves an H100: Unplaceable.
+            create(
+                GROUP,
+                VERSION,
+                SERVING,
+                "modeldeployments",
+                _md("nowhere", **spec, backend="vllm-ascend", placement={"clusters": ["local"]}),
+            )
+            eventually(
+                lambda: any(c["reason"] == "Unplaceable" for c in _status(host, "nowhere").get("conditions") or []),
+                timeout=60,
+            )
 
             fleet.stop(state_dir, "member")
             try:
@@ -240,6 +288,7 @@ def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
         finally:
             proc.terminate()
             proc.wait(30)
+            recorder.stop()
     audit = _audit(host)
     denied = sorted({(e["verb"], e["requestURI"]) for e in audit if e.get("responseStatus", {}).get("code") == 403})
     assert not denied, f"the chart's roles refused the operator: {denied}\n{log.read_text()[-3000:]}"
@@ -259,6 +308,32 @@ def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
     assert not unused, f"rules no request used (remove them, or say in NOT_EXERCISED why they stay): {unused}"
     stale = sorted(set(NOT_EXERCISED) - granted)
     assert not stale, f"NOT_EXERCISED names rules the chart no longer grants: {stale}"
+
+
+def test_the_argo_cd_health_check_reads_the_statuses_the_operator_wrote() -> None:
+    """manifests/argocd's Lua, run as Argo CD runs it, on every version of every ModelDeployment the scenario above
+    saw: Progressing before a plan and while converting, Healthy when ready, Degraded when unplaceable or a member
+    is down, each with the condition's message."""
+    recorder = RECORDED["serving"]
+    verdicts = {name: [(health(o), o) for o in recorder.of(name)] for name in ("chat", "trt", "nowhere")}
+    assert all(versions for versions in verdicts.values()), {n: len(v) for n, v in verdicts.items()}
+    for versions in verdicts.values():
+        assert {status for (status, _), _ in versions} <= {"Healthy", "Progressing", "Degraded"}
+    (first, _), *_ = verdicts["chat"]
+    assert first == ("Progressing", "Waiting for the operator to plan the deployment")
+    healthy = [m for (s, m), o in verdicts["chat"] if s == "Healthy"]
+    assert healthy and all(m.endswith("replicas ready") for m in healthy)
+    converting = [m for (s, m), o in verdicts["trt"] if _reason(o, "Converted") == "Converting"]
+    assert converting == [m for (s, m), o in verdicts["trt"] if s == "Progressing" and "Job" in m] and converting
+    member_down = [m for (s, m), o in verdicts["chat"] if s == "Degraded" and "member: Unreachable" in m]
+    assert member_down, "\n".join(f"{s}: {m[:160]}" for (s, m), _ in verdicts["chat"])
+    status, message = verdicts["nowhere"][-1][0]
+    assert status == "Degraded" and message.startswith("Unplaceable: ")
+
+
+def _reason(obj: dict[str, Any], type_: str) -> str | None:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c["reason"] for c in conditions if c["type"] == type_), None)
 
 
 def _resource(ref: dict[str, Any]) -> str:
