@@ -66,7 +66,8 @@ def helm(host: Cluster, *args: str, check: bool = True) -> subprocess.CompletedP
 @pytest.fixture(scope="module")
 def installed(install_fleet: dict[str, Cluster]) -> Cluster:
     host = install_fleet["host"]
-    helm(host, "install", RELEASE, str(CHART), "--create-namespace", "--wait", "--timeout", "120s")
+    install = ("install", RELEASE, str(CHART), "--create-namespace", "--set", "nodeProbe.enabled=true")
+    helm(host, *install, "--wait", "--timeout", "120s")
     return host
 
 
@@ -93,7 +94,8 @@ def test_helm_install_lands_crds_rbac_catalog_and_a_hardened_operator(installed:
     roles = [
         r.metadata.name for r in rbac.list_cluster_role(label_selector=f"app.kubernetes.io/instance={RELEASE}").items
     ]
-    assert sorted(roles) == [f"{RELEASE}-open-autoglm-cluster", f"{RELEASE}-open-autoglm-workloads"]
+    names = ("cluster", "node-probe", "workloads")
+    assert sorted(roles) == [f"{RELEASE}-open-autoglm-{n}" for n in names]
     deployment = client.AppsV1Api(host.api).read_namespaced_deployment(f"{RELEASE}-open-autoglm", NAMESPACE)
     assert deployment.status.ready_replicas == 1  # --wait: the (fake) Pod was admitted, scheduled and Ready
     assert deployment.spec.template.spec.containers[0].security_context.read_only_root_filesystem is True
@@ -101,9 +103,9 @@ def test_helm_install_lands_crds_rbac_catalog_and_a_hardened_operator(installed:
     assert peering["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
 
 
-def _token_kubeconfig(host: Cluster, path: Path) -> Path:
-    """A kubeconfig holding a TokenRequest token of the chart's ServiceAccount, as the Pod would mount."""
-    name = SERVICE_ACCOUNT.rsplit(":", 1)[1]
+def _token_kubeconfig(host: Cluster, path: Path, account: str = SERVICE_ACCOUNT) -> Path:
+    """A kubeconfig holding a TokenRequest token of one of the chart's ServiceAccounts, as its Pod would mount."""
+    name = account.rsplit(":", 1)[1]
     request = {"spec": {"expirationSeconds": 3600, "audiences": []}}
     token = host.core.create_namespaced_service_account_token(name, NAMESPACE, request).status.token
     admin = yaml.safe_load(host.state.kubeconfig.read_text())
@@ -121,9 +123,9 @@ def _token_kubeconfig(host: Cluster, path: Path) -> Path:
     return path
 
 
-def _audit(host: Cluster) -> list[dict[str, Any]]:
+def _audit(host: Cluster, account: str = SERVICE_ACCOUNT) -> list[dict[str, Any]]:
     lines = host.state.audit_log.read_text().splitlines() if host.state.audit_log.exists() else []
-    return [e for e in map(json.loads, lines) if e["user"]["username"] == SERVICE_ACCOUNT]
+    return [e for e in map(json.loads, lines) if e["user"]["username"] == account]
 
 
 def _md(name: str, **spec: Any) -> dict[str, Any]:
@@ -310,6 +312,26 @@ def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
     assert not stale, f"NOT_EXERCISED names rules the chart no longer grants: {stale}"
 
 
+def test_the_node_probe_labels_its_node_with_only_its_own_rights(installed: Cluster, tmp_path: Path) -> None:
+    """`autoglm probe`, as the chart's DaemonSet runs it, with its ServiceAccount's token: this machine's CPU
+    becomes autoglm.io/cpu.* labels on a sandbox Node (no accelerator tool here: none of those labels)."""
+    host = installed
+    account = f"{SERVICE_ACCOUNT}-node-probe"
+    daemonset = client.AppsV1Api(host.api).read_namespaced_daemon_set(account.rsplit(":", 1)[1], NAMESPACE)
+    assert daemonset.status.desired_number_scheduled == len(host.core.list_node().items)
+    node = host.core.list_node().items[0].metadata.name
+    kubeconfig = _token_kubeconfig(host, tmp_path / "probe.kubeconfig", account)
+    command = [sys.executable, "-c", "from autoglm.face.cli import main; main()", "probe", "--once"]
+    done = subprocess.run(
+        [*command, "--node", node, "--kubeconfig", str(kubeconfig)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    labels = host.core.read_node(node).metadata.labels
+    assert [k for k in labels if k.startswith("autoglm.io/cpu.")] and "labelled" in done.stderr, done.stderr
+    verbs = {(e["objectRef"]["resource"], e["verb"], e["responseStatus"]["code"]) for e in _audit(host, account)}
+    assert verbs == {("nodes", "get", 200), ("nodes", "patch", 200)}
+
+
 def test_the_argo_cd_health_check_reads_the_statuses_the_operator_wrote() -> None:
     """manifests/argocd's Lua, run as Argo CD runs it, on every version of every ModelDeployment the scenario above
     saw: Progressing before a plan and while converting, Healthy when ready, Degraded when unplaceable or a member
@@ -342,7 +364,7 @@ def _resource(ref: dict[str, Any]) -> str:
 
 def _granted(host: Cluster) -> set[tuple[str, str, str]]:
     rbac = client.RbacAuthorizationV1Api(host.api)
-    selector = f"app.kubernetes.io/instance={RELEASE}"
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
     roles = [
         *rbac.list_cluster_role(label_selector=selector).items,
         *rbac.list_role_for_all_namespaces(label_selector=selector).items,

@@ -27,6 +27,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}}},
         "log": {"format": "text", "verbose": True},
     },
+    "probe": {"nodeProbe": {"enabled": True, "ascendDriverPath": "/usr/local/Ascend/driver", "intervalSeconds": 300}},
     "minimal": {
         "peering": {"enabled": False},
         "catalog": {"install": False},
@@ -96,8 +97,8 @@ def test_the_operator_pod_is_hardened_and_probed_on_healthz(tmp_path: Path) -> N
     assert "--peering=autoglm" in container["args"] and container["resources"]["limits"]["memory"]
 
 
-def _run_options() -> set[str]:
-    command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+def _options(name: str = "run") -> set[str]:
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
     return {opt for param in command.params for opt in param.opts if opt.startswith("--")}
 
 
@@ -106,7 +107,7 @@ def test_every_rendered_flag_is_one_autoglm_run_takes(name: str, tmp_path: Path)
     objects = template(tmp_path, VALUE_SETS[name])
     args = _operator(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
     flags = {a.split("=", 1)[0] for a in args}
-    assert flags <= _run_options(), flags - _run_options()
+    assert flags <= _options(), flags - _options()
     if name == "namespaced":
         assert "--namespace=team-a" in args and "--namespace=team-b" in args
         peerings = [o for o in objects if o["kind"] == "KopfPeering"]
@@ -140,3 +141,21 @@ def test_a_wrong_value_fails_at_install_naming_the_field(values: dict[str, Any],
 
     done = run("helm", "template", "x", str(CHART), "-f", str(values_file(tmp_path, values)), check=False)
     assert done.returncode != 0 and field in done.stderr, done.stderr
+
+
+def test_the_node_probe_daemonset_runs_autoglm_probe_on_its_own_node_with_only_node_rights(tmp_path: Path) -> None:
+    objects = template(tmp_path, VALUE_SETS["probe"])
+    (daemonset,) = [o for o in objects if o["kind"] == "DaemonSet"]
+    pod = daemonset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["autoglm", "probe"] and container["args"] == ["--interval=300"]
+    assert {a.split("=", 1)[0] for a in container["args"]} <= _options("probe")
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["PATH"]["value"].endswith(":/usr/local/Ascend/driver/tools")
+    assert pod["volumes"][0]["hostPath"] == {"path": "/usr/local/Ascend/driver", "type": "Directory"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"]
+    (role,) = [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-node-probe")]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}]
+    assert pod["serviceAccountName"] == role["metadata"]["name"]
+    assert not [o for o in template(tmp_path, {}) if o["kind"] == "DaemonSet"], "off by default"
