@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from autoglm.core.hardware import build_inventory
-from autoglm.core.probe import ascend, cpu_labels, label_value, nvidia
+from autoglm.core.probe import ascend, cpu_labels, gaudi, label_value, nvidia
 from autoglm.face.probe import labels_patch, run
 
 H100 = Path(__file__).resolve().parents[1] / "fixtures" / "probe" / "nvidia-h100"
 ASCEND = H100.parent / "ascend-910b3"
+GAUDI = H100.parent / "gaudi2-hl225"
 
 
 def _node(name: str, resource: str, labels: dict[str, str]) -> dict[str, object]:
@@ -133,3 +134,19 @@ def test_eight_ascend_910b3_on_hccs_as_npu_smi_prints_them_and_the_inventory_rea
     assert (pool.known, pool.product, pool.devices_per_node) == (True, "Ascend910B3", 8)
     assert pool.memory_bytes == 65536 * 2**20
     assert ascend("npu-smi: command found no device\n") is None
+
+
+def test_eight_gaudi2_as_hl_smi_prints_them_and_the_inventory_sizes_them_from_the_catalog() -> None:
+    found = gaudi((GAUDI / "hl-smi.txt").read_text())
+    assert found is not None
+    assert found.labels() == {
+        "autoglm.io/accelerator.vendor": "intel-gaudi",
+        "autoglm.io/accelerator.product": "HL-225",
+        "autoglm.io/accelerator.count": "8",
+        "autoglm.io/accelerator.memory-mib": "98304",
+    }
+    (pool,) = build_inventory([_node("hpu-0", "habana.ai/gaudi", found.labels())]).pools
+    assert (pool.known, pool.product, pool.devices_per_node) == (True, "Gaudi2-96GB", 8)
+    assert pool.memory_bytes == 98304 * 2**20
+    # The compute-process table below the cards has no HL- name: it adds nothing.
+    assert gaudi("hl-smi: no AIP found\n") is None

@@ -2,8 +2,9 @@
 vendors' labels (operator/autoglm/data/accelerators.yaml), for nodes no vendor labeller covers. Pure: each
 vendor's tool output in, labels out; `autoglm probe` (face/probe.py) runs the tools and writes the labels.
 
-Parsed: nvidia-smi (NVIDIA), npu-smi (Huawei Ascend), /proc/cpuinfo. The other vendors' tools (cnmon,
-xpu-smi, bm-smi, amd-smi, hl-smi) are not run yet: such a node gets no accelerator labels from the probe."""
+Parsed: nvidia-smi (NVIDIA), npu-smi (Huawei Ascend), hl-smi (Intel Gaudi), /proc/cpuinfo. The other vendors'
+tools (cnmon, xpu-smi, bm-smi, amd-smi) are not run yet: no recorded output of them was found to test a parser
+on, and such a node gets no accelerator labels from the probe."""
 
 from __future__ import annotations
 
@@ -109,6 +110,30 @@ def ascend(info: str, topology: str = "") -> Accelerators | None:
         memory_mib=chosen[0],
         interconnect=None if len(chosen) == 1 or not topology else ("hccs" if linked else "pcie"),
     )
+
+
+_AIP_ROW = re.compile(r"^\|\s*(\d+)\s+(HL-[\w-]+)\s")
+_MIB_USAGE = re.compile(r"(\d+)\s*MiB\s*/\s*(\d+)\s*MiB")
+
+
+def gaudi(summary: str) -> Accelerators | None:
+    """`hl-smi` (its summary table: each AIP's row with its name, e.g. HL-225, then a row ending in
+    Memory-Usage "used MiB / total MiB"). Gaudi links its cards by on-chip RoCE ports, which the table does not
+    show: the interconnect comes from the accelerator catalog."""
+    lines = summary.splitlines()
+    found: list[tuple[str, int | None]] = []
+    for i, line in enumerate(lines):
+        row = _AIP_ROW.match(line.strip())
+        if row is None:
+            continue
+        usage = _MIB_USAGE.search(lines[i + 1]) if i + 1 < len(lines) else None
+        found.append((row.group(2), int(usage.group(2)) if usage else None))
+    if not found:
+        return None
+    names = [n for n, _ in found]
+    name = max(set(names), key=names.count)
+    chosen = [m for n, m in found if n == name]
+    return Accelerators(vendor="intel-gaudi", product=name, count=len(chosen), memory_mib=chosen[0])
 
 
 def cpu_labels(cpuinfo: str) -> dict[str, str]:
