@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,28 @@ def _member_ready(host: Cluster) -> str:
     return str(ready.get("status", ""))
 
 
+@contextmanager
+def operator_process(kubeconfig: Path, log: Path, *flags: str) -> Iterator[None]:
+    """`autoglm run` as the chart's Pod runs it (its peering, no metrics port here), on 127.0.0.1."""
+    command = [
+        sys.executable,
+        "-c",
+        "from autoglm.face.cli import main; main()",
+        "run",
+        "--kubeconfig",
+        str(kubeconfig),
+    ]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*command, "--peering", "autoglm", "--metrics-port", "0", *flags], stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            yield
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
 class StatusRecorder:
     """Every version of every ModelDeployment in a namespace, as a watch delivers them (for the Argo CD check)."""
 
@@ -197,15 +220,10 @@ def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
     host.core.create_namespace({"metadata": {"name": SERVING}})
     RECORDED["serving"] = recorder = StatusRecorder(host, SERVING)
     health = free_port()
-    command = [
-        sys.executable, "-c", "from autoglm.face.cli import main; main()", "run", "--kubeconfig", str(kubeconfig),
-        "--peering", "autoglm", "--liveness", f"http://127.0.0.1:{health}/healthz", "--metrics-port", "0",
-        "--resync", "2", "--member-heartbeat", "1",
-    ]  # fmt: skip
     log = tmp_path / "operator.log"
     state_dir = Path(member.state.directory).parent
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    flags = ("--liveness", f"http://127.0.0.1:{health}/healthz", "--resync", "2", "--member-heartbeat", "1")
+    with operator_process(kubeconfig, log, *flags):
         try:
             eventually(lambda: _member_ready(host) == "True", timeout=60)
             placement = {
@@ -288,8 +306,6 @@ def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
             assert peering.get("status"), "the operator renewed its peering entry"
             _helm_test_command_passes_against(host, f"http://127.0.0.1:{health}/healthz")
         finally:
-            proc.terminate()
-            proc.wait(30)
             recorder.stop()
     audit = _audit(host)
     denied = sorted({(e["verb"], e["requestURI"]) for e in audit if e.get("responseStatus", {}).get("code") == 403})
@@ -390,26 +406,53 @@ def _helm_test_command_passes_against(host: Cluster, url: str) -> None:
     assert done.returncode == 0 and "200" in done.stdout, done.stderr
 
 
-def test_helm_test_upgrade_and_uninstall_keep_crds_and_running_deployments(installed: Cluster) -> None:
+def test_helm_test_then_an_upgrade_to_one_watched_namespace_runs_with_only_that_namespaces_rights(
+    installed: Cluster, tmp_path: Path
+) -> None:
+    """`helm test`; `helm upgrade` to watchNamespaces=[serving]: the workload rules become a RoleBinding there
+    and peering a KopfPeering there; the operator run with `-n serving` under the token still gets no 403."""
     host = installed
     helm(host, "test", RELEASE, "--timeout", "60s")
-    helm(
-        host,
-        "upgrade",
-        RELEASE,
-        str(CHART),
-        "--reuse-values",
-        "--set",
-        "resyncSeconds=15",
-        "--wait",
-        "--timeout",
-        "120s",
-    )
+    upgrade = ("upgrade", RELEASE, str(CHART), "--reuse-values", "--set", "resyncSeconds=15")
+    helm(host, *upgrade, "--set", f"watchNamespaces[0]={SERVING}", "--wait", "--timeout", "120s")
     status = json.loads(helm(host, "status", RELEASE, "-o", "json").stdout)
     assert status["version"] == 2 and status["info"]["status"] == "deployed"
     apps = client.AppsV1Api(host.api)
     args = apps.read_namespaced_deployment(f"{RELEASE}-open-autoglm", NAMESPACE).spec.template.spec.containers[0].args
-    assert "--resync=15" in args
+    assert "--resync=15" in args and f"--namespace={SERVING}" in args
+    rbac = client.RbacAuthorizationV1Api(host.api)
+    workloads = f"{RELEASE}-open-autoglm-workloads"
+    assert [
+        b.metadata.namespace for b in rbac.list_role_binding_for_all_namespaces().items if b.metadata.name == workloads
+    ] == [SERVING]
+    assert workloads not in [b.metadata.name for b in rbac.list_cluster_role_binding().items]
+
+    seen = len(_audit(host))
+    kubeconfig = _token_kubeconfig(host, tmp_path / "operator.kubeconfig")
+    spec = {"model": {"name": "glm-4-9b-chat"}, "modelCache": {"enabled": False}, "placement": {"clusters": ["local"]}}
+    with operator_process(kubeconfig, tmp_path / "operator.log", "--namespace", SERVING, "--liveness", ""):
+        _custom(host).create_namespaced_custom_object(
+            GROUP, VERSION, SERVING, "modeldeployments", _md("scoped", **spec)
+        )
+        eventually(lambda: _is(host, "scoped", "Ready"), timeout=60)
+        peering = _custom(host).get_namespaced_custom_object("kopf.dev", "v1", SERVING, "kopfpeerings", "autoglm")
+        eventually(
+            lambda: (
+                _custom(host)
+                .get_namespaced_custom_object("kopf.dev", "v1", SERVING, "kopfpeerings", "autoglm")
+                .get("status")
+            ),
+            timeout=30,
+        )
+        assert peering["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    audit = _audit(host)[seen:]
+    denied = sorted({(e["verb"], e["requestURI"]) for e in audit if e.get("responseStatus", {}).get("code") == 403})
+    assert audit and not denied, denied
+
+
+def test_helm_uninstall_keeps_crds_and_running_deployments(installed: Cluster) -> None:
+    host = installed
+    apps = client.AppsV1Api(host.api)
 
     helm(host, "uninstall", RELEASE, "--wait", "--timeout", "60s")
     rbac = client.RbacAuthorizationV1Api(host.api)

@@ -138,51 +138,92 @@ def _node_not_ready_events(api: client.ApiClient) -> list[Any]:
     return [e for e in events if e.reason == "NodeNotReady"]
 
 
-@pytest.fixture(scope="module")
-def health_run(sandbox_binaries: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[HealthRun]:
-    state_dir = tmp_path_factory.mktemp("node-health")
-    clusters = {
-        "idle": load_nodes("nvidia-h100.yaml"),
-        "loaded": load_nodes("nvidia-h100.yaml") + load_nodes("cpu.yaml"),
-    }
-    states, _ = fleet.up(state_dir, clusters)
-    try:
+class HealthRunner:
+    """The whole observation in a thread: it is three minutes of waiting, so the suite runs it beside the other
+    integration tests (tests/integration/conftest.py starts it after the timing-sensitive closed loop) and the
+    tests below only read its outcome. The other tests' load on the machine makes "under load" harder, not
+    easier."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.started = False
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._result: HealthRun | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="node-health", daemon=True)
+
+    def start(self) -> None:
+        if not self.started:
+            self.started = True
+            self._thread.start()
+
+    def result(self) -> HealthRun:
+        self.start()
+        self._done.wait()
+        if self._error is not None:
+            raise AssertionError(f"the node-health run failed: {self._error!r}") from self._error
+        assert self._result is not None
+        return self._result
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.started:
+            self._thread.join(60)
+        fleet.down(self.state_dir)
+
+    def _run(self) -> None:
+        try:
+            self._result = self._observe()
+        except BaseException as exc:  # handed to the tests through result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def _observe(self) -> HealthRun:
+        clusters = {
+            "idle": load_nodes("nvidia-h100.yaml"),
+            "loaded": load_nodes("nvidia-h100.yaml") + load_nodes("cpu.yaml"),
+        }
+        states, _ = fleet.up(self.state_dir, clusters)
         apis = {name: state.api_client() for name, state in states.items()}
         recorders = {name: ReadyRecorder(api) for name, api in apis.items()}
         threads = [threading.Thread(target=r.run, daemon=True) for r in recorders.values()]
         for thread in threads:
             thread.start()
-        wanted = {"idle": 1, "loaded": LOADED_PODS}
-        for name, replicas in wanted.items():
-            client.AppsV1Api(apis[name]).create_namespaced_deployment("default", _deployment("server", replicas))
-        all_ready_at = {name: _wait_ready(recorders[name], name, count) for name, count in wanted.items()}
+        try:
+            wanted = {"idle": 1, "loaded": LOADED_PODS}
+            for name, replicas in wanted.items():
+                client.AppsV1Api(apis[name]).create_namespaced_deployment("default", _deployment("server", replicas))
+            all_ready_at = {name: _wait_ready(recorders[name], name, count) for name, count in wanted.items()}
 
-        loaded = recorders["loaded"]
-        core = client.CoreV1Api(apis["loaded"])
-        down_pods = {pod for pod, node in loaded.snapshot()[2].items() if node == DOWN_NODE}
-        stopped_at = time.monotonic()
-        stop_heartbeat(states["loaded"], DOWN_NODE)
-        grace = NODE_LEASE_SECONDS * 1.25
-        node_unknown_at = _wait(
-            f"{DOWN_NODE} not Ready", lambda: not node_ready(core.read_node(DOWN_NODE)), grace + NODE_LEASE_SECONDS
-        )
-        _wait(f"the pods of {DOWN_NODE} NotReady", lambda: not any(loaded.snapshot()[1][p] for p in down_pods), 30)
-        time.sleep(5)
-        resumed_at = time.monotonic()
-        resume_heartbeat(states["loaded"], DOWN_NODE)
-        back_at = _wait(
-            f"{DOWN_NODE} and its pods Ready again",
-            lambda: node_ready(core.read_node(DOWN_NODE)) and all(loaded.snapshot()[1][p] for p in down_pods),
-            NODE_LEASE_SECONDS,
-        )
-
-        ended_at = max(all_ready_at.values()) + OBSERVE_SECONDS
-        time.sleep(max(0.0, ended_at - time.monotonic()))
-        for recorder in recorders.values():
-            recorder.stop.set()
-        for thread in threads:
-            thread.join(10)
-        yield HealthRun(
+            loaded = recorders["loaded"]
+            core = client.CoreV1Api(apis["loaded"])
+            down_pods = {pod for pod, node in loaded.snapshot()[2].items() if node == DOWN_NODE}
+            stopped_at = time.monotonic()
+            stop_heartbeat(states["loaded"], DOWN_NODE)
+            grace = NODE_LEASE_SECONDS * 1.25
+            node_unknown_at = _wait(
+                f"{DOWN_NODE} not Ready", lambda: not node_ready(core.read_node(DOWN_NODE)), grace + NODE_LEASE_SECONDS
+            )
+            _wait(f"the pods of {DOWN_NODE} NotReady", lambda: not any(loaded.snapshot()[1][p] for p in down_pods), 30)
+            time.sleep(5)
+            resumed_at = time.monotonic()
+            resume_heartbeat(states["loaded"], DOWN_NODE)
+            back_at = _wait(
+                f"{DOWN_NODE} and its pods Ready again",
+                lambda: node_ready(core.read_node(DOWN_NODE)) and all(loaded.snapshot()[1][p] for p in down_pods),
+                NODE_LEASE_SECONDS,
+            )
+            ended_at = max(all_ready_at.values()) + OBSERVE_SECONDS
+            if self._stop.wait(max(0.0, ended_at - time.monotonic())):
+                raise RuntimeError("stopped before the observation ended")
+        finally:
+            for recorder in recorders.values():
+                recorder.stop.set()
+            for thread in threads:
+                thread.join(10)
+        return HealthRun(
             states=states,
             recorders=recorders,
             all_ready_at=all_ready_at,
@@ -199,8 +240,18 @@ def health_run(sandbox_binaries: dict[str, Path], tmp_path_factory: pytest.TempP
             },
             nodes_at_end={name: client.CoreV1Api(api).list_node().items for name, api in apis.items()},
         )
+
+
+@pytest.fixture(scope="module")
+def health_run(node_health: HealthRunner | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HealthRun]:
+    if node_health is not None:  # started beside the other tests by the session
+        yield node_health.result()
+        return
+    runner = HealthRunner(tmp_path_factory.mktemp("node-health"))
+    try:
+        yield runner.result()
     finally:
-        fleet.down(state_dir)
+        runner.close()
 
 
 def _lost_readiness(run: HealthRun, cluster: str, pods: set[str] | None = None) -> list[tuple[float, str, str]]:

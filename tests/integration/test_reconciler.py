@@ -237,3 +237,19 @@ def test_a_model_outside_the_catalog_is_planned_from_its_config_json_in_a_config
     assert outcome.plan is not None and outcome.plan.feasible, outcome.plan
     assert outcome.plan.parameters == 7_615_616_512 and outcome.plan.primary is not None
     assert outcome.plan.primary.backend == "vllm-cuda"
+
+
+def test_ensure_trusts_what_it_found_for_a_while_then_looks_again(sandbox: Cluster, namespace: str) -> None:
+    """Every create in a namespace ensures the same model-cache claim: within ensure_ttl a second ensure costs
+    no request (an object deleted meanwhile is not seen), after it the object is looked up and made again."""
+    cluster = ClusterClient("one", sandbox.api)
+    cluster.ensure_ttl = 1.0
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "claimlike", "namespace": namespace}}
+    assert cluster.ensure(config) is True
+    sandbox.core.delete_namespaced_config_map("claimlike", namespace)
+    assert cluster.ensure(config) is False  # trusted: no GET, so the deletion is not seen yet
+    assert cluster.get("v1", "ConfigMap", "claimlike", namespace) is None
+    eventually(lambda: cluster.ensure(config), timeout=5, interval=0.2)  # looked up again, created again
+    assert cluster.get("v1", "ConfigMap", "claimlike", namespace) is not None
+    cluster.delete(config)  # what the client deletes itself it forgets at once
+    assert cluster.ensure(config) is True

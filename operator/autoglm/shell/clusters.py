@@ -34,6 +34,9 @@ NODES_SETTLE_SECONDS = 1.0
 CONNECTIONS = 32
 EVENT_QUEUE = 1000  # Events waiting to be posted; past this they are dropped (an API server that slow has worse)
 # Kinds the operator owns per ModelDeployment, for pruning what a new plan no longer renders.
+# How long `ensure` trusts that an object it found or created is still there.
+ENSURE_TTL_SECONDS = 30.0
+
 OWNED_KINDS = (
     ("apps/v1", "Deployment"),
     ("apps/v1", "StatefulSet"),
@@ -105,6 +108,8 @@ class ClusterClient:
         self._lock = threading.Lock()
         self._discovery_lock = threading.Lock()
         self._cache: dict[str, tuple[float, Any]] = {}
+        self._ensured: dict[tuple[str, str, str, str], float] = {}
+        self.ensure_ttl = ENSURE_TTL_SECONDS if snapshot_ttl > 0 else 0.0
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self._dynamic: DynamicClient | None = None
@@ -152,6 +157,7 @@ class ClusterClient:
         """The next read of anything lists it again."""
         with self._lock:
             self._cache.clear()
+            self._ensured.clear()
         self._nodes.invalidate()
         self._pods.invalidate()
 
@@ -267,12 +273,23 @@ class ClusterClient:
         return dict(result.to_dict())
 
     def ensure(self, obj: Manifest) -> bool:
-        """Create the object if it does not exist; never change one that does. True when created."""
+        """Create the object if it does not exist; never change one that does. True when created.
+
+        What was found or created is remembered for `ensure_ttl` seconds: every deployment of a namespace
+        ensures the same model-cache claim before its applies, and a GET of an object known to exist would
+        otherwise be one more round trip on every create. One deleted meanwhile is created again after that."""
         meta = obj["metadata"]
-        if self.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")) is not None:
-            return False
-        self.apply(obj)
-        return True
+        key = (obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"])
+        with self._lock:
+            seen = self._ensured.get(key)
+            if seen is not None and time.monotonic() - seen < self.ensure_ttl:
+                return False
+        created = self.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")) is None
+        if created:
+            self.apply(obj)
+        with self._lock:
+            self._ensured[key] = time.monotonic()
+        return created
 
     def create(self, obj: Manifest) -> bool:
         """Create the object; one that exists already is left as it is. True when created."""
@@ -290,6 +307,8 @@ class ClusterClient:
     def delete(self, obj: Mapping[str, Any]) -> None:
         resource = self._resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
+        with self._lock:
+            self._ensured.pop((obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"]), None)
         try:
             resource.delete(
                 name=meta["name"], namespace=meta.get("namespace"), propagation_policy="Background", **self.timeout
