@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from autoglm.core.hardware import build_inventory
-from autoglm.core.probe import ascend, cpu_labels, gaudi, label_value, nvidia
+from autoglm.core.probe import ascend, cambricon, cpu_labels, gaudi, label_value, nvidia
 from autoglm.face.probe import labels_patch, run
 
 H100 = Path(__file__).resolve().parents[1] / "fixtures" / "probe" / "nvidia-h100"
 ASCEND = H100.parent / "ascend-910b3"
 GAUDI = H100.parent / "gaudi2-hl225"
+CAMBRICON = H100.parent / "cambricon-mlu370-x8"
 
 
 def _node(name: str, resource: str, labels: dict[str, str]) -> dict[str, object]:
@@ -150,3 +151,20 @@ def test_eight_gaudi2_as_hl_smi_prints_them_and_the_inventory_sizes_them_from_th
     assert pool.memory_bytes == 98304 * 2**20
     # The compute-process table below the cards has no HL- name: it adds nothing.
     assert gaudi("hl-smi: no AIP found\n") is None
+
+
+def test_two_mlu370_x8_as_cnmon_prints_them_sized_by_the_memory_it_measured_per_device() -> None:
+    found = cambricon((CAMBRICON / "cnmon.txt").read_text())
+    assert found is not None
+    assert found.labels() == {
+        "autoglm.io/accelerator.vendor": "cambricon",
+        "autoglm.io/accelerator.product": "MLU370-X8",
+        "autoglm.io/accelerator.count": "2",
+        "autoglm.io/accelerator.memory-mib": "23374",
+    }
+    (pool,) = build_inventory([_node("mlu-0", "cambricon.com/mlu", found.labels())]).pools
+    # The catalog's 48 GiB is the dual-chip board's; cnmon lists each device with its own 23374 MiB, and the
+    # measured label is what the inventory sizes a replica by.
+    assert (pool.known, pool.product, pool.devices_per_node) == (True, "MLU370-X8", 2)
+    assert pool.memory_bytes == 23374 * 2**20
+    assert cambricon("cnmon: no MLU device found\n") is None

@@ -2,16 +2,16 @@
 vendors' labels (operator/autoglm/data/accelerators.yaml), for nodes no vendor labeller covers. Pure: each
 vendor's tool output in, labels out; `autoglm probe` (face/probe.py) runs the tools and writes the labels.
 
-Parsed: nvidia-smi (NVIDIA), npu-smi (Huawei Ascend), hl-smi (Intel Gaudi), /proc/cpuinfo. The other vendors'
-tools (cnmon, xpu-smi, bm-smi, amd-smi) are not run yet: no recorded output of them was found to test a parser
-on, and such a node gets no accelerator labels from the probe."""
+Parsed: nvidia-smi (NVIDIA), npu-smi (Huawei Ascend), hl-smi (Intel Gaudi), cnmon (Cambricon), /proc/cpuinfo.
+The other vendors' tools (xpu-smi, bm-smi, amd-smi) are not run yet: no recorded output of them was found to
+test a parser on, and such a node gets no accelerator labels from the probe."""
 
 from __future__ import annotations
 
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 PREFIX = "autoglm.io/accelerator."
 CPU_PREFIX = "autoglm.io/cpu."
@@ -113,27 +113,43 @@ def ascend(info: str, topology: str = "") -> Accelerators | None:
 
 
 _AIP_ROW = re.compile(r"^\|\s*(\d+)\s+(HL-[\w-]+)\s")
-_MIB_USAGE = re.compile(r"(\d+)\s*MiB\s*/\s*(\d+)\s*MiB")
+_MLU_ROW = re.compile(r"^\|\s*(\d+)\s+\S+\s+(MLU[\w-]*)\s+v[\d.]+\s*\|")
+_MIB_PAIR = re.compile(r"(\d+)\s*MiB\s*/\s*(\d+)\s*MiB")
+
+
+def _table_devices(summary: str, row: re.Pattern[str]) -> Accelerators | None:
+    """The devices of an nvidia-smi-like table: a row per device whose group 2 is its name, then a row whose first
+    "used MiB / total MiB" is its memory. Several models on one node: the most numerous (vendor left blank)."""
+    lines = summary.splitlines()
+    found: list[tuple[str, int | None]] = []
+    for i, line in enumerate(lines):
+        match = row.match(line.strip())
+        if match is None:
+            continue
+        usage = _MIB_PAIR.search(lines[i + 1]) if i + 1 < len(lines) else None
+        found.append((match.group(2), int(usage.group(2)) if usage else None))
+    if not found:
+        return None
+    names = [n for n, _ in found]
+    name = max(set(names), key=names.count)
+    chosen = [m for n, m in found if n == name]
+    return Accelerators(vendor="", product=name, count=len(chosen), memory_mib=chosen[0])
 
 
 def gaudi(summary: str) -> Accelerators | None:
     """`hl-smi` (its summary table: each AIP's row with its name, e.g. HL-225, then a row ending in
     Memory-Usage "used MiB / total MiB"). Gaudi links its cards by on-chip RoCE ports, which the table does not
     show: the interconnect comes from the accelerator catalog."""
-    lines = summary.splitlines()
-    found: list[tuple[str, int | None]] = []
-    for i, line in enumerate(lines):
-        row = _AIP_ROW.match(line.strip())
-        if row is None:
-            continue
-        usage = _MIB_USAGE.search(lines[i + 1]) if i + 1 < len(lines) else None
-        found.append((row.group(2), int(usage.group(2)) if usage else None))
-    if not found:
-        return None
-    names = [n for n, _ in found]
-    name = max(set(names), key=names.count)
-    chosen = [m for n, m in found if n == name]
-    return Accelerators(vendor="intel-gaudi", product=name, count=len(chosen), memory_mib=chosen[0])
+    found = _table_devices(summary, _AIP_ROW)
+    return replace(found, vendor="intel-gaudi") if found else None
+
+
+def cambricon(summary: str) -> Accelerators | None:
+    """`cnmon` (its table: each card's row with Card, VF, Name, e.g. MLU370-X8, and Firmware, then a row whose
+    first "used MiB/ total MiB" is the device memory; older drivers add the virtual memory after it). Each row is
+    one device as the device plugin hands it out, so its memory is what a replica on it gets."""
+    found = _table_devices(summary, _MLU_ROW)
+    return replace(found, vendor="cambricon") if found else None
 
 
 def cpu_labels(cpuinfo: str) -> dict[str, str]:

@@ -589,7 +589,7 @@ def probe(
     interval: Annotated[float, typer.Option("--interval", help="Seconds between rounds.")] = 600.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the labels; write nothing.")] = False,
 ) -> None:
-    """Detect this node's accelerators with its own tools (nvidia-smi, npu-smi, hl-smi; /proc/cpuinfo for the
+    """Detect this node's accelerators with its own tools (nvidia-smi, npu-smi, hl-smi, cnmon; /proc/cpuinfo for the
     CPU) and label the Node autoglm.io/accelerator.* and autoglm.io/cpu.*, which the inventory reads where no
     vendor labeller runs. Nothing found: no accelerator labels and a log line, never an exit."""
     import logging

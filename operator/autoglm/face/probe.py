@@ -1,8 +1,8 @@
 """`autoglm probe`: the node-probe agent the chart runs as a DaemonSet. It runs the accelerator tools found on
-the node (nvidia-smi, npu-smi, hl-smi), reads /proc/cpuinfo, and writes autoglm.io/accelerator.* and autoglm.io/cpu.*
-labels on its own Node, which the operator's inventory reads beside the vendors' labels. Nothing found: no
-accelerator labels (stale ones removed) and a log line. Errors are logged and retried next round: the agent
-never exits on them, so its pod never crash-loops."""
+the node (nvidia-smi, npu-smi, hl-smi, cnmon), reads /proc/cpuinfo, and writes autoglm.io/accelerator.* and
+autoglm.io/cpu.* labels on its own Node, which the operator's inventory reads beside the vendors' labels. Nothing
+found: no accelerator labels (stale ones removed) and a log line. Errors are logged and retried next round: the
+agent never exits on them, so its pod never crash-loops."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from autoglm.core.probe import CPU_PREFIX, PREFIX, Accelerators, ascend, cpu_labels, gaudi, nvidia
+from autoglm.core.probe import CPU_PREFIX, PREFIX, Accelerators, ascend, cambricon, cpu_labels, gaudi, nvidia
 
 logger = logging.getLogger("autoglm.probe")
 NVIDIA_QUERY = "index,name,uuid,memory.total,compute_cap,pci.bus_id,driver_version"
@@ -48,11 +48,11 @@ def detect(proc: Path = Path("/proc")) -> tuple[list[Accelerators], dict[str, st
         npus = ascend(info, _run(["npu-smi", "info", "-t", "topo"]) or "")
         if npus is not None:
             found.append(npus)
-    summary = _run(["hl-smi"])
-    if summary is not None:
-        aips = gaudi(summary)
-        if aips is not None:
-            found.append(aips)
+    for tool, parse in (("hl-smi", gaudi), ("cnmon", cambricon)):
+        summary = _run([tool])
+        devices = parse(summary) if summary is not None else None
+        if devices is not None:
+            found.append(devices)
     cpuinfo = proc / "cpuinfo"
     cpu = cpu_labels(cpuinfo.read_text()) if cpuinfo.exists() else {}
     return found, cpu
@@ -84,7 +84,7 @@ def run(
             found, cpu = detect(proc)
             if not found:
                 logger.info(
-                    "no accelerator found on %s (nvidia-smi, npu-smi and hl-smi absent or reporting none)", node
+                    "no accelerator found on %s (nvidia-smi, npu-smi, hl-smi and cnmon absent or reporting none)", node
                 )
             if dry_run:
                 patch = labels_patch({}, found, cpu)
