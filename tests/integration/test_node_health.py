@@ -98,6 +98,7 @@ class HealthRun:
     back_at: float
     not_ready_events: dict[str, list[Any]]
     leases: dict[str, list[Any]]
+    leases_read_at: datetime
     nodes_at_end: dict[str, list[Any]]
 
 
@@ -238,6 +239,7 @@ class HealthRunner:
                 name: client.CoordinationV1Api(api).list_namespaced_lease(NODE_LEASE_NAMESPACE).items
                 for name, api in apis.items()
             },
+            leases_read_at=datetime.now(UTC),
             nodes_at_end={name: client.CoreV1Api(api).list_node().items for name, api in apis.items()},
         )
 
@@ -274,7 +276,7 @@ def test_a_pod_stays_ready_for_three_minutes_on_an_idle_sandbox(health_run: Heal
 
 
 def test_every_node_heartbeats_through_its_lease(health_run: HealthRun) -> None:
-    now = datetime.now(UTC)
+    now = health_run.leases_read_at  # the run ended (and read its leases) before this test, maybe long before
     for cluster, nodes in health_run.nodes_at_end.items():
         leases = {lease.metadata.name: lease for lease in health_run.leases[cluster]}
         assert set(leases) == {n.metadata.name for n in nodes}, cluster
