@@ -43,10 +43,13 @@ def sandbox_binaries() -> dict[str, Path]:
 
 
 def _start(
-    tmp_path_factory: pytest.TempPathFactory, clusters: dict[str, list[dict[str, Any]]], karmada: bool = False
+    tmp_path_factory: pytest.TempPathFactory,
+    clusters: dict[str, list[dict[str, Any]]],
+    karmada: bool = False,
+    audit: bool = False,
 ) -> Iterator[dict[str, Cluster]]:
     state_dir = tmp_path_factory.mktemp("sandbox")
-    states, _ = fleet.up(state_dir, clusters, cold_start_seconds=0.0, karmada=karmada)
+    states, _ = fleet.up(state_dir, clusters, cold_start_seconds=0.0, karmada=karmada, audit=audit)
     try:
         yield {name: Cluster(state, state.api_client()) for name, state in states.items()}
     finally:

@@ -48,10 +48,11 @@ def up(
     node_lease_seconds: int = NODE_LEASE_SECONDS,
     hpa_sync_seconds: float = HPA_SYNC_SECONDS,
     prometheus: bool = False,
+    audit: bool = False,
 ) -> tuple[dict[str, ClusterState], list[ClusterTimings]]:
     """Start every cluster with its nodes, and with `karmada` a Karmada control plane that every cluster joins
-    in Push mode (its state under the key "karmada"), with `prometheus` a Prometheus (key "prometheus"); on
-    any failure, stop what was started and raise."""
+    in Push mode (its state under the key "karmada"), with `prometheus` a Prometheus (key "prometheus"), with
+    `audit` an audit log of ServiceAccounts' requests per cluster; on any failure, stop what was started and raise."""
     for extra, wanted in ((KARMADA_NAME, karmada), (PROMETHEUS_NAME, prometheus)):
         if wanted and extra in clusters:
             raise SandboxError(f"a cluster cannot be named {extra!r} beside the sandbox's {extra}")
@@ -68,6 +69,7 @@ def up(
                 cold_start_seconds,
                 node_lease_seconds=node_lease_seconds,
                 hpa_sync_seconds=hpa_sync_seconds,
+                audit=audit,
             )
             states[name] = state
             control_plane = time.monotonic() - start
