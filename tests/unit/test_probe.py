@@ -14,9 +14,6 @@ from autoglm.core.probe import ascend, cambricon, cpu_labels, gaudi, label_value
 from autoglm.face.probe import labels_patch, run
 
 H100 = Path(__file__).resolve().parents[1] / "fixtures" / "probe" / "nvidia-h100"
-ASCEND = H100.parent / "ascend-910b3"
-GAUDI = H100.parent / "gaudi2-hl225"
-CAMBRICON = H100.parent / "cambricon-mlu370-x8"
 
 
 def _node(name: str, resource: str, labels: dict[str, str]) -> dict[str, object]:
@@ -121,50 +118,50 @@ def test_what_the_probe_printed_on_the_h100_is_what_it_computes_from_the_recorde
     assert printed == computed
 
 
-def test_eight_ascend_910b3_on_hccs_as_npu_smi_prints_them_and_the_inventory_reads_them() -> None:
-    found = ascend((ASCEND / "npu-smi-info.txt").read_text(), (ASCEND / "npu-smi-topo.txt").read_text())
+# Recorded outputs of the vendors' tools (tests/fixtures/probe/README.md cites each): the parser, the files it
+# reads, the device plugin's resource, then the labels and the inventory's (product, devices, MiB) from them.
+# Gaudi: the compute-process table below the cards has no HL- name and adds nothing. Cambricon: the catalog's
+# 48 GiB is the dual-chip board's; cnmon lists each device with its own 23374 MiB, which sizes a replica.
+RECORDED = {
+    "ascend-910b3": (
+        ascend,
+        ("npu-smi-info.txt", "npu-smi-topo.txt"),
+        "huawei.com/Ascend910",
+        ("huawei", "Ascend910B3", 8, 65536, "hccs"),
+        ("Ascend910B3", 8),
+    ),
+    "gaudi2-hl225": (
+        gaudi,
+        ("hl-smi.txt",),
+        "habana.ai/gaudi",
+        ("intel-gaudi", "HL-225", 8, 98304, None),
+        ("Gaudi2-96GB", 8),
+    ),
+    "cambricon-mlu370-x8": (
+        cambricon,
+        ("cnmon.txt",),
+        "cambricon.com/mlu",
+        ("cambricon", "MLU370-X8", 2, 23374, None),
+        ("MLU370-X8", 2),
+    ),
+}
+
+
+@pytest.mark.parametrize("fixture", sorted(RECORDED))
+def test_recorded_tool_outputs_become_labels_the_inventory_sizes_pools_from(fixture: str) -> None:
+    parse, files, resource, (vendor, product, count, mib, link), (pool_product, devices) = RECORDED[fixture]
+    found = parse(*((H100.parent / fixture / f).read_text() for f in files))
     assert found is not None
-    assert found.labels() == {
-        "autoglm.io/accelerator.vendor": "huawei",
-        "autoglm.io/accelerator.product": "Ascend910B3",
-        "autoglm.io/accelerator.count": "8",
-        "autoglm.io/accelerator.memory-mib": "65536",
-        "autoglm.io/accelerator.interconnect": "hccs",
+    expected = {
+        "autoglm.io/accelerator.vendor": vendor,
+        "autoglm.io/accelerator.product": product,
+        "autoglm.io/accelerator.count": str(count),
+        "autoglm.io/accelerator.memory-mib": str(mib),
     }
-    (pool,) = build_inventory([_node("npu-0", "huawei.com/Ascend910", found.labels())]).pools
-    assert (pool.known, pool.product, pool.devices_per_node) == (True, "Ascend910B3", 8)
-    assert pool.memory_bytes == 65536 * 2**20
-    assert ascend("npu-smi: command found no device\n") is None
-
-
-def test_eight_gaudi2_as_hl_smi_prints_them_and_the_inventory_sizes_them_from_the_catalog() -> None:
-    found = gaudi((GAUDI / "hl-smi.txt").read_text())
-    assert found is not None
-    assert found.labels() == {
-        "autoglm.io/accelerator.vendor": "intel-gaudi",
-        "autoglm.io/accelerator.product": "HL-225",
-        "autoglm.io/accelerator.count": "8",
-        "autoglm.io/accelerator.memory-mib": "98304",
-    }
-    (pool,) = build_inventory([_node("hpu-0", "habana.ai/gaudi", found.labels())]).pools
-    assert (pool.known, pool.product, pool.devices_per_node) == (True, "Gaudi2-96GB", 8)
-    assert pool.memory_bytes == 98304 * 2**20
-    # The compute-process table below the cards has no HL- name: it adds nothing.
-    assert gaudi("hl-smi: no AIP found\n") is None
-
-
-def test_two_mlu370_x8_as_cnmon_prints_them_sized_by_the_memory_it_measured_per_device() -> None:
-    found = cambricon((CAMBRICON / "cnmon.txt").read_text())
-    assert found is not None
-    assert found.labels() == {
-        "autoglm.io/accelerator.vendor": "cambricon",
-        "autoglm.io/accelerator.product": "MLU370-X8",
-        "autoglm.io/accelerator.count": "2",
-        "autoglm.io/accelerator.memory-mib": "23374",
-    }
-    (pool,) = build_inventory([_node("mlu-0", "cambricon.com/mlu", found.labels())]).pools
-    # The catalog's 48 GiB is the dual-chip board's; cnmon lists each device with its own 23374 MiB, and the
-    # measured label is what the inventory sizes a replica by.
-    assert (pool.known, pool.product, pool.devices_per_node) == (True, "MLU370-X8", 2)
-    assert pool.memory_bytes == 23374 * 2**20
-    assert cambricon("cnmon: no MLU device found\n") is None
+    if link:
+        expected["autoglm.io/accelerator.interconnect"] = link
+    assert found.labels() == expected
+    (pool,) = build_inventory([_node("node-0", resource, found.labels())]).pools
+    assert (pool.known, pool.product, pool.devices_per_node) == (True, pool_product, devices)
+    assert pool.memory_bytes == mib * 2**20
+    assert parse("the tool found no device\n") is None
