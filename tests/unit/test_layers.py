@@ -1,6 +1,8 @@
-"""The package's layers, as STYLE.md states them: api <- core <- shell <- face, with sandbox beside them.
+"""The package's layers, as STYLE.md states them: api <- core <- shell <- face, with sandbox beside them, and the
+gateway (the data plane) on api and core only.
 
-Never core -> shell, core -> sandbox, shell -> sandbox (the operator runs on any cluster), anything -> face.
+Never core -> shell, core -> sandbox, shell -> sandbox (the operator runs on any cluster), anything -> face, and
+the gateway never on the operator's shell: it runs as its own process.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ ALLOWED = {
     "core": {"api", "core"},
     "shell": {"api", "core", "shell"},
     "sandbox": {"sandbox"},
-    "face": {"api", "core", "shell", "sandbox", "face"},
+    "gateway": {"api", "core", "gateway"},
+    "face": {"api", "core", "shell", "sandbox", "gateway", "face"},
 }
 
 
