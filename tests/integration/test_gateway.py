@@ -1,0 +1,177 @@
+"""`autoglm gateway` as its own process in front of two real llama.cpp servers (a tiny random-weight GGUF on the
+CPU) standing for two members: the OpenAI API and the unified schema round-trip, streaming arrives in pieces,
+errors and callers without keys or over their limits get the table's codes, and a killed backend is ejected
+while traffic moves to the other. (gRPC, MQTT, metrics and tracing are not built yet: issue 16.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from autoglm.sandbox import llama
+from autoglm.sandbox.build import SandboxError
+from autoglm.sandbox.cluster import free_port
+from tests.gguf_model import write_tiny_llama
+
+KEYS = [
+    {"name": "team-a", "key": "a-secret-key", "ratePerSecond": 0.2, "burst": 4, "maxInFlight": 2},
+    {"name": "team-b", "key": "b-secret-key", "ratePerSecond": 100, "burst": 200, "maxInFlight": 8},
+]
+
+
+@dataclass
+class Front:
+    url: str
+    backends: list[subprocess.Popen[bytes]]
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
+    try:
+        llama.build()
+    except SandboxError as exc:
+        pytest.fail(f"llama.cpp's server unavailable: {exc}", pytrace=False)
+    tmp = tmp_path_factory.mktemp("gateway")
+    model = write_tiny_llama(tmp / "tiny.gguf")
+    ports = [free_port(), free_port()]
+    servers = [llama.serve(model, port, tmp / f"llama-{port}.log") for port in ports]
+    (tmp / "keys.yaml").write_text(yaml.safe_dump(KEYS))
+    port = free_port()
+    command = [sys.executable, "-c", "from autoglm.face.cli import main; main()", "gateway", "--port", str(port),
+               "--host", "127.0.0.1", "--api-keys", str(tmp / "keys.yaml"),
+               *(f"--backend=tiny=http://127.0.0.1:{p}" for p in ports)]  # fmt: skip
+    log = tmp / "gateway.log"
+    gateway = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    try:
+        yield Front(url, servers, log)
+    finally:
+        for proc in [gateway, *servers]:
+            proc.terminate()
+            proc.wait(10)
+
+
+def call(
+    front: Front, path: str, body: Any, key: str | None = "b-secret-key", raw: bytes | None = None
+) -> tuple[int, Any, dict[str, str]]:
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    data = raw if raw is not None else json.dumps(body).encode()
+    request = urllib.request.Request(front.url + path, data=data if body is not None or raw else None, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), dict(error.headers)
+
+
+CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}
+
+
+def test_openai_chat_completions_and_models_round_trip(front: Front) -> None:
+    status, answer, _ = call(front, "/v1/chat/completions", CHAT)
+    assert status == 200 and answer["model"] == "tiny"
+    assert answer["choices"][0]["message"]["content"] and answer["usage"]["completion_tokens"] > 0
+    status, answer, _ = call(front, "/v1/completions", {"model": "tiny", "prompt": "once upon", "max_tokens": 4})
+    assert status == 200 and answer["choices"][0]["text"]
+    status, listed, _ = call(front, "/v1/models", None)
+    assert status == 200 and [m["id"] for m in listed["data"]] == ["tiny"]
+
+
+def test_the_unified_schema_round_trips(front: Front) -> None:
+    body = {"schema_version": "v1", "model_name": "tiny", "version": "latest",
+            "data": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6}}  # fmt: skip
+    status, answer, _ = call(front, "/v1/infer", body)
+    assert status == 200 and answer["status_code"] == 200 and answer["message"] == "ok"
+    assert answer["result"]["text"] and answer["result"]["usage"]["completion_tokens"] > 0
+
+
+def test_streaming_arrives_event_by_event(front: Front) -> None:
+    body = {**CHAT, "max_tokens": 24, "stream": True}
+    request = urllib.request.Request(
+        front.url + "/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer b-secret-key"},
+    )
+    events = []
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        for line in response:
+            if line.startswith(b"data: "):
+                events.append((time.monotonic(), line[6:].strip()))
+    assert events[-1][1] == b"[DONE]"
+    chunks = [json.loads(e) for _, e in events[:-1]]
+    assert len(chunks) >= 3 and all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert events[0][0] < events[-1][0]  # read while the backend was still generating, not all at once
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "raw", "status", "code"),
+    [
+        ("/v1/chat/completions", {**CHAT, "model": "nope"}, None, 404, "model_not_found"),
+        ("/v1/infer", {"model_name": "nope", "data": {"prompt": "x"}}, None, 404, "model_not_found"),
+        (
+            "/v1/infer",
+            {"schema_version": "v9", "model_name": "tiny", "data": {"prompt": "x"}},
+            None,
+            400,
+            "unsupported_schema_version",
+        ),
+        ("/v1/infer", None, b"{not json", 400, "invalid_request"),
+        ("/v1/chat/completions", None, b"[1, 2", 400, "invalid_request"),
+        ("/v1/infer", {"model_name": "tiny", "data": {}}, None, 400, "invalid_request"),
+    ],
+)
+def test_bad_requests_get_the_tables_codes(
+    front: Front, path: str, body: Any, raw: bytes | None, status: int, code: str
+) -> None:
+    got, answer, _ = call(front, path, body, raw=raw)
+    assert got == status
+    if path == "/v1/infer":
+        assert answer["status_code"] == status and answer["code"] == code and answer["result"] is None
+    else:
+        assert answer["error"]["type"] == code
+
+
+def test_no_key_a_wrong_key_and_a_key_over_its_limit_get_401_401_429(front: Front) -> None:
+    assert call(front, "/v1/chat/completions", CHAT, key=None)[0] == 401
+    status, answer, _ = call(front, "/v1/infer", {"model_name": "tiny", "data": {"prompt": "x"}}, key="a-secret-kez")
+    assert status == 401 and answer["code"] == "unauthenticated"
+    statuses = [call(front, "/v1/models", None, key="a-secret-key") for _ in range(6)]
+    assert [s for s, _, _ in statuses][:4] == [200] * 4  # its burst
+    limited = [(a, h) for s, a, h in statuses if s == 429]
+    assert limited and limited[0][0]["error"]["type"] == "rate_limited" and int(limited[0][1]["Retry-After"]) >= 1
+    assert "a-secret-key" not in front.log.read_text()  # keys are never logged
+
+
+def test_a_killed_backend_is_ejected_and_traffic_moves(front: Front) -> None:
+    before = [call(front, "/v1/chat/completions", CHAT) for _ in range(20)]
+    upstreams = {h["X-Autoglm-Upstream"] for s, _, h in before if s == 200}
+    assert len(upstreams) == 2  # weighted 1:1, both serve
+    dead = front.backends[0].args[front.backends[0].args.index("--port") + 1]
+    front.backends[0].terminate()
+    front.backends[0].wait(10)
+    after = [call(front, "/v1/chat/completions", CHAT) for _ in range(12)]
+    # A backend that cannot be reached is retried on the other before answering, and ejected after 3 failures.
+    assert [s for s, _, _ in after] == [200] * 12
+    assert {h["X-Autoglm-Upstream"] for _, _, h in after} == {u for u in upstreams if not u.endswith(f":{dead}")}
