@@ -175,3 +175,43 @@ def test_a_killed_backend_is_ejected_and_traffic_moves(front: Front) -> None:
     # A backend that cannot be reached is retried on the other before answering, and ejected after 3 failures.
     assert [s for s, _, _ in after] == [200] * 12
     assert {h["X-Autoglm-Upstream"] for _, _, h in after} == {u for u in upstreams if not u.endswith(f":{dead}")}
+
+
+def _samples(front: Front) -> dict[str, float]:
+    with urllib.request.urlopen(front.url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        name: float(value)
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+        for name, _, value in [line.rpartition(" ")]
+    }
+
+
+def test_metrics_count_what_was_sent(front: Front) -> None:
+    before = _samples(front)
+    for _ in range(3):
+        assert call(front, "/v1/chat/completions", CHAT)[0] == 200
+    assert call(front, "/v1/infer", {"model_name": "nope", "data": {"prompt": "x"}})[0] == 404
+    request = urllib.request.Request(
+        front.url + "/v1/chat/completions",
+        data=json.dumps({**CHAT, "max_tokens": 12, "stream": True}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer b-secret-key"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        streamed = sum(1 for line in response if b'"content": "' in line)
+    after = _samples(front)
+
+    def delta(prefix: str, *words: str) -> float:
+        keys = [k for k in after if k.startswith(prefix) and all(w in k for w in words)]
+        return sum(after[k] - before.get(k, 0.0) for k in keys)
+
+    ok = delta("autoglm_gateway_requests_total{", 'model="tiny"', 'code="ok"', 'protocol="openai"')
+    assert ok == 4  # 3 whole answers and 1 stream
+    assert delta("autoglm_gateway_requests_total{", 'model="nope"', 'code="model_not_found"', 'protocol="unified"') == 1
+    assert delta("autoglm_gateway_output_tokens_total{", 'model="tiny"') >= 3 + streamed > 3
+    assert delta("autoglm_gateway_input_tokens_total{", 'model="tiny"') > 0
+    assert delta("autoglm_gateway_time_to_first_token_seconds_count{", 'model="tiny"') == 4
+    # One latency between every two pieces the backend sent (a piece may carry several events).
+    assert 1 <= delta("autoglm_gateway_inter_token_latency_seconds_count{", 'model="tiny"') <= streamed - 1
+    assert after['autoglm_gateway_in_flight_requests{model="tiny"}'] == 0

@@ -11,20 +11,26 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from autoglm.gateway.admission import Admission, ApiKey
 from autoglm.gateway.errors import ErrorCode, GatewayError, from_backend
+from autoglm.gateway.metrics import GatewayMetrics
 from autoglm.gateway.routing import Backend, Router
 from autoglm.gateway.schema import from_openai, parse_request, to_openai
 
 logger = logging.getLogger("autoglm.gateway")
 MAX_ATTEMPTS = 3
+# A streamed event's text: "content" (chat) or "text" (completions) with a string value; a role-only first
+# event or the closing one with an empty delta carries none.
+_TEXT_PIECE = re.compile(rb'"(?:content|text)":\s*"')
 # Which backend answered (member/URL), as Envoy's x-envoy-upstream-host: for people debugging a route.
 UPSTREAM = "X-Autoglm-Upstream"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,11 +50,13 @@ class Gateway:
         self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=5)
         self.clock = clock
         self.draw = draw
+        self.metrics = GatewayMetrics()
         self._session: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors])
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/completions", self._openai)
@@ -69,6 +77,8 @@ class Gateway:
         try:
             return await handler(request)
         except GatewayError as error:
+            model, version = request.get("route", ("", ""))
+            self._count(request, str(error.code), model=model, version=version)
             return self._error(request, error)
         except web.HTTPException:
             raise
@@ -103,6 +113,24 @@ class Gateway:
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def _metrics(self, _: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _count(
+        self, request: web.Request, code: str, backend: Backend | None = None, model: str = "", version: str = ""
+    ) -> None:
+        route = (backend.model, backend.version, backend.member, backend.url) if backend else (model, version, "", "")
+        protocol = "unified" if request.path == "/v1/infer" else "openai"
+        self.metrics.requests.labels(*route, protocol, code).inc()
+
+    def _usage(self, backend: Backend, answer: Any) -> None:
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        route = (backend.model, backend.version, backend.member, backend.url)
+        if isinstance(usage, dict):
+            self.metrics.input_tokens.labels(*route).inc(usage.get("prompt_tokens") or 0)
+            self.metrics.output_tokens.labels(*route).inc(usage.get("completion_tokens") or 0)
+
     async def _models(self, request: web.Request) -> web.Response:
         key = self._caller(request)
         self._done(key)
@@ -123,7 +151,12 @@ class Gateway:
             if not isinstance(body, dict) or not isinstance(body.get("model"), str):
                 raise GatewayError.of(ErrorCode.INVALID_REQUEST, detail="model: a string is required")
             model, _, version = body["model"].partition("@")
-            return await self._forward(request, model, version or "latest", request.path, body)
+            request["route"] = (model, version or "latest")
+            self.metrics.in_flight.labels(model).inc()
+            try:
+                return await self._forward(request, model, version or "latest", request.path, body)
+            finally:
+                self.metrics.in_flight.labels(model).dec()
         finally:
             self._done(key)
 
@@ -131,11 +164,14 @@ class Gateway:
         key = self._caller(request)
         try:
             unified = parse_request(await self._json(request))
+            request["route"] = (unified.model_name, unified.version)
             if unified.data.stream:
                 raise GatewayError.of(ErrorCode.INVALID_REQUEST, detail="data.stream: use the OpenAI API to stream")
+            started = self.clock()
             backend, answer = await self._call(
                 unified.model_name, unified.version, lambda b: to_openai(unified, b.served_name or b.model)
             )
+            self._answered(request, backend, answer, started)
             return web.json_response(from_openai(answer).model_dump(), headers={UPSTREAM: backend.key})
         finally:
             self._done(key)
@@ -197,22 +233,44 @@ class Gateway:
         def build(backend: Backend) -> tuple[str, dict[str, Any]]:
             return path, {**body, "model": backend.served_name or backend.model}
 
+        started = self.clock()
         if not body.get("stream"):
             backend, answer = await self._call(model, version, build)
+            self._answered(request, backend, answer, started)
             answer["model"] = body["model"]
             return web.json_response(answer, headers={UPSTREAM: backend.key})
         backend, response = await self._connect(model, version, build)
         headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", UPSTREAM: backend.key}
         out = web.StreamResponse(status=200, headers=headers)
         await out.prepare(request)
+        route = (backend.model, backend.version, backend.member, backend.url)
+        last: float | None = None
         try:
             async for chunk in response.content.iter_any():  # as the backend sends them: token by token
                 await out.write(chunk)
+                tokens = len(_TEXT_PIECE.findall(chunk))  # the events in this chunk that carry text
+                if tokens:
+                    now = self.clock()
+                    if last is None:
+                        self.metrics.ttft.labels(*route).observe(now - started)
+                    else:
+                        self.metrics.itl.labels(*route).observe(now - last)
+                    last = now
+                    self.metrics.output_tokens.labels(*route).inc(tokens)
         except aiohttp.ClientError:
             self.router.failed(backend, self.clock())
             raise
         finally:
             response.release()
         self.router.succeeded(backend)
+        self._count(request, "ok", backend)
         await out.write_eof()
         return out
+
+    def _answered(self, request: web.Request, backend: Backend, answer: Any, started: float) -> None:
+        """A whole answer: its tokens, and the time to it as the time to first token (nothing came earlier)."""
+        self._count(request, "ok", backend)
+        self._usage(backend, answer)
+        self.metrics.ttft.labels(backend.model, backend.version, backend.member, backend.url).observe(
+            self.clock() - started
+        )
