@@ -21,7 +21,7 @@ import yaml
 
 from autoglm.sandbox import llama
 from autoglm.sandbox.build import SandboxError
-from autoglm.sandbox.cluster import free_port
+from autoglm.sandbox.cluster import free_port, http_ok, wait_until
 from tests.gguf_model import write_tiny_llama
 
 KEYS = [
@@ -55,13 +55,7 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     log = tmp / "gateway.log"
     gateway = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_until("the gateway's /healthz", lambda: http_ok(url + "/healthz"), 30, log)
     try:
         yield Front(url, servers, log)
     finally:

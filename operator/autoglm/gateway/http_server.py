@@ -36,6 +36,11 @@ UPSTREAM = "X-Autoglm-Upstream"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _route(backend: Backend) -> tuple[str, str, str, str]:
+    """The metrics' route labels (model, version, member, backend) of a backend."""
+    return backend.model, backend.version, backend.member, backend.url
+
+
 class Gateway:
     def __init__(
         self,
@@ -120,13 +125,13 @@ class Gateway:
     def _count(
         self, request: web.Request, code: str, backend: Backend | None = None, model: str = "", version: str = ""
     ) -> None:
-        route = (backend.model, backend.version, backend.member, backend.url) if backend else (model, version, "", "")
+        route = _route(backend) if backend else (model, version, "", "")
         protocol = "unified" if request.path == "/v1/infer" else "openai"
         self.metrics.requests.labels(*route, protocol, code).inc()
 
     def _usage(self, backend: Backend, answer: Any) -> None:
         usage = answer.get("usage") if isinstance(answer, dict) else None
-        route = (backend.model, backend.version, backend.member, backend.url)
+        route = _route(backend)
         if isinstance(usage, dict):
             self.metrics.input_tokens.labels(*route).inc(usage.get("prompt_tokens") or 0)
             self.metrics.output_tokens.labels(*route).inc(usage.get("completion_tokens") or 0)
@@ -243,7 +248,7 @@ class Gateway:
         headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", UPSTREAM: backend.key}
         out = web.StreamResponse(status=200, headers=headers)
         await out.prepare(request)
-        route = (backend.model, backend.version, backend.member, backend.url)
+        route = _route(backend)
         last: float | None = None
         try:
             async for chunk in response.content.iter_any():  # as the backend sends them: token by token
@@ -271,6 +276,4 @@ class Gateway:
         """A whole answer: its tokens, and the time to it as the time to first token (nothing came earlier)."""
         self._count(request, "ok", backend)
         self._usage(backend, answer)
-        self.metrics.ttft.labels(backend.model, backend.version, backend.member, backend.url).observe(
-            self.clock() - started
-        )
+        self.metrics.ttft.labels(*_route(backend)).observe(self.clock() - started)

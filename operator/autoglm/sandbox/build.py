@@ -9,7 +9,8 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,9 +185,7 @@ def build(
             results.append(BuildResult(component.name, version, target, built=False))
             continue
         log(f"{component.name} {version}: building {', '.join(component.programs)} ...")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{component.name}-", dir=target.parent))
-        try:
+        with staged(target) as staging:
             try:
                 source = _build_module(component, version, folder, staging)
             except SandboxError as refused:
@@ -197,15 +196,25 @@ def build(
             for asset in component.assets:
                 _copy(source / asset, staging / ASSETS / asset)
             shutil.rmtree(staging / "src", ignore_errors=True)  # an extracted archive, once built
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        (staging / ".complete").write_text(version + "\n")
+            (staging / ".complete").write_text(version + "\n")
+        results.append(BuildResult(component.name, version, target, built=True))
+    return results
+
+
+@contextmanager
+def staged(target: Path) -> Iterator[Path]:
+    """A staging folder beside `target` to build into; it replaces `target` when the block ends without an
+    error, and is removed when it raises. A half-built cache entry is never left where `target` is."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield staging
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
-        results.append(BuildResult(component.name, version, target, built=True))
-    return results
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _first_line(exc: BaseException) -> str:

@@ -174,7 +174,8 @@ def _https_ok(url: str, ca: Path, cred: Credential | None, timeout: float = 2.0)
         return False
 
 
-def _http_ok(url: str, timeout: float = 2.0) -> bool:
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when the URL answers 200 within `timeout`."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return bool(response.status == 200)
@@ -270,7 +271,7 @@ def healthy(state: ClusterState, component: str) -> bool:
     if url is None:
         return True
     if url.startswith("http://"):
-        return _http_ok(url)
+        return http_ok(url)
     if url.startswith(state.server):
         return _https_ok(url, state.ca, state.admin)
     return _https_ok(url, state.ca, None)

