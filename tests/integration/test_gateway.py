@@ -1,11 +1,13 @@
 """`autoglm gateway` as its own process in front of two real llama.cpp servers (a tiny random-weight GGUF on the
-CPU) standing for two members: the OpenAI API and the unified schema round-trip, streaming arrives in pieces,
-errors and callers without keys or over their limits get the table's codes, and a killed backend is ejected
-while traffic moves to the other. (gRPC, MQTT, metrics and tracing are not built yet: issue 16.)"""
+CPU) standing for two members, serving HTTP, gRPC and MQTT (through a real mosquitto broker): every protocol
+round-trips, streaming arrives in pieces, errors and callers without keys or over their limits get the table's
+codes on every protocol, a killed backend is ejected while traffic moves to the other, the metrics count what
+was sent, and the spans of a request arrive at an OTLP collector with the right parents."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,15 +21,21 @@ from typing import Any
 import pytest
 import yaml
 
-from autoglm.sandbox import llama
+from autoglm.sandbox import llama, mosquitto
 from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import free_port, http_ok, wait_until
 from tests.gguf_model import write_tiny_llama
+from tests.otlp_collector import Collector, collector
 
+# One key with tight limits per protocol (a test spends its burst), and one for everything else.
+LIMITED = {"ratePerSecond": 0.2, "burst": 4, "maxInFlight": 2}
 KEYS = [
-    {"name": "team-a", "key": "a-secret-key", "ratePerSecond": 0.2, "burst": 4, "maxInFlight": 2},
+    {"name": "team-a", "key": "a-secret-key", **LIMITED},
     {"name": "team-b", "key": "b-secret-key", "ratePerSecond": 100, "burst": 200, "maxInFlight": 8},
+    {"name": "team-grpc", "key": "grpc-limited-key", **LIMITED},
+    {"name": "team-mqtt", "key": "mqtt-limited-key", **LIMITED},
 ]
+GATEWAY_BROKER_PASSWORD = "gateway-broker-password"
 
 
 @dataclass
@@ -35,6 +43,9 @@ class Front:
     url: str
     backends: list[subprocess.Popen[bytes]]
     log: Path
+    grpc: str
+    broker_port: int
+    traces: Collector
 
 
 @pytest.fixture(scope="module")
@@ -43,25 +54,35 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
         llama.build()
     except SandboxError as exc:
         pytest.fail(f"llama.cpp's server unavailable: {exc}", pytrace=False)
+    if not mosquitto.available():
+        pytest.fail(f"the MQTT tests need a broker: {mosquitto.INSTALL_HINT}", pytrace=False)
     tmp = tmp_path_factory.mktemp("gateway")
     model = write_tiny_llama(tmp / "tiny.gguf")
     ports = [free_port(), free_port()]
     servers = [llama.serve(model, port, tmp / f"llama-{port}.log") for port in ports]
     (tmp / "keys.yaml").write_text(yaml.safe_dump(KEYS))
-    port = free_port()
-    command = [sys.executable, "-c", "from autoglm.face.cli import main; main()", "gateway", "--port", str(port),
-               "--host", "127.0.0.1", "--api-keys", str(tmp / "keys.yaml"),
-               *(f"--backend=tiny=http://127.0.0.1:{p}" for p in ports)]  # fmt: skip
-    log = tmp / "gateway.log"
-    gateway = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until("the gateway's /healthz", lambda: http_ok(url + "/healthz"), 30, log)
-    try:
-        yield Front(url, servers, log)
-    finally:
-        for proc in [gateway, *servers]:
-            proc.terminate()
-            proc.wait(10)
+    # The broker knows the gateway and the devices (name: API key), as its password file would in production.
+    broker_port = free_port()
+    users = {"gateway": GATEWAY_BROKER_PASSWORD} | {k["name"]: k["key"] for k in KEYS}
+    broker = mosquitto.start(tmp / "mosquitto", broker_port, users)
+    port, grpc_port = free_port(), free_port()
+    with collector(free_port()) as traces:
+        command = [sys.executable, "-c", "from autoglm.face.cli import main; main()", "gateway", "--port", str(port),
+                   "--host", "127.0.0.1", "--api-keys", str(tmp / "keys.yaml"), "--grpc-port", str(grpc_port),
+                   "--mqtt-broker", f"127.0.0.1:{broker_port}", "--mqtt-username", "gateway",
+                   "--otlp-endpoint", traces.url,
+                   *(f"--backend=tiny=http://127.0.0.1:{p}" for p in ports)]  # fmt: skip
+        log = tmp / "gateway.log"
+        env = {**os.environ, "AUTOGLM_GATEWAY_MQTT_PASSWORD": GATEWAY_BROKER_PASSWORD}
+        gateway = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+        url = f"http://127.0.0.1:{port}"
+        wait_until("the gateway's /healthz", lambda: http_ok(url + "/healthz"), 30, log)
+        try:
+            yield Front(url, servers, log, f"127.0.0.1:{grpc_port}", broker_port, traces)
+        finally:
+            for proc in [gateway, *servers, broker]:
+                proc.terminate()
+                proc.wait(10)
 
 
 def call(
@@ -209,3 +230,224 @@ def test_metrics_count_what_was_sent(front: Front) -> None:
     # One latency between every two pieces the backend sent (a piece may carry several events).
     assert 1 <= delta("autoglm_gateway_inter_token_latency_seconds_count{", 'model="tiny"') <= streamed - 1
     assert after['autoglm_gateway_in_flight_requests{model="tiny"}'] == 0
+
+
+# --- gRPC --------------------------------------------------------------------------------------------------
+
+
+def grpc_stub(front: Front) -> Any:
+    import grpc
+
+    from autoglm.gateway.v1 import inference_pb2_grpc
+
+    return inference_pb2_grpc.InferenceStub(grpc.insecure_channel(front.grpc))
+
+
+def infer_request(model: str = "tiny", schema: str = "v1", **data: Any) -> Any:
+    from autoglm.gateway.v1 import inference_pb2 as pb
+
+    data = data or {"messages": [pb.Message(role="user", content="hi")], "max_tokens": 6}
+    return pb.InferRequest(schema_version=schema, model_name=model, data=pb.InferenceData(**data))
+
+
+def bearer(key: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {key}")]
+
+
+def test_grpc_infer_stream_and_models_round_trip(front: Front) -> None:
+    from autoglm.gateway.v1 import inference_pb2 as pb
+
+    stub = grpc_stub(front)
+    answer = stub.Infer(infer_request(), metadata=bearer("b-secret-key"), timeout=60)
+    assert answer.status_code == 200 and answer.message == "ok"
+    assert answer.result.text and answer.result.usage.completion_tokens > 0
+    prompt = stub.Infer(infer_request(prompt="once upon", max_tokens=4), metadata=bearer("b-secret-key"), timeout=60)
+    assert prompt.result.text and prompt.result.finish_reason
+    arrived = [(time.monotonic(), chunk) for chunk in stub.InferStream(
+        infer_request(messages=[pb.Message(role="user", content="hi")], max_tokens=24),
+        metadata=bearer("b-secret-key"), timeout=60)]  # fmt: skip
+    assert len(arrived) >= 3 and all(c.text for _, c in arrived[:-1]) and arrived[-1][1].finish_reason
+    assert arrived[0][0] < arrived[-1][0]  # streamed, not all at once
+    listed = stub.ListModels(pb.ListModelsRequest(), metadata=bearer("b-secret-key"), timeout=10)
+    assert [(m.name, m.version) for m in listed.models] == [("tiny", "latest")]
+
+
+@pytest.mark.parametrize(
+    ("request_args", "key", "status", "code"),
+    [
+        ({"model": "nope"}, "b-secret-key", "NOT_FOUND", "model_not_found"),
+        ({"schema": "v9"}, "b-secret-key", "INVALID_ARGUMENT", "unsupported_schema_version"),
+        ({"prompt": "x", "messages": []}, None, None, None),  # placeholder replaced below: both inputs
+        ({}, "", "UNAUTHENTICATED", "unauthenticated"),
+        ({}, "b-secret-kez", "UNAUTHENTICATED", "unauthenticated"),
+    ],
+)
+def test_grpc_errors_are_the_tables(
+    front: Front, request_args: dict[str, Any], key: str | None, status: str | None, code: str | None
+) -> None:
+    import grpc
+
+    from autoglm.gateway.v1 import inference_pb2 as pb
+
+    if key is None:  # neither messages nor a prompt: the schema's field error
+        request, key, status, code = pb.InferRequest(model_name="tiny", data=pb.InferenceData()), "b-secret-key", \
+            "INVALID_ARGUMENT", "invalid_request"  # fmt: skip
+    else:
+        request = infer_request(**request_args)
+    with pytest.raises(grpc.RpcError) as caught:
+        grpc_stub(front).Infer(request, metadata=bearer(key) if key else None, timeout=30)
+    error = caught.value
+    assert error.code().name == status
+    assert dict(error.trailing_metadata())["autoglm-code"] == code
+    assert "b-secret" not in error.details()
+
+
+def test_grpc_key_over_its_limit_gets_resource_exhausted_with_a_retry_hint(front: Front) -> None:
+    import grpc
+
+    from autoglm.gateway.v1 import inference_pb2 as pb
+
+    stub = grpc_stub(front)
+    codes = []
+    for _ in range(6):
+        try:
+            stub.ListModels(pb.ListModelsRequest(), metadata=bearer("grpc-limited-key"), timeout=10)
+            codes.append(("OK", {}))
+        except grpc.RpcError as error:
+            codes.append((error.code().name, dict(error.trailing_metadata())))
+    assert [c for c, _ in codes][:4] == ["OK"] * 4
+    limited = [m for c, m in codes if c == "RESOURCE_EXHAUSTED"]
+    assert limited and limited[0]["autoglm-code"] == "rate_limited" and int(limited[0]["retry-after"]) >= 1
+
+
+# --- MQTT --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Device:
+    """An edge device: an MQTT 5 client of the broker that sends unified requests and waits for answers."""
+
+    client: Any
+    answers: dict[bytes, tuple[dict[str, Any], dict[str, str]]]
+    topic: str
+
+    def ask(self, model: str, body: Any, key: str | None, timeout: float = 60) -> tuple[dict[str, Any], dict[str, str]]:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        correlation = os.urandom(8)
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = self.topic
+        props.CorrelationData = correlation
+        if key is not None:
+            props.UserProperty = [("authorization", f"Bearer {key}")]
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.client.publish(f"autoglm/v1/{model}/request", payload, qos=1, properties=props).wait_for_publish(10)
+        wait_until("the gateway's MQTT answer", lambda: correlation in self.answers, timeout)
+        return self.answers.pop(correlation)
+
+
+@pytest.fixture
+def device(front: Front) -> Iterator[Device]:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"device-{os.getpid()}", protocol=mqtt.MQTTv5)
+    client.username_pw_set("team-b", "b-secret-key")  # the broker's own authentication
+    answers: dict[bytes, tuple[dict[str, Any], dict[str, str]]] = {}
+    topic = f"devices/{os.getpid()}/answers"
+
+    def on_message(_: Any, __: Any, message: Any) -> None:
+        user = dict(getattr(message.properties, "UserProperty", None) or [])
+        answers[message.properties.CorrelationData] = (json.loads(message.payload), user)
+
+    subscribed: list[bool] = []
+    client.on_message = on_message
+    client.on_subscribe = lambda *_: subscribed.append(True)
+    client.connect("127.0.0.1", front.broker_port)
+    client.loop_start()
+    client.subscribe(topic, qos=1)
+    wait_until("the device's subscription", lambda: bool(subscribed), 10)
+    yield Device(client, answers, topic)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_mqtt_round_trips_through_the_broker(device: Device) -> None:
+    body = {"model_name": "tiny", "data": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6}}
+    answer, _ = device.ask("tiny", body, "b-secret-key")
+    assert answer["status_code"] == 200 and answer["message"] == "ok" and answer["result"]["text"]
+
+
+@pytest.mark.parametrize(
+    ("topic", "body", "key", "status", "code"),
+    [
+        ("nope", {"model_name": "nope", "data": {"prompt": "x"}}, "b-secret-key", 404, "model_not_found"),
+        ("tiny", {"schema_version": "v9", "model_name": "tiny", "data": {"prompt": "x"}}, "b-secret-key", 400,
+         "unsupported_schema_version"),
+        ("tiny", b"{not json", "b-secret-key", 400, "invalid_request"),
+        ("tiny", {"model_name": "other", "data": {"prompt": "x"}}, "b-secret-key", 400, "invalid_request"),
+        ("tiny", {"model_name": "tiny", "data": {"prompt": "x"}}, None, 401, "unauthenticated"),
+        ("tiny", {"model_name": "tiny", "data": {"prompt": "x"}}, "b-secret-kez", 401, "unauthenticated"),
+    ],
+)  # fmt: skip
+def test_mqtt_errors_are_the_tables(
+    device: Device, topic: str, body: Any, key: str | None, status: int, code: str
+) -> None:
+    answer, user = device.ask(topic, body, key)
+    assert answer["status_code"] == status and answer["code"] == code and answer["result"] is None
+    assert user["autoglm-code"] == code
+
+
+def test_mqtt_key_over_its_limit_gets_429_with_a_retry_hint(device: Device) -> None:
+    body = {"model_name": "tiny", "data": {"prompt": "x"}, "schema_version": "v0"}  # refused after admission
+    answers = [device.ask("tiny", body, "mqtt-limited-key") for _ in range(6)]
+    assert [a["code"] for a, _ in answers][:4] == ["unsupported_schema_version"] * 4
+    limited = [(a, u) for a, u in answers if a["status_code"] == 429]
+    assert limited and limited[0][0]["code"] == "rate_limited" and int(limited[0][1]["retry-after"]) >= 1
+
+
+def test_the_broker_refuses_a_device_without_its_credentials(front: Front) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.username_pw_set("team-b", "wrong")
+    reasons: list[Any] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: reasons.append(reason)
+    client.connect("127.0.0.1", front.broker_port)
+    client.loop_start()
+    wait_until("the broker's answer", lambda: bool(reasons), 10)
+    client.loop_stop()
+    assert reasons[0].is_failure  # not authorized
+
+
+# --- tracing -----------------------------------------------------------------------------------------------
+
+
+def test_a_request_s_spans_arrive_with_the_callers_trace_as_parent(front: Front) -> None:
+    trace_id, caller_span = os.urandom(16).hex(), os.urandom(8).hex()
+    request = urllib.request.Request(
+        front.url + "/v1/infer",
+        data=json.dumps({"model_name": "tiny", "data": {"prompt": "x", "max_tokens": 2}}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer b-secret-key",
+                 "traceparent": f"00-{trace_id}-{caller_span}-01"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 200
+
+    def arrived() -> bool:
+        names = {s.name for s in front.traces.of_trace(trace_id)}
+        return {"infer tiny", "route", "translate", "backend"} <= names
+
+    wait_until("the request's spans at the collector", arrived, 15)
+    spans = front.traces.of_trace(trace_id)
+    root = next(s for s in spans if s.name == "infer tiny")
+    assert root.parent_id == caller_span and root.service == "autoglm-gateway"
+    assert root.attributes["autoglm.model"] == "tiny" and root.attributes["autoglm.protocol"] == "unified"
+    assert root.attributes["autoglm.member"] == "static" and root.attributes["autoglm.backend"].startswith("http://")
+    assert "autoglm.retries" in root.attributes and root.attributes["autoglm.api_key"] == "team-b"
+    children = [s for s in spans if s.name in ("route", "translate", "backend")]
+    assert children and all(s.parent_id == root.span_id for s in children)
+    backend = next(s for s in children if s.name == "backend")
+    assert backend.attributes["http.response.status_code"] == 200

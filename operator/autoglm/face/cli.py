@@ -509,15 +509,44 @@ def gateway(
         bool, typer.Option("--allow-anonymous", help="Serve callers without an API key (no --api-keys).")
     ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds a backend may take to answer.", min=1)] = 300.0,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option("--grpc-port", envvar="AUTOGLM_GATEWAY_GRPC_PORT", help="Serve schema v1 over gRPC here."),
+    ] = None,
+    mqtt_broker: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt-broker", envvar="AUTOGLM_GATEWAY_MQTT_BROKER", help="HOST:PORT of an MQTT 5 broker to serve."
+        ),
+    ] = None,
+    mqtt_username: Annotated[
+        str | None, typer.Option("--mqtt-username", envvar="AUTOGLM_GATEWAY_MQTT_USERNAME", help="Broker user.")
+    ] = None,
+    mqtt_password: Annotated[
+        str | None,
+        typer.Option("--mqtt-password", envvar="AUTOGLM_GATEWAY_MQTT_PASSWORD", help="Broker password (env)."),
+    ] = None,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-endpoint",
+            envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
+            help="Export a span per request over OTLP/HTTP to this base URL.",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request's failures.")] = False,
 ) -> None:
     """Serve one front door for the models: the OpenAI-compatible API and the unified schema (POST /v1/infer)
-    over HTTP, routed to the backends by model and version, with outlier ejection and one error table.
-    Routing from ModelDeployments' ready members, gRPC and MQTT are not implemented yet."""
-    from aiohttp import web
+    over HTTP, schema v1 over gRPC (--grpc-port) and MQTT (--mqtt-broker), routed to the backends by model and
+    version, with outlier ejection, API keys and one error table on every protocol.
+    Routing from ModelDeployments' ready members is not implemented yet."""
+    import asyncio
+    import logging
 
     from autoglm.gateway.admission import Admission, load_keys
-    from autoglm.gateway.http_server import Gateway
     from autoglm.gateway.routing import Router, static_backends
+    from autoglm.gateway.server import Listen, MqttSettings, serve, setup_tracing
+    from autoglm.gateway.service import InferenceService
 
     if not backend:
         err.print(
@@ -528,15 +557,33 @@ def gateway(
     try:
         backends = static_backends(backend)
         keys = load_keys(api_keys.read_text(), str(api_keys)) if api_keys else None
+        mqtt = None
+        if mqtt_broker:
+            broker_host, sep, broker_port = mqtt_broker.rpartition(":")
+            if not sep or not broker_port.isdigit() or not broker_host:
+                raise ValueError(f"--mqtt-broker {mqtt_broker!r}: expected HOST:PORT")
+            mqtt = MqttSettings(broker_host, int(broker_port), mqtt_username, mqtt_password)
     except (ValueError, OSError) as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if keys is None and not allow_anonymous:
         err.print("[red]error[/red]: give --api-keys FILE, or --allow-anonymous to serve callers without a key")
         raise typer.Exit(EXIT_BAD_INPUT)
-    front = Gateway(Router(backends), Admission(keys) if keys is not None else None, timeout=timeout)
-    out.print(f"gateway on http://{host}:{port}: {', '.join(sorted({b.model for b in backends}))}")
-    web.run_app(front.app(), host=host, port=port, print=None)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if otlp_endpoint:
+        setup_tracing(otlp_endpoint)
+    service = InferenceService(Router(backends), Admission(keys) if keys is not None else None, timeout=timeout)
+    listen = Listen(host, port, grpc_port, mqtt)
+    served = ", ".join(sorted({b.model for b in backends}))
+    protocols = "".join(
+        [f", gRPC on :{grpc_port}" if grpc_port else "", f", MQTT via {mqtt_broker}" if mqtt_broker else ""]
+    )
+    out.print(f"gateway on http://{host}:{port}{protocols}: {served}")
+    try:
+        asyncio.run(serve(service, listen))
+    except OSError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
 
 
 class DemoMode(StrEnum):

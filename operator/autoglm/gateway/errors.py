@@ -56,7 +56,7 @@ TABLE: dict[ErrorCode, ErrorSpec] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: raising sets __traceback__ (and tracing records it on the way out of a span)
 class GatewayError(Exception):
     """An error from the table with its details; `message` fills the table's template."""
 

@@ -1,0 +1,286 @@
+"""What every protocol of the front door shares (HTTP, gRPC and MQTT are adapters over it): who is calling,
+which backend serves the request, the call to it, and the same metrics and trace spans for every backend.
+
+Retries: a request is sent to another backend only when the first could not be reached (it never started);
+once a backend answered, its answer (or its error, mapped onto the table) is the answer. Failures count
+towards the backend's ejection.
+
+Tracing: one span per request (`infer`, a server span that continues the caller's W3C trace context) with the
+route taken, and child spans for the front door's own hot spots: `route` (the pick), `translate` (unified to
+OpenAI shape and back) and one client span per backend attempt, whose context is passed on in `traceparent`.
+Without a configured tracer provider these are OpenTelemetry's no-op spans."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+
+from autoglm.gateway.admission import Admission, ApiKey
+from autoglm.gateway.errors import ErrorCode, GatewayError, from_backend
+from autoglm.gateway.metrics import GatewayMetrics
+from autoglm.gateway.routing import Backend, Router
+from autoglm.gateway.schema import UnifiedRequest, UnifiedResponse, from_openai, to_openai
+
+MAX_ATTEMPTS = 3
+# A streamed event's text: "content" (chat) or "text" (completions) with a string value; a role-only first
+# event or the closing one with an empty delta carries none.
+TEXT_PIECE = re.compile(rb'"(?:content|text)":\s*"')
+tracer = trace.get_tracer("autoglm.gateway")
+Build = Callable[[Backend], tuple[str, dict[str, Any]]]
+
+
+def route_labels(backend: Backend) -> tuple[str, str, str, str]:
+    """The metrics' route labels (model, version, member, backend) of a backend."""
+    return backend.model, backend.version, backend.member, backend.url
+
+
+@dataclass
+class Piece:
+    """One streamed piece of a unified answer: text, and why generation stopped on the last one."""
+
+    text: str
+    finish_reason: str | None = None
+
+
+class Call:
+    """One request through the front door: its span, the caller's key, its route once picked. Use as a context
+    manager from `InferenceService.begin`; it releases the key and ends the span, recording the outcome."""
+
+    def __init__(self, service: InferenceService, protocol: str, carrier: Mapping[str, str]) -> None:
+        self.service = service
+        self.protocol = protocol
+        self.key: ApiKey | None = None
+        self.model = self.version = ""
+        self.backend: Backend | None = None
+        self.started = service.clock()
+        parent = propagate.extract(dict(carrier))
+        self.span = tracer.start_span("infer", context=parent, kind=trace.SpanKind.SERVER)
+        self.span.set_attribute("autoglm.protocol", protocol)
+        self.context = trace.set_span_in_context(self.span)
+        self.retries = 0
+        self._counted = False
+
+    def __enter__(self) -> Call:
+        self._token = otel_context.attach(self.context)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
+        if isinstance(error, GatewayError):
+            self.count(str(error.code))
+            self.span.set_status(trace.StatusCode.ERROR, error.message)
+            self.span.set_attribute("autoglm.code", str(error.code))
+        elif error is not None:
+            self.span.record_exception(error)
+            self.span.set_status(trace.StatusCode.ERROR, type(error).__name__)
+        self.span.set_attribute("autoglm.retries", self.retries)
+        if self.key is not None and self.service.admission is not None:
+            self.service.admission.release(self.key)
+        if self.model:
+            self.service.metrics.in_flight.labels(self.model).dec()
+        otel_context.detach(self._token)
+        self.span.end()
+
+    def authenticate(self, presented: str | None) -> None:
+        """The caller's key (a bearer token, gRPC metadata or an MQTT user property), admitted against its
+        limits; anonymous when the gateway runs without keys."""
+        admission = self.service.admission
+        if admission is None:
+            return
+        key = admission.identify(presented)
+        admission.admit(key, self.service.clock())
+        self.key = key
+        self.span.set_attribute("autoglm.api_key", key.name)  # the key's name, never the key
+
+    def route(self, model: str, version: str) -> None:
+        self.model, self.version = model, version or "latest"
+        self.span.update_name(f"infer {self.model}")
+        self.span.set_attribute("autoglm.model", self.model)
+        self.span.set_attribute("autoglm.version", self.version)
+        self.service.metrics.in_flight.labels(self.model).inc()
+
+    def answered(self, backend: Backend) -> None:
+        self.backend = backend
+        self.span.set_attribute("autoglm.member", backend.member)
+        self.span.set_attribute("autoglm.backend", backend.url)
+
+    def count(self, code: str) -> None:
+        if self._counted:
+            return
+        self._counted = True
+        route = route_labels(self.backend) if self.backend else (self.model, self.version, "", "")
+        self.service.metrics.requests.labels(*route, self.protocol, code).inc()
+
+
+class InferenceService:
+    def __init__(
+        self,
+        router: Router,
+        admission: Admission | None,
+        timeout: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.router = router
+        self.admission = admission  # None: anonymous callers allowed (--allow-anonymous)
+        self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=5)
+        self.clock = clock
+        self.draw = draw
+        self.metrics = GatewayMetrics()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        # No connection cap: the per-key in-flight limits bound what the gateway sends.
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=30)
+        self._session = aiohttp.ClientSession(timeout=self.timeout, connector=connector)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def begin(self, protocol: str, carrier: Mapping[str, str] | None = None) -> Call:
+        return Call(self, protocol, carrier or {})
+
+    def models(self) -> list[tuple[str, str]]:
+        return self.router.models()
+
+    # --- to the backends --------------------------------------------------------------------------------
+
+    async def connect(self, call: Call, build: Build) -> aiohttp.ClientResponse:
+        """The first backend that answers (a connection refused or reset before an answer is retried on the
+        next one); its error status is mapped onto the table."""
+        tried: set[str] = set()
+        last: GatewayError | None = None
+        for attempt in range(MAX_ATTEMPTS):
+            with tracer.start_as_current_span("route") as span:
+                try:
+                    backend = self.router.pick(call.model, call.version, self.clock(), self.draw(), exclude=tried)
+                except GatewayError:
+                    if last is not None:
+                        raise last from None
+                    raise
+                span.set_attribute("autoglm.member", backend.member)
+            call.retries = attempt
+            tried.add(backend.key)
+            with tracer.start_as_current_span("translate"):
+                path, body = build(backend)
+            assert self._session is not None
+            with tracer.start_as_current_span("backend", kind=trace.SpanKind.CLIENT) as span:
+                span.set_attribute("autoglm.member", backend.member)
+                span.set_attribute("server.address", backend.url)
+                headers: dict[str, str] = {}
+                propagate.inject(headers)  # W3C traceparent: the backend's spans join this trace
+                try:
+                    response = await self._session.post(backend.url + path, json=body, headers=headers)
+                except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                    span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+                    self.router.failed(backend, self.clock())
+                    last = GatewayError.of(
+                        ErrorCode.BACKEND_ERROR, detail=f"{backend.member} unreachable ({type(exc).__name__})"
+                    )
+                    continue
+                span.set_attribute("http.response.status_code", response.status)
+            call.answered(backend)
+            if response.status >= 400:
+                text = await response.text()
+                response.release()
+                if response.status >= 500:
+                    self.router.failed(backend, self.clock())
+                raise from_backend(response.status, text)
+            return response
+        assert last is not None
+        raise last
+
+    async def call_json(self, call: Call, build: Build) -> Any:
+        """A whole (not streamed) answer, counted: its tokens, and the time to it as the time to first token."""
+        response = await self.connect(call, build)
+        assert call.backend is not None
+        backend = call.backend
+        try:
+            with tracer.start_as_current_span("backend.read"):
+                answer = await response.json(content_type=None)
+        except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+            self.router.failed(backend, self.clock())
+            raise GatewayError.of(ErrorCode.BACKEND_ERROR, detail=f"unreadable answer ({type(exc).__name__})") from None
+        finally:
+            response.release()
+        self.router.succeeded(backend)
+        call.count("ok")
+        route = route_labels(backend)
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        if isinstance(usage, dict):
+            self.metrics.input_tokens.labels(*route).inc(usage.get("prompt_tokens") or 0)
+            self.metrics.output_tokens.labels(*route).inc(usage.get("completion_tokens") or 0)
+        self.metrics.ttft.labels(*route).observe(self.clock() - call.started)
+        return answer
+
+    async def passthrough(self, call: Call, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """A streamed answer's bytes as the backend sends them (token by token), counting tokens, time to the
+        first and between them."""
+        assert call.backend is not None
+        backend, route = call.backend, route_labels(call.backend)
+        last: float | None = None
+        try:
+            async for chunk in response.content.iter_any():
+                tokens = len(TEXT_PIECE.findall(chunk))  # the events in this chunk that carry text
+                if tokens:
+                    now = self.clock()
+                    if last is None:
+                        self.metrics.ttft.labels(*route).observe(now - call.started)
+                    else:
+                        self.metrics.itl.labels(*route).observe(now - last)
+                    last = now
+                    self.metrics.output_tokens.labels(*route).inc(tokens)
+                yield chunk
+        except aiohttp.ClientError:
+            self.router.failed(backend, self.clock())
+            raise GatewayError.of(ErrorCode.BACKEND_ERROR, detail="the stream broke off") from None
+        finally:
+            response.release()
+        self.router.succeeded(backend)
+        call.count("ok")
+
+    # --- the unified schema -----------------------------------------------------------------------------
+
+    async def infer(self, call: Call, request: UnifiedRequest) -> UnifiedResponse:
+        call.route(request.model_name, request.version)
+        answer = await self.call_json(call, lambda b: to_openai(request, b.served_name or b.model))
+        with tracer.start_as_current_span("translate"):
+            return from_openai(answer)
+
+    async def infer_stream(self, call: Call, request: UnifiedRequest) -> AsyncIterator[Piece]:
+        """The unified answer as it is generated: the backend's server-sent events read as text pieces."""
+        call.route(request.model_name, request.version)
+        streamed = request.model_copy(update={"data": request.data.model_copy(update={"stream": True})})
+        response = await self.connect(call, lambda b: to_openai(streamed, b.served_name or b.model))
+        buffer = b""
+        async for chunk in self.passthrough(call, response):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for piece in _pieces(lines):
+                yield piece
+
+
+def _pieces(lines: list[bytes]) -> Iterator[Piece]:
+    for line in lines:
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]" or not data:
+            continue
+        try:
+            event = json.loads(data)
+        except json.JSONDecodeError:
+            raise GatewayError.of(ErrorCode.BACKEND_ERROR, detail="an unreadable streamed event") from None
+        choice = (event.get("choices") or [{}])[0]
+        text = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
+        if text or choice.get("finish_reason"):
+            yield Piece(text or "", choice.get("finish_reason"))
