@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +21,14 @@ import pytest
 import yaml
 from kubernetes import client
 
-from autoglm.sandbox import fleet
+from autoglm.sandbox import fleet, llama
+from autoglm.sandbox.build import SandboxError
+from autoglm.sandbox.cluster import free_port, http_ok, wait_until
 from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.controllers import OperatorContext, operator_thread
 from autoglm.shell.members import flatten_kubeconfig, join, unjoin
 from autoglm.shell.reconciler import PROPAGATION_FINALIZER
+from tests.gguf_model import write_tiny_llama
 from tests.integration.conftest import Cluster, devices_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
 
@@ -225,6 +232,75 @@ def test_divided_three_to_one_runs_each_members_own_runtime(
     assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (3, 6)
     labels = _deployments(joined["gpu"], namespace)[0].metadata.labels
     assert labels["autoglm.io/owner-uid"] == md["metadata"]["uid"]
+
+
+def _lb_address(member: Cluster, namespace: str, name: str, address: str) -> None:
+    """Give a member's LoadBalancer Service its address, as that member's load-balancer controller would."""
+    status = {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}}
+    client.CoreV1Api(member.api).patch_namespaced_service_status(name, namespace, status)
+
+
+def test_the_gateway_routes_to_every_members_service_by_its_ready_replicas(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext, tmp_path: Path
+) -> None:
+    """`autoglm gateway --from-cluster` in front of a 3:1 deployment: each member's LoadBalancer Service gets an
+    address (127.0.0.2 and .3, where a real llama.cpp server stands for that member's pods), the operator
+    reports it as the member's endpoint, and the gateway splits requests over both by their ready replicas."""
+    try:
+        llama.build()
+    except SandboxError as exc:
+        pytest.fail(f"llama.cpp's server unavailable: {exc}", pytrace=False)
+    port = free_port()
+    placement = {
+        "clusters": ["gpu", "ascend"],
+        "weights": {"static": [{"cluster": "gpu", "weight": 3}, {"cluster": "ascend", "weight": 1}]},
+    }
+    expose = {"service": {"type": "LoadBalancer", "port": port}}
+    _create(sandbox, namespace, "routed", replicas={"min": 4, "max": 8}, placement=placement, expose=expose)
+    eventually(lambda: _condition(sandbox, namespace, "routed", "Ready").get("status") == "True", timeout=90)
+    addresses = {"gpu": "127.0.0.2", "ascend": "127.0.0.3"}
+    for member, address in addresses.items():
+        service = client.CoreV1Api(joined[member].api).read_namespaced_service("routed", namespace)
+        assert service.spec.type == "LoadBalancer" and service.spec.ports[0].port == port
+        _lb_address(joined[member], namespace, "routed", address)
+
+    def endpoints() -> dict[str, str]:
+        clusters = _get(sandbox, namespace, "routed").get("status", {}).get("clusters") or []
+        return {c["name"]: c.get("endpoint") for c in clusters}
+
+    eventually(lambda: endpoints() == {m: f"http://{a}:{port}" for m, a in addresses.items()}, timeout=30)
+    model = write_tiny_llama(tmp_path / "tiny.gguf")
+    servers = [llama.serve(model, port, tmp_path / f"{m}.log", host=a) for m, a in addresses.items()]
+    gateway_port = free_port()
+    command = [sys.executable, "-c", "from autoglm.face.cli import main; main()", "gateway", "--from-cluster",
+               "--kubeconfig", str(sandbox.state.kubeconfig), "-n", namespace, "--allow-anonymous",
+               "--host", "127.0.0.1", "--port", str(gateway_port)]  # fmt: skip
+    log = tmp_path / "gateway.log"
+    gateway = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{gateway_port}"
+    try:
+        wait_until("the gateway's /healthz", lambda: http_ok(url + "/healthz"), 30, log)
+
+        def listed() -> bool:
+            with urllib.request.urlopen(url + "/v1/models", timeout=5) as response:
+                return [m["id"] for m in json.loads(response.read())["data"]] == ["routed@main"]
+
+        eventually(listed, timeout=30)
+        upstreams = []
+        for _ in range(40):
+            body = {"model": "routed", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+            request = urllib.request.Request(
+                url + "/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                upstreams.append(response.headers["X-Autoglm-Upstream"].split("/")[0])
+        gpu, ascend = upstreams.count("gpu"), upstreams.count("ascend")
+        # weights 3:1 by ready replicas: both serve, the NVIDIA member most (P(ascend >= gpu) < 1e-3 at 40 draws)
+        assert gpu + ascend == 40 and gpu > ascend > 0, upstreams
+    finally:
+        for proc in [gateway, *servers]:
+            proc.terminate()
+            proc.wait(10)
 
 
 def test_duplicated_runs_the_full_count_on_every_member(

@@ -131,3 +131,45 @@ def test_picks_follow_the_weights_and_a_failing_backend_is_ejected_then_returns_
     with pytest.raises(GatewayError) as none_left:
         router.pick("chat", "latest", 53.0, 0.5)
     assert none_left.value.code is ErrorCode.NO_BACKEND_AVAILABLE
+
+
+def test_discovered_routes_are_the_static_ones_and_each_deployments_members_with_an_endpoint() -> None:
+    from autoglm.gateway.discovery import routes
+
+    static = [Backend("tiny", "latest", "http://edge-box:8080")]
+    md = {
+        "metadata": {"name": "chat"},
+        "spec": {"model": {"name": "glm-4-9b-chat", "revision": "v2"}},
+        "status": {
+            "clusters": [
+                {"name": "gpu", "ready": 3, "endpoint": "http://10.0.0.7:8000"},
+                {"name": "ascend", "ready": 1},  # its load balancer has no address yet
+            ]
+        },
+    }
+    found = routes([md, {"metadata": {"name": "new"}}], static)
+    assert [(b.model, b.version, b.member, b.url, b.weight) for b in found] == [
+        ("tiny", "latest", "static", "http://edge-box:8080", 1),
+        ("chat", "v2", "gpu", "http://10.0.0.7:8000", 3),
+    ]
+
+
+def test_a_members_endpoint_is_its_load_balancers_address_or_on_the_host_its_dns_name() -> None:
+    from autoglm.shell.clusters import service_endpoint
+
+    def service(kind: str = "LoadBalancer", ingress: list[dict[str, str]] | None = None) -> dict[str, object]:
+        return {
+            "kind": "Service",
+            "metadata": {"name": "chat", "namespace": "serving"},
+            "spec": {"type": kind, "ports": [{"name": "http", "port": 8000}, {"name": "grpc", "port": 9000}]},
+            "status": {"loadBalancer": {"ingress": ingress or []}},
+        }
+
+    headless = {"kind": "Service", "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 1}]}}
+    assert service_endpoint([headless, service(ingress=[{"ip": "203.0.113.9"}])], False) == "http://203.0.113.9:8000"
+    assert service_endpoint([service(ingress=[{"hostname": "lb.example"}])], False) == "http://lb.example:8000"
+    assert service_endpoint([service(ingress=[{"ip": "2001:db8::1"}])], False) == "http://[2001:db8::1]:8000"
+    assert service_endpoint([service()], False) is None  # no address yet
+    assert service_endpoint([service("ClusterIP")], False) is None  # not reachable from outside its member
+    assert service_endpoint([service("ClusterIP")], True) == "http://chat.serving.svc:8000"
+    assert service_endpoint([headless], True) is None

@@ -321,3 +321,13 @@ def test_weights_on_a_users_claim_are_mounted_where_the_runtime_loads_them() -> 
     )
     warned = _plan(s3, "nvidia-h100.yaml")
     assert any("does not fetch s3:// weights (s3://b/glm)" in w for w in warned.warnings)
+
+
+def test_spec_expose_sets_the_services_type_and_http_port() -> None:
+    default = _by_kind(serving_objects(_md(), _plan(_md(), "nvidia-h100.yaml"), RUNTIMES), "Service")[0]["spec"]
+    assert "type" not in default and default["ports"][0] == {"name": "http", "port": 8000, "targetPort": "http"}
+    md = _md(expose={"service": {"type": "LoadBalancer", "port": 8443}})
+    objects = serving_objects(md, _plan(md, "nvidia-h100.yaml"), RUNTIMES)
+    _validate(objects)
+    spec = _by_kind(objects, "Service")[0]["spec"]
+    assert spec["type"] == "LoadBalancer" and spec["ports"][0] == {"name": "http", "port": 8443, "targetPort": "http"}

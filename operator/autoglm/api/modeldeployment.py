@@ -315,6 +315,24 @@ class ModelCache(ApiModel):
     )
 
 
+class ServiceType(StrEnum):
+    CLUSTER_IP = "ClusterIP"
+    LOAD_BALANCER = "LoadBalancer"
+
+
+class ServiceExposure(ApiModel):
+    type: ServiceType = Field(
+        default=ServiceType.CLUSTER_IP,
+        description="ClusterIP: reached inside its cluster. LoadBalancer: each member's Service gets an address the "
+        "gateway reaches from outside that member (status.clusters[].endpoint).",
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="The Service's OpenAI-compatible HTTP port.")
+
+
+class Exposure(ApiModel):
+    service: ServiceExposure = Field(default_factory=ServiceExposure, description="Each member's Service.")
+
+
 class ModelDeploymentSpec(ApiModel):
     model: ModelSource = Field(description="The model to serve.")
     precision: PrecisionChoice = Field(
@@ -340,6 +358,7 @@ class ModelDeploymentSpec(ApiModel):
     placement: Placement = Field(default_factory=Placement, description="Multi-cluster placement.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Reactive and predictive scaling.")
     rollout: Rollout = Field(default_factory=Rollout, description="Rollout and canary behaviour.")
+    expose: Exposure = Field(default_factory=Exposure, description="How members' Services are reached.")
 
     @field_validator("memory_alignment")
     @classmethod
@@ -368,6 +387,11 @@ class ClusterStatus(ApiModel):
     ready: int = Field(default=0, ge=0, description="Replicas ready there.")
     revision: str | None = Field(
         default=None, description="Revision the member's Service selects (coordinated rollouts across members)."
+    )
+    endpoint: str | None = Field(
+        default=None,
+        description="Base URL of the member's Service for the gateway: its load balancer's address, or its cluster "
+        "DNS name on the host cluster; none while a load balancer has no address yet.",
     )
 
 

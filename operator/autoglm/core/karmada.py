@@ -30,7 +30,7 @@ from autoglm.core.render import (
     dns_label,
     model_cache_claim,
     object_meta,
-    service_ports,
+    service_spec,
     serving_objects,
     template_hash,
     workload_labels,
@@ -146,10 +146,12 @@ def propagation_objects(
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": object_meta(md, dns_label(md.metadata.name)),
-        "spec": {
-            "selector": {LABEL_DEPLOYMENT: workload_labels(md)[LABEL_DEPLOYMENT]},
-            "ports": service_ports([a for p in parts for a in p.plan.assignments], runtimes),
-        },
+        "spec": service_spec(
+            md,
+            {LABEL_DEPLOYMENT: workload_labels(md)[LABEL_DEPLOYMENT]},
+            [a for p in parts for a in p.plan.assignments],
+            runtimes,
+        ),
     }
     objects.append(service)
     policies.append(

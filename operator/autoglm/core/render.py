@@ -420,9 +420,25 @@ def conversion_job(md: ModelDeployment, option: PoolOption) -> Manifest | None:
     }
 
 
-def service_ports(assignments: Sequence[Assignment], runtimes: Mapping[str, BackendRuntime]) -> list[dict[str, Any]]:
+def service_spec(
+    md: ModelDeployment,
+    selector: Mapping[str, str],
+    assignments: Sequence[Assignment],
+    runtimes: Mapping[str, BackendRuntime],
+) -> dict[str, Any]:
+    """The spec of a member's Service for the deployment (spec.expose.service: its type and HTTP port)."""
+    expose = md.spec.expose.service
+    spec: dict[str, Any] = {"selector": dict(selector), "ports": service_ports(assignments, runtimes, expose.port)}
+    if expose.type != "ClusterIP":
+        spec["type"] = str(expose.type)
+    return spec
+
+
+def service_ports(
+    assignments: Sequence[Assignment], runtimes: Mapping[str, BackendRuntime], http_port: int = 8000
+) -> list[dict[str, Any]]:
     """The OpenAI HTTP port, and gRPC when every runtime serving behind the Service offers one."""
-    ports: list[dict[str, Any]] = [{"name": "http", "port": 8000, "targetPort": "http"}]
+    ports: list[dict[str, Any]] = [{"name": "http", "port": http_port, "targetPort": "http"}]
     if assignments and all(any(p.name == "grpc" for p in runtimes[a.option.backend].spec.ports) for a in assignments):
         ports.append({"name": "grpc", "port": 9000, "targetPort": "grpc"})
     return ports
@@ -457,7 +473,7 @@ def serving_objects(
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": object_meta(md, name, remote=target.remote),  # no revision: it outlives revisions
-            "spec": {"selector": selector, "ports": service_ports(plan.assignments, runtimes)},
+            "spec": service_spec(md, selector, plan.assignments, runtimes),
         }
     )
     primary = plan.assignments[0]

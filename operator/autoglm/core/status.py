@@ -34,6 +34,7 @@ class Observed:
     ready_replicas: int = 0
     replicas: int = 0
     conversions: Sequence[ConversionState] = field(default_factory=tuple)
+    endpoint: str | None = None  # where the gateway reaches the member's Service
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,11 @@ def desired_status(
         plan=[entry for o in serving if o.plan for entry in o.plan.entries(o.cluster)],
         clusters=[
             ClusterStatus(
-                name=o.cluster, desired=o.desired, ready=o.observed.ready_replicas, revision=o.revision or None
+                name=o.cluster,
+                desired=o.desired,
+                ready=o.observed.ready_replicas,
+                revision=o.revision or None,
+                endpoint=o.observed.endpoint,
             )
             for o in sorted(members, key=lambda o: o.cluster)
         ],

@@ -534,12 +534,27 @@ def gateway(
             help="Export a span per request over OTLP/HTTP to this base URL.",
         ),
     ] = None,
+    from_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--from-cluster",
+            help="Route each ModelDeployment's name to its members' Services (status.clusters[].endpoint), "
+            "weighted by their ready replicas.",
+        ),
+    ] = False,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option("--kubeconfig", help="Host cluster for --from-cluster (default: in-cluster, then KUBECONFIG)."),
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Only this namespace's ModelDeployments.")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request's failures.")] = False,
 ) -> None:
     """Serve one front door for the models: the OpenAI-compatible API and the unified schema (POST /v1/infer)
-    over HTTP, schema v1 over gRPC (--grpc-port) and MQTT (--mqtt-broker), routed to the backends by model and
-    version, with outlier ejection, API keys and one error table on every protocol.
-    Routing from ModelDeployments' ready members is not implemented yet."""
+    over HTTP, schema v1 over gRPC (--grpc-port) and MQTT (--mqtt-broker), routed by model and version to the
+    ModelDeployments' ready members (--from-cluster) and static backends (--backend), with outlier ejection,
+    API keys and one error table on every protocol."""
     import asyncio
     import logging
 
@@ -548,14 +563,11 @@ def gateway(
     from autoglm.gateway.server import Listen, MqttSettings, serve, setup_tracing
     from autoglm.gateway.service import InferenceService
 
-    if not backend:
-        err.print(
-            "[red]error[/red]: routing from ModelDeployments (their ready members) is not implemented yet; "
-            "give the backends with --backend MODEL=URL"
-        )
+    if not backend and not from_cluster:
+        err.print("[red]error[/red]: nothing to route to: give --from-cluster, or backends with --backend MODEL=URL")
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
-        backends = static_backends(backend)
+        backends = static_backends(backend or [])
         keys = load_keys(api_keys.read_text(), str(api_keys)) if api_keys else None
         mqtt = None
         if mqtt_broker:
@@ -572,15 +584,25 @@ def gateway(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if otlp_endpoint:
         setup_tracing(otlp_endpoint)
-    service = InferenceService(Router(backends), Admission(keys) if keys is not None else None, timeout=timeout)
+    router = Router(backends)
+    service = InferenceService(router, Admission(keys) if keys is not None else None, timeout=timeout)
     listen = Listen(host, port, grpc_port, mqtt)
-    served = ", ".join(sorted({b.model for b in backends}))
+    background = None
+    if from_cluster:
+        from autoglm.gateway.discovery import DeploymentRoutes, api_client
+
+        try:
+            background = DeploymentRoutes(router, api_client(str(kubeconfig) if kubeconfig else None), namespace).run
+        except Exception as exc:  # kubernetes' config loaders raise their own types
+            err.print(f"[red]error[/red]: --from-cluster: no usable kubeconfig or in-cluster account: {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    served = ", ".join(sorted({b.model for b in backends}) + (["ModelDeployments"] if from_cluster else []))
     protocols = "".join(
         [f", gRPC on :{grpc_port}" if grpc_port else "", f", MQTT via {mqtt_broker}" if mqtt_broker else ""]
     )
     out.print(f"gateway on http://{host}:{port}{protocols}: {served}")
     try:
-        asyncio.run(serve(service, listen))
+        asyncio.run(serve(service, listen, background))
     except OSError as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None

@@ -53,16 +53,19 @@ def build() -> bool:
     return True
 
 
-def serve(model: Path, port: int, log: Path, context: int = 512) -> subprocess.Popen[bytes]:
-    """Start llama.cpp's OpenAI-compatible server on 127.0.0.1:port and return once it answers /v1/models."""
-    command = [str(python()), "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+def serve(
+    model: Path, port: int, log: Path, context: int = 512, host: str = "127.0.0.1"
+) -> subprocess.Popen[bytes]:
+    """Start llama.cpp's OpenAI-compatible server on host:port (a loopback address: 127.0.0.2 and up stand for
+    members' load balancers) and return once it answers /v1/models."""
+    command = [str(python()), "-m", "llama_cpp.server", "--model", str(model), "--host", host,
                "--port", str(port), "--n_ctx", str(context), "--n_threads", "1"]  # fmt: skip
     proc = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
     def answering() -> bool:
         if proc.poll() is not None:
             raise SandboxError(f"llama.cpp's server exited with {proc.returncode}: see {log}")
-        return http_ok(f"http://127.0.0.1:{port}/v1/models")
+        return http_ok(f"http://{host}:{port}/v1/models")
 
     try:
         wait_until(f"llama.cpp's server on port {port}", answering, 60, log)

@@ -428,6 +428,27 @@ class ClusterClient:
         self.core.create_namespaced_event(namespace, body)
 
 
+def service_endpoint(objects: Iterable[Mapping[str, Any]], on_host: bool) -> str | None:
+    """Where the gateway reaches a member's serving Service (the deployment's one, not a headless group's):
+    a LoadBalancer's first ingress address, else, on the host cluster (where the gateway runs), its cluster DNS
+    name; None when it cannot be reached from outside the member yet."""
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        if obj.get("kind") != "Service" or spec.get("clusterIP") == "None":
+            continue
+        port = next((p.get("port") for p in spec.get("ports") or [] if p.get("name") == "http"), None)
+        if port is None:
+            continue
+        ingress = (((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [{}])[0]
+        address = ingress.get("ip") or ingress.get("hostname")
+        if spec.get("type") == "LoadBalancer" and address:
+            return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
+        if on_host:
+            meta = obj.get("metadata") or {}
+            return f"http://{meta.get('name')}.{meta.get('namespace')}.svc:{port}"
+    return None
+
+
 def ready_replicas(objects: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
     """(ready, desired) replica groups: Deployment pods, or StatefulSets whose every pod is ready."""
     ready = desired = 0

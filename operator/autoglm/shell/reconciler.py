@@ -72,7 +72,7 @@ from autoglm.core.status import (
     condition_events,
     desired_status,
 )
-from autoglm.shell.clusters import ClusterClient, ready_replicas
+from autoglm.shell.clusters import ClusterClient, ready_replicas, service_endpoint
 from autoglm.shell.inventories import InventoryCache
 from autoglm.shell.members import LOCAL, MemberSource, classify
 
@@ -414,8 +414,7 @@ class Reconciler:
         # A deployment that never had a plan applied here owns nothing here yet: skip the lists.
         owned = member.owned(namespace, name) if known or current.plan_hash else []
         if not (result.feasible and not blocked and not converting):
-            ready, replicas = ready_replicas(owned)
-            return MemberOutcome(member.name, plan=result, observed=Observed(ready, replicas, conversions))
+            return MemberOutcome(member.name, plan=result, observed=_observed(member, owned, conversions))
         revision = member_revision(result) if req.coordinated else None
         rendered = [
             stamped(o)
@@ -434,9 +433,8 @@ class Reconciler:
             return self._roll(req, member, share, result, conversions, rendered, live, serving, revision)
         claim = model_cache_claim(md, req.cache_bytes)
         owned = self._converge(req, member, rendered, live, prune=True, claim=claim)
-        ready, replicas = ready_replicas(owned)
         return MemberOutcome(
-            member.name, plan=result, observed=Observed(ready, replicas, conversions), revision=revision
+            member.name, plan=result, observed=_observed(member, owned, conversions), revision=revision
         )
 
     def _converge(
@@ -489,9 +487,9 @@ class Reconciler:
         Service and HPA stay as they are until every member has the new revision ready (see _coordinate)."""
         old = [o for o in live.values() if _revision_of(o) == serving and o["kind"] in WORKLOAD_KINDS]
         ready, replicas = ready_replicas(old)
-        outcome = MemberOutcome(
-            member.name, plan=result, observed=Observed(ready, replicas, conversions), revision=serving, target=target
-        )
+        endpoint = service_endpoint(live.values(), on_host=member.name == LOCAL)  # selects the old revision still
+        observed = Observed(ready, replicas, conversions, endpoint)
+        outcome = MemberOutcome(member.name, plan=result, observed=observed, revision=serving, target=target)
         new = [o for o in rendered if o["kind"] in WORKLOAD_KINDS or _revision_of(o) == target]
         if req.held.get(member.name) == target:
             for obj in live.values():  # a rolled-back revision's leftovers
@@ -565,12 +563,8 @@ class Reconciler:
                     continue
                 member, rendered, live = req.switches[o.cluster]
                 objects = self._converge(req, member, rendered, live, prune=True, force=True)
-                ready, replicas = ready_replicas(objects)
-                switched.append(
-                    replace(
-                        o, revision=o.target, target=None, observed=Observed(ready, replicas, o.observed.conversions)
-                    )
-                )
+                observed = _observed(member, objects, o.observed.conversions)
+                switched.append(replace(o, revision=o.target, target=None, observed=observed))
             return switched, None
         waited = (now - started).total_seconds()
         if waited > req.md.spec.rollout.deadline_seconds:
@@ -849,3 +843,9 @@ class Reconciler:
                 self.cluster.event(body, type_, reason, message)
                 events.append(reason)
         return Outcome(plan=None, status_written=new_doc != old_doc, events=events, invalid=invalid, fleet=fleet)
+
+
+def _observed(member: ClusterClient, objects: list[Manifest], conversions: Sequence[ConversionState]) -> Observed:
+    """What a member runs for a deployment: its ready and desired replicas, conversions, and its endpoint."""
+    ready, replicas = ready_replicas(objects)
+    return Observed(ready, replicas, conversions, service_endpoint(objects, on_host=member.name == LOCAL))

@@ -1,0 +1,79 @@
+"""Routes from ModelDeployments: the gateway lists them on the host cluster every few seconds and routes each
+deployment's name to its members' Services (status.clusters[].endpoint), weighted by each member's ready
+replicas, beside any static --backend routes. A member with no ready replica or no endpoint gets no traffic;
+one that fails requests is still ejected by the router, whose health state outlives a refresh.
+
+A list every few seconds rather than a watch: a handful of objects, and nothing to resume after an API server
+restart; the router is never left without routes because a list failed (the last ones stay)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from kubernetes import client, config
+
+from autoglm.gateway.routing import Backend, Router, deployment_backends
+
+logger = logging.getLogger("autoglm.gateway")
+GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
+
+
+def api_client(kubeconfig: str | None) -> client.ApiClient:
+    """The kubeconfig's cluster, else the in-cluster ServiceAccount, else the default kubeconfig."""
+    cfg = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
+    else:
+        try:
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    return client.ApiClient(cfg)
+
+
+def routes(deployments: Sequence[dict[str, Any]], static: Sequence[Backend]) -> list[Backend]:
+    """The static routes and every deployment's ready members with an endpoint. Pure."""
+    found = list(static)
+    for md in deployments:
+        clusters = (md.get("status") or {}).get("clusters") or []
+        endpoints = {c["name"]: c["endpoint"] for c in clusters if c.get("name") and c.get("endpoint")}
+        found += deployment_backends(md, endpoints)
+    return found
+
+
+class DeploymentRoutes:
+    def __init__(
+        self,
+        router: Router,
+        api: client.ApiClient,
+        namespace: str | None = None,
+        interval: float = 5.0,
+    ) -> None:
+        self.router = router
+        self.static = list(router.backends)
+        self.objects = client.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.interval = interval
+
+    def list(self) -> list[dict[str, Any]]:
+        answer: Any
+        if self.namespace:
+            answer = self.objects.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+        else:
+            answer = self.objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        return list(answer.get("items") or [])
+
+    async def refresh(self) -> None:
+        deployments = await asyncio.to_thread(self.list)
+        self.router.backends = routes(deployments, self.static)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:  # the last routes stay; the next pass tries again
+                logger.warning("listing ModelDeployments failed (routes unchanged): %s", exc)
+            await asyncio.sleep(self.interval)
