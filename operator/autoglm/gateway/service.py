@@ -17,6 +17,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,12 +67,23 @@ class Call:
         self.span = tracer.start_span("infer", context=parent, kind=trace.SpanKind.SERVER)
         self.span.set_attribute("autoglm.protocol", protocol)
         self.context = trace.set_span_in_context(self.span)
+        # Without a tracer provider (no --otlp-endpoint) the spans are no-ops: skip their bookkeeping, which
+        # would cost every request CPU the backends on the node need.
+        self.recording = self.span.is_recording()
         self.retries = 0
         self._counted = False
+        self._token: object | None = None
 
     def __enter__(self) -> Call:
-        self._token = otel_context.attach(self.context)
+        if self.recording:
+            self._token = otel_context.attach(self.context)
         return self
+
+    def child(self, name: str, kind: trace.SpanKind = trace.SpanKind.INTERNAL) -> AbstractContextManager[trace.Span]:
+        """A child span of this request, current while the block runs (a no-op span when not tracing)."""
+        if not self.recording:
+            return nullcontext(trace.INVALID_SPAN)
+        return tracer.start_as_current_span(name, kind=kind)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
         if isinstance(error, GatewayError):
@@ -86,7 +98,8 @@ class Call:
             self.service.admission.release(self.key)
         if self.model:
             self.service.metrics.in_flight.labels(self.model).dec()
-        otel_context.detach(self._token)
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
         self.span.end()
 
     def authenticate(self, presented: str | None) -> None:
@@ -160,7 +173,7 @@ class InferenceService:
         tried: set[str] = set()
         last: GatewayError | None = None
         for attempt in range(MAX_ATTEMPTS):
-            with tracer.start_as_current_span("route") as span:
+            with call.child("route") as span:
                 try:
                     backend = self.router.pick(call.model, call.version, self.clock(), self.draw(), exclude=tried)
                 except GatewayError:
@@ -170,14 +183,15 @@ class InferenceService:
                 span.set_attribute("autoglm.member", backend.member)
             call.retries = attempt
             tried.add(backend.key)
-            with tracer.start_as_current_span("translate"):
+            with call.child("translate"):
                 path, body = build(backend)
             assert self._session is not None
-            with tracer.start_as_current_span("backend", kind=trace.SpanKind.CLIENT) as span:
+            with call.child("backend", trace.SpanKind.CLIENT) as span:
                 span.set_attribute("autoglm.member", backend.member)
                 span.set_attribute("server.address", backend.url)
                 headers: dict[str, str] = {}
-                propagate.inject(headers)  # W3C traceparent: the backend's spans join this trace
+                if call.recording:
+                    propagate.inject(headers)  # W3C traceparent: the backend's spans join this trace
                 try:
                     response = await self._session.post(backend.url + path, json=body, headers=headers)
                 except (aiohttp.ClientConnectionError, TimeoutError) as exc:
@@ -205,7 +219,7 @@ class InferenceService:
         assert call.backend is not None
         backend = call.backend
         try:
-            with tracer.start_as_current_span("backend.read"):
+            with call.child("backend.read"):
                 answer = await response.json(content_type=None)
         except (aiohttp.ClientError, json.JSONDecodeError) as exc:
             self.router.failed(backend, self.clock())
@@ -227,6 +241,9 @@ class InferenceService:
         first and between them."""
         assert call.backend is not None
         backend, route = call.backend, route_labels(call.backend)
+        # The route's series once per request, not per chunk.
+        ttft, itl = self.metrics.ttft.labels(*route), self.metrics.itl.labels(*route)
+        output_tokens = self.metrics.output_tokens.labels(*route)
         last: float | None = None
         try:
             async for chunk in response.content.iter_any():
@@ -234,11 +251,11 @@ class InferenceService:
                 if tokens:
                     now = self.clock()
                     if last is None:
-                        self.metrics.ttft.labels(*route).observe(now - call.started)
+                        ttft.observe(now - call.started)
                     else:
-                        self.metrics.itl.labels(*route).observe(now - last)
+                        itl.observe(now - last)
                     last = now
-                    self.metrics.output_tokens.labels(*route).inc(tokens)
+                    output_tokens.inc(tokens)
                 yield chunk
         except aiohttp.ClientError:
             self.router.failed(backend, self.clock())
@@ -253,7 +270,7 @@ class InferenceService:
     async def infer(self, call: Call, request: UnifiedRequest) -> UnifiedResponse:
         call.route(request.model_name, request.version)
         answer = await self.call_json(call, lambda b: to_openai(request, b.served_name or b.model))
-        with tracer.start_as_current_span("translate"):
+        with call.child("translate"):
             return from_openai(answer)
 
     async def infer_stream(self, call: Call, request: UnifiedRequest) -> AsyncIterator[Piece]:

@@ -53,13 +53,13 @@ def build() -> bool:
     return True
 
 
-def serve(
-    model: Path, port: int, log: Path, context: int = 512, host: str = "127.0.0.1"
-) -> subprocess.Popen[bytes]:
+def serve(model: Path, port: int, log: Path, context: int = 512, host: str = "127.0.0.1") -> subprocess.Popen[bytes]:
     """Start llama.cpp's OpenAI-compatible server on host:port (a loopback address: 127.0.0.2 and up stand for
     members' load balancers) and return once it answers /v1/models."""
     command = [str(python()), "-m", "llama_cpp.server", "--model", str(model), "--host", host,
-               "--port", str(port), "--n_ctx", str(context), "--n_threads", "1"]  # fmt: skip
+               "--port", str(port), "--n_ctx", str(context), "--n_threads", "1",
+               # By default a new request cuts off the one being streamed; a serving backend queues them instead.
+               "--interrupt_requests", "False"]  # fmt: skip
     proc = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
     def answering() -> bool:
