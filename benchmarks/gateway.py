@@ -34,8 +34,8 @@ from autoglm.sandbox.cluster import free_port, http_ok, wait_until
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from autoglm.sandbox.tiny_model import write_tiny_llama  # noqa: E402
 from reconcile_scale import percentile  # noqa: E402
-from tests.gguf_model import write_tiny_llama  # noqa: E402
 
 NGINX = """
 worker_processes 1;

@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
+from autoglm.gateway.clients import MqttDevice
 from autoglm.sandbox import llama, mosquitto
 from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import free_port, http_ok, wait_until
-from tests.gguf_model import write_tiny_llama
+from autoglm.sandbox.tiny_model import write_tiny_llama
 from tests.otlp_collector import Collector, collector
 
 # One key with tight limits per protocol (a test spends its burst), and one for everything else.
@@ -323,57 +324,14 @@ def test_grpc_key_over_its_limit_gets_resource_exhausted_with_a_retry_hint(front
 # --- MQTT --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Device:
-    """An edge device: an MQTT 5 client of the broker that sends unified requests and waits for answers."""
-
-    client: Any
-    answers: dict[bytes, tuple[dict[str, Any], dict[str, str]]]
-    topic: str
-
-    def ask(self, model: str, body: Any, key: str | None, timeout: float = 60) -> tuple[dict[str, Any], dict[str, str]]:
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        correlation = os.urandom(8)
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = self.topic
-        props.CorrelationData = correlation
-        if key is not None:
-            props.UserProperty = [("authorization", f"Bearer {key}")]
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.client.publish(f"autoglm/v1/{model}/request", payload, qos=1, properties=props).wait_for_publish(10)
-        wait_until("the gateway's MQTT answer", lambda: correlation in self.answers, timeout)
-        return self.answers.pop(correlation)
-
-
 @pytest.fixture
-def device(front: Front) -> Iterator[Device]:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"device-{os.getpid()}", protocol=mqtt.MQTTv5)
-    client.username_pw_set("team-b", "b-secret-key")  # the broker's own authentication
-    answers: dict[bytes, tuple[dict[str, Any], dict[str, str]]] = {}
-    topic = f"devices/{os.getpid()}/answers"
-
-    def on_message(_: Any, __: Any, message: Any) -> None:
-        user = dict(getattr(message.properties, "UserProperty", None) or [])
-        answers[message.properties.CorrelationData] = (json.loads(message.payload), user)
-
-    subscribed: list[bool] = []
-    client.on_message = on_message
-    client.on_subscribe = lambda *_: subscribed.append(True)
-    client.connect("127.0.0.1", front.broker_port)
-    client.loop_start()
-    client.subscribe(topic, qos=1)
-    wait_until("the device's subscription", lambda: bool(subscribed), 10)
-    yield Device(client, answers, topic)
-    client.disconnect()
-    client.loop_stop()
+def device(front: Front) -> Iterator[MqttDevice]:
+    device = MqttDevice("127.0.0.1", front.broker_port, "team-b", "b-secret-key")  # the broker's own login
+    yield device
+    device.close()
 
 
-def test_mqtt_round_trips_through_the_broker(device: Device) -> None:
+def test_mqtt_round_trips_through_the_broker(device: MqttDevice) -> None:
     body = {"model_name": "tiny", "data": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6}}
     answer, _ = device.ask("tiny", body, "b-secret-key")
     assert answer["status_code"] == 200 and answer["message"] == "ok" and answer["result"]["text"]
@@ -392,14 +350,14 @@ def test_mqtt_round_trips_through_the_broker(device: Device) -> None:
     ],
 )  # fmt: skip
 def test_mqtt_errors_are_the_tables(
-    device: Device, topic: str, body: Any, key: str | None, status: int, code: str
+    device: MqttDevice, topic: str, body: Any, key: str | None, status: int, code: str
 ) -> None:
     answer, user = device.ask(topic, body, key)
     assert answer["status_code"] == status and answer["code"] == code and answer["result"] is None
     assert user["autoglm-code"] == code
 
 
-def test_mqtt_key_over_its_limit_gets_429_with_a_retry_hint(device: Device) -> None:
+def test_mqtt_key_over_its_limit_gets_429_with_a_retry_hint(device: MqttDevice) -> None:
     body = {"model_name": "tiny", "data": {"prompt": "x"}, "schema_version": "v0"}  # refused after admission
     answers = [device.ask("tiny", body, "mqtt-limited-key") for _ in range(6)]
     assert [a["code"] for a, _ in answers][:4] == ["unsupported_schema_version"] * 4
@@ -408,18 +366,8 @@ def test_mqtt_key_over_its_limit_gets_429_with_a_retry_hint(device: Device) -> N
 
 
 def test_the_broker_refuses_a_device_without_its_credentials(front: Front) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.username_pw_set("team-b", "wrong")
-    reasons: list[Any] = []
-    client.on_connect = lambda _c, _u, _f, reason, _p: reasons.append(reason)
-    client.connect("127.0.0.1", front.broker_port)
-    client.loop_start()
-    wait_until("the broker's answer", lambda: bool(reasons), 10)
-    client.loop_stop()
-    assert reasons[0].is_failure  # not authorized
+    with pytest.raises(ConnectionError, match=r"(?i)not authorized|bad user"):
+        MqttDevice("127.0.0.1", front.broker_port, "team-b", "wrong")
 
 
 # --- tracing -----------------------------------------------------------------------------------------------

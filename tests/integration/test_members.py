@@ -24,11 +24,11 @@ from kubernetes import client
 from autoglm.sandbox import fleet, llama
 from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import free_port, http_ok, wait_until
+from autoglm.sandbox.tiny_model import write_tiny_llama
 from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.controllers import OperatorContext, operator_thread
 from autoglm.shell.members import flatten_kubeconfig, join, unjoin
 from autoglm.shell.reconciler import PROPAGATION_FINALIZER
-from tests.gguf_model import write_tiny_llama
 from tests.integration.conftest import Cluster, devices_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
 

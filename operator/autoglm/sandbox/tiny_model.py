@@ -1,6 +1,7 @@
 """A tiny Llama-shaped GGUF model with random weights (PyPI `gguf`): real tokens from a real llama.cpp server on
-a CPU in milliseconds, for the gateway's tests. The vocabulary is SentencePiece-style: the control tokens, the
-256 byte tokens (so any text tokenizes) and the printable ASCII characters with and without the word mark."""
+a CPU in milliseconds, for the gateway's tests, benchmark and demo. The vocabulary is SentencePiece-style: the
+control tokens, the 256 byte tokens (so any text tokenizes) and the printable ASCII characters with and without
+the word mark."""
 
 from __future__ import annotations
 
