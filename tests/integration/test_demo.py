@@ -32,6 +32,10 @@ def test_demo_tells_the_multi_cluster_story(sandbox_binaries: dict[str, Path], t
     for resource in ("nvidia.com/gpu=", "huawei.com/Ascend910=", "sophgo.com/tpu="):
         assert resource in out, resource
     assert "ascend stopped: after" in out and "ascend back: replicas returned" in out
+    # One request of each protocol through the gateway to llama.cpp standing for the gpu and ascend members.
+    assert "one front door" in out
+    for protocol in ("HTTP OpenAI", "HTTP unified", "gRPC", "MQTT autoglm/v1/glm-4-9b-chat/request"):
+        assert protocol in out, protocol
     # For a person: no library log lines.
     assert "OS signals are ignored" not in out and "Request attempt" not in out
     assert "stopped the sandbox clusters" in out

@@ -27,8 +27,9 @@ from rich.table import Table
 
 from autoglm import API_GROUP, API_VERSION
 from autoglm.core.hardware import nodes_from_document
+from autoglm.face.demo_gateway import expose, front_door
 from autoglm.sandbox import fleet as sandbox_fleet
-from autoglm.sandbox.cluster import ClusterState
+from autoglm.sandbox.cluster import ClusterState, free_port
 from autoglm.shell.clusters import ClusterClient, install_crds
 from autoglm.shell.controllers import OperatorContext, operator_thread
 from autoglm.shell.members import flatten_kubeconfig, join
@@ -104,6 +105,8 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         },
     },
 ]
+# Served through the gateway: its members' Services get load-balancer addresses (see demo_gateway).
+FRONT_DOOR = "glm-4-9b-chat"
 QUIET_LOGGERS = ("kopf", "autoglm", "urllib3", "kubernetes")
 
 
@@ -249,6 +252,7 @@ class Fleet:
     context: OperatorContext
     members: dict[str, ClusterState]
     mode: str
+    kubeconfig: Path | None = None  # the host's, in direct mode (the gateway routes from its status)
 
 
 def start_fleet(state_dir: Path, karmada: bool, console: Console, cold_start: float = 2.0) -> tuple[Fleet, Any]:
@@ -284,13 +288,16 @@ def start_fleet(state_dir: Path, karmada: bool, console: Console, cold_start: fl
         context = OperatorContext.from_kubeconfig(
             str(host_state.kubeconfig), resync_seconds=2, include_local=False, heartbeat_seconds=2, failure_threshold=2
         )
-    return Fleet(host, context, members, "karmada" if karmada else "direct"), host_state
+    direct = None if karmada else host_state.kubeconfig
+    return Fleet(host, context, members, "karmada" if karmada else "direct", direct), host_state
 
 
 def tell_the_story(demo: Fleet, state_dir: Path, console: Console, timeout: float) -> bool:
     """Apply once, show placements and pods, stop a member and show the failover, start it and show the return."""
     ns = DEMO_NAMESPACE
-    apply_deployments(demo.host, ns, DEPLOYMENTS)
+    port = free_port()  # the front door's deployment's Services (a loopback port on this machine)
+    items = [{**d, "spec": expose(d["spec"], port)} if d["name"] == FRONT_DOOR else d for d in DEPLOYMENTS]
+    apply_deployments(demo.host, ns, items)
     console.print(
         f"applied {len(DEPLOYMENTS)} ModelDeployments once, to the {demo.mode} host; waiting for the operator ..."
     )
@@ -300,6 +307,7 @@ def tell_the_story(demo: Fleet, state_dir: Path, console: Console, timeout: floa
     )
     for name, state in demo.members.items():
         console.print(pod_table(name, state.api_client(), ns))
+    answered = front_door(demo.host, demo.kubeconfig, demo.members, ns, FRONT_DOOR, port, console, timeout)
     console.print(f"stopping member {OUTAGE} (its API server, controllers and nodes) ...")
     sandbox_fleet.stop(state_dir, OUTAGE)
     started = time.monotonic()
@@ -333,7 +341,7 @@ def tell_the_story(demo: Fleet, state_dir: Path, console: Console, timeout: floa
             deployments(demo.host, ns),
         )
     )
-    return done and failed_over and returned
+    return done and answered and failed_over and returned
 
 
 def run_demo_fleet(state_dir: Path, karmada: bool, console: Console, timeout: float, keep: bool) -> bool:
