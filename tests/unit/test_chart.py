@@ -28,6 +28,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "log": {"format": "text", "verbose": True},
     },
     "probe": {"nodeProbe": {"enabled": True, "ascendDriverPath": "/usr/local/Ascend/driver", "intervalSeconds": 300}},
+    "gateway": {
+        "gateway": {
+            "enabled": True,
+            "apiKeysSecret": "gateway-api-keys",
+            "mqtt": {"broker": "mosquitto.edge.svc:1883", "credentialsSecret": "gateway-mqtt"},
+            "otlpEndpoint": "http://otel-collector.observability.svc:4318",
+            "service": {"type": "LoadBalancer"},
+        }
+    },
     "minimal": {
         "peering": {"enabled": False},
         "catalog": {"install": False},
@@ -76,7 +85,7 @@ def test_every_value_set_lints_and_renders_valid_objects(name: str, tmp_path: Pa
 
 
 def _operator(objects: list[Any]) -> dict[str, Any]:
-    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and not o["metadata"]["name"].endswith("-gateway")]
     return deployment  # type: ignore[no-any-return]
 
 
@@ -134,6 +143,7 @@ def test_every_rendered_flag_is_one_autoglm_run_takes(name: str, tmp_path: Path)
         ({"prometheus": {"url": "prometheus:9090"}}, "/prometheus/url"),
         ({"metrics": {"port": 70000}}, "/metrics/port"),
         ({"imagee": {"tag": "x"}}, "imagee"),
+        ({"gateway": {"mqtt": {"broker": "mosquitto"}}}, "/gateway/mqtt/broker"),
     ],
 )
 def test_a_wrong_value_fails_at_install_naming_the_field(values: dict[str, Any], field: str, tmp_path: Path) -> None:
@@ -159,3 +169,26 @@ def test_the_node_probe_daemonset_runs_autoglm_probe_on_its_own_node_with_only_n
     assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}]
     assert pod["serviceAccountName"] == role["metadata"]["name"]
     assert not [o for o in template(tmp_path, {}) if o["kind"] == "DaemonSet"], "off by default"
+
+
+def test_the_gateway_serves_http_and_grpc_with_the_keys_secret_and_may_only_list_modeldeployments(
+    tmp_path: Path,
+) -> None:
+    objects = template(tmp_path, VALUE_SETS["gateway"])
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-gateway")]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["autoglm", "gateway"]
+    args = container["args"]
+    assert {a.split("=", 1)[0] for a in args} <= _options("gateway"), args
+    assert "--from-cluster" in args and "--api-keys=/etc/autoglm/api-keys/keys.yaml" in args
+    assert "--mqtt-broker=mosquitto.edge.svc:1883" in args and "--allow-anonymous" not in args
+    assert pod["volumes"][0]["secret"]["secretName"] == "gateway-api-keys"
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert env["AUTOGLM_GATEWAY_MQTT_PASSWORD"] == {"name": "gateway-mqtt", "key": "password"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"]
+    (role,) = [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-gateway")]
+    assert role["rules"] == [{"apiGroups": ["autoglm.io"], "resources": ["modeldeployments"], "verbs": ["list"]}]
+    (service,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"].endswith("-gateway")]
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"http": 8000, "grpc": 9000}
