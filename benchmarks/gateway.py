@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -122,9 +123,11 @@ def start_targets(folder: Path) -> tuple[dict[str, str], list[subprocess.Popen[b
     backend = free_port()
     procs = [llama.serve(model, backend, folder / "llama.log")]
     nginx_port, gateway_port = free_port(), free_port()
-    conf = folder / "nginx.conf"
-    conf.write_text(NGINX.format(dir=folder, backend=backend, port=nginx_port))
-    procs.append(subprocess.Popen(["nginx", "-c", str(conf), "-p", str(folder)], stderr=subprocess.DEVNULL))
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is not None:  # the existing-proxy peer, where it is installed (apt-get install nginx-light)
+        conf = folder / "nginx.conf"
+        conf.write_text(NGINX.format(dir=folder, backend=backend, port=nginx_port))
+        procs.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(folder)], stderr=subprocess.DEVNULL))
     log = folder / "gateway.log"
     command = [sys.executable, "-c", "from autoglm.face.cli import main; main()", "gateway", "--allow-anonymous",
                "--host", "127.0.0.1", "--port", str(gateway_port),
@@ -135,7 +138,11 @@ def start_targets(folder: Path) -> tuple[dict[str, str], list[subprocess.Popen[b
         "nginx": f"http://127.0.0.1:{nginx_port}",
         "gateway": f"http://127.0.0.1:{gateway_port}",
     }
-    wait_until("nginx", lambda: http_ok(urls["nginx"] + "/v1/models"), 15)
+    if nginx is None:
+        del urls["nginx"]
+        print("nginx not found: comparing with direct only (apt-get install nginx-light adds the peer)")
+    else:
+        wait_until("nginx", lambda: http_ok(urls["nginx"] + "/v1/models"), 15)
     wait_until("the gateway", lambda: http_ok(urls["gateway"] + "/healthz"), 30, log)
     return urls, procs
 
@@ -159,7 +166,8 @@ def main() -> None:
             for concurrency in args.concurrency:
                 order = list(urls)
                 for round_ in range(args.rounds):
-                    for name in order[round_ % 3 :] + order[: round_ % 3]:
+                    shift = round_ % len(order)
+                    for name in order[shift:] + order[:shift]:
                         samples = results.setdefault((concurrency, name), Samples())
                         url = urls[name] + "/v1/chat/completions"
                         asyncio.run(batch(url, concurrency, args.requests, args.max_tokens, samples))
