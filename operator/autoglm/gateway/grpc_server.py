@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -14,7 +15,7 @@ from google.protobuf import json_format
 from autoglm.gateway.errors import ErrorCode, GatewayError
 from autoglm.gateway.http_server import bearer
 from autoglm.gateway.schema import parse_request
-from autoglm.gateway.service import InferenceService
+from autoglm.gateway.service import Call, InferenceService
 from autoglm.gateway.v1 import inference_pb2, inference_pb2_grpc
 
 logger = logging.getLogger("autoglm.gateway")
@@ -42,52 +43,44 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):  # type: ignore[m
     def __init__(self, service: InferenceService) -> None:
         self.service = service
 
-    async def Infer(
-        self, request: inference_pb2.InferRequest, context: grpc.aio.ServicerContext
-    ) -> inference_pb2.InferResponse:
+    @asynccontextmanager
+    async def _call(self, context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[Call]:
+        """One authenticated call; its errors end the RPC with the table's status (abort raises)."""
         metadata = _metadata(context)
         try:
             with self.service.begin("grpc", metadata) as call:
                 call.authenticate(bearer(metadata))
-                answer = await self.service.infer(call, parse_request(request_dict(request)))
-            response = inference_pb2.InferResponse(status_code=answer.status_code, message=answer.message)
-            json_format.ParseDict(answer.result or {}, response.result, ignore_unknown_fields=True)
-            return response
+                yield call
         except GatewayError as error:
             await _abort(context, error)
         except Exception:
-            logger.exception("gRPC Infer failed")
+            logger.exception("gRPC %s failed", method)
             await _abort(context, GatewayError.of(ErrorCode.INTERNAL))
-        raise AssertionError("abort raises")
+
+    async def Infer(
+        self, request: inference_pb2.InferRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.InferResponse:
+        async with self._call(context, "Infer") as call:
+            answer = await self.service.infer(call, parse_request(request_dict(request)))
+            response = inference_pb2.InferResponse(status_code=answer.status_code, message=answer.message)
+            json_format.ParseDict(answer.result or {}, response.result, ignore_unknown_fields=True)
+            return response
+        raise AssertionError("unreachable: a failed call aborts")
 
     async def InferStream(
         self, request: inference_pb2.InferRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[inference_pb2.InferChunk]:
-        metadata = _metadata(context)
-        try:
-            with self.service.begin("grpc", metadata) as call:
-                call.authenticate(bearer(metadata))
-                unified = parse_request(request_dict(request))
-                async for piece in self.service.infer_stream(call, unified):
-                    yield inference_pb2.InferChunk(text=piece.text, finish_reason=piece.finish_reason or "")
-        except GatewayError as error:
-            await _abort(context, error)
-        except Exception:
-            logger.exception("gRPC InferStream failed")
-            await _abort(context, GatewayError.of(ErrorCode.INTERNAL))
+        async with self._call(context, "InferStream") as call:
+            async for piece in self.service.infer_stream(call, parse_request(request_dict(request))):
+                yield inference_pb2.InferChunk(text=piece.text, finish_reason=piece.finish_reason or "")
 
     async def ListModels(
         self, request: inference_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.ListModelsResponse:
-        metadata = _metadata(context)
-        try:
-            with self.service.begin("grpc", metadata) as call:
-                call.authenticate(bearer(metadata))
-        except GatewayError as error:
-            await _abort(context, error)
-            raise
-        models = [inference_pb2.Model(name=m, version=v) for m, v in self.service.models()]
-        return inference_pb2.ListModelsResponse(models=models)
+        async with self._call(context, "ListModels"):
+            models = [inference_pb2.Model(name=m, version=v) for m, v in self.service.models()]
+            return inference_pb2.ListModelsResponse(models=models)
+        raise AssertionError("unreachable: a failed call aborts")
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
