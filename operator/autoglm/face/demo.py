@@ -252,7 +252,7 @@ class Fleet:
     context: OperatorContext
     members: dict[str, ClusterState]
     mode: str
-    kubeconfig: Path | None = None  # the host's, in direct mode (the gateway routes from its status)
+    kubeconfig: Path  # where ModelDeployments live (the gateway routes from their status)
 
 
 def start_fleet(state_dir: Path, karmada: bool, console: Console, cold_start: float = 2.0) -> tuple[Fleet, Any]:
@@ -288,8 +288,8 @@ def start_fleet(state_dir: Path, karmada: bool, console: Console, cold_start: fl
         context = OperatorContext.from_kubeconfig(
             str(host_state.kubeconfig), resync_seconds=2, include_local=False, heartbeat_seconds=2, failure_threshold=2
         )
-    direct = None if karmada else host_state.kubeconfig
-    return Fleet(host, context, members, "karmada" if karmada else "direct", direct), host_state
+    mode = "karmada" if karmada else "direct"
+    return Fleet(host, context, members, mode, host_state.kubeconfig), host_state
 
 
 def tell_the_story(demo: Fleet, state_dir: Path, console: Console, timeout: float) -> bool:

@@ -3,9 +3,9 @@ through `autoglm gateway` to a ModelDeployment served by two members, and the an
 
 The sandbox's pods run no containers, so each member's serving pods are stood in for by a real llama.cpp server
 (a tiny random-weight model: its text is noise) on a loopback address, given to that member's LoadBalancer
-Service as its address, as a cloud's load-balancer controller would. In direct mode the gateway routes from the
-ModelDeployment's status (`--from-cluster`); in Karmada mode, whose status does not carry members' endpoints
-yet, from the same addresses given as static routes. MQTT goes through Debian's mosquitto when it is installed."""
+Service as its address, as a cloud's load-balancer controller would. The gateway routes from the
+ModelDeployment's status (`--from-cluster`: the host cluster, or the Karmada API server), where the operator
+reports each member's endpoint. MQTT goes through Debian's mosquitto when it is installed."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def _short(text: str) -> str:
 
 def front_door(
     host: client.ApiClient,
-    kubeconfig: Path | None,
+    kubeconfig: Path,
     members: dict[str, ClusterState],
     namespace: str,
     name: str,
@@ -104,13 +104,10 @@ def front_door(
             model = write_tiny_llama(folder / "tiny.gguf")
             for member, address in ADDRESSES.items():
                 processes.append(llama.serve(model, port, folder / f"{member}.log", host=address))
-            if kubeconfig is not None:
-                wanted = {m: f"http://{a}:{port}" for m, a in ADDRESSES.items()}
-                wait_until("the members' endpoints in status", lambda: _endpoints(host, namespace, name) == wanted,
-                           timeout)  # fmt: skip
-                routes = ["--from-cluster", "--kubeconfig", str(kubeconfig), "-n", namespace]
-            else:
-                routes = [f"--backend={name}=http://{a}:{port}" for a in ADDRESSES.values()]
+            wanted = {m: f"http://{a}:{port}" for m, a in ADDRESSES.items()}
+            wait_until("the members' endpoints in status", lambda: _endpoints(host, namespace, name) == wanted,
+                       timeout)  # fmt: skip
+            routes = ["--from-cluster", "--kubeconfig", str(kubeconfig), "-n", namespace]
             (folder / "keys.yaml").write_text(yaml.safe_dump([DEMO_KEY]))
             http_port, grpc_port = free_port(), free_port()
             command = [sys.executable, "-c", "from autoglm.face.cli import main; main()", "gateway", *routes,

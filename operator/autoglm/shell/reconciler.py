@@ -56,6 +56,7 @@ from autoglm.core.render import (
     artifact_cleanup_job,
     conversion_job,
     conversion_job_name,
+    dns_label,
     drifted,
     keep_scale,
     member_revision,
@@ -644,15 +645,31 @@ class Reconciler:
                 else:
                     replicas += 1
                     ready += int(got > 0 and got_ready >= got)
+            endpoint = self._karmada_endpoint(req, share.name) if part is not None else None
             outcomes.append(
                 MemberOutcome(
                     share.name,
                     plan=share.plan,
-                    observed=Observed(ready, replicas, conversions[share.name]),
+                    observed=Observed(ready, replicas, conversions[share.name], endpoint),
                     error="; ".join(errors) or None,
                 )
             )
         return outcomes
+
+    def _karmada_endpoint(self, req: _Request, member_name: str) -> str | None:
+        """Karmada mode: a LoadBalancer Service's address, read from the member through the cluster proxy (a
+        ClusterIP Service is not reachable from where the Karmada API server's clients are: no read)."""
+        if req.md.spec.expose.service.type != "LoadBalancer":
+            return None
+        member = self.member_client(member_name)
+        if member is None:
+            return None
+        try:
+            service = member.get("v1", "Service", dns_label(req.md.metadata.name), req.namespace)
+        except Exception as exc:  # the member unreachable now: no endpoint this pass, not a failed reconcile
+            logger.debug("member %s: reading the Service failed: %s", member_name, exc)
+            return None
+        return service_endpoint([service] if service else [], on_host=False)
 
     def _member_conversions(self, req: _Request, share: MemberShare) -> list[ConversionState]:
         """Karmada mode: the member's conversion Jobs and cache go to it by shared policies (the union of the
