@@ -549,6 +549,14 @@ def gateway(
     namespace: Annotated[
         str | None, typer.Option("--namespace", "-n", help="Only this namespace's ModelDeployments.")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Serve HTTPS and gRPC over TLS with this certificate (PEM).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
+    client_ca: Annotated[
+        Path | None,
+        typer.Option("--client-ca", help="Require callers' certificates signed by this CA (mutual TLS)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request's failures.")] = False,
 ) -> None:
     """Serve one front door for the models: the OpenAI-compatible API and the unified schema (POST /v1/infer)
@@ -557,10 +565,11 @@ def gateway(
     API keys and one error table on every protocol."""
     import asyncio
     import logging
+    import ssl
 
     from autoglm.gateway.admission import Admission, load_keys
     from autoglm.gateway.routing import Router, static_backends
-    from autoglm.gateway.server import Listen, MqttSettings, serve, setup_tracing
+    from autoglm.gateway.server import Listen, MqttSettings, TlsFiles, serve, setup_tracing
     from autoglm.gateway.service import InferenceService
 
     if not backend and not from_cluster:
@@ -581,12 +590,22 @@ def gateway(
     if keys is None and not allow_anonymous:
         err.print("[red]error[/red]: give --api-keys FILE, or --allow-anonymous to serve callers without a key")
         raise typer.Exit(EXIT_BAD_INPUT)
+    if (tls_cert is None) != (tls_key is None) or (client_ca is not None and tls_cert is None):
+        err.print("[red]error[/red]: --tls-cert and --tls-key go together, and --client-ca needs them")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    tls = TlsFiles(tls_cert, tls_key, client_ca) if tls_cert is not None and tls_key is not None else None
+    if tls is not None:
+        try:
+            tls.ssl_context()
+        except (OSError, ssl.SSLError) as exc:
+            err.print(f"[red]error[/red]: --tls-cert/--tls-key/--client-ca: {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if otlp_endpoint:
         setup_tracing(otlp_endpoint)
     router = Router(backends)
     service = InferenceService(router, Admission(keys) if keys is not None else None, timeout=timeout)
-    listen = Listen(host, port, grpc_port, mqtt)
+    listen = Listen(host, port, grpc_port, mqtt, tls)
     background = None
     if from_cluster:
         from autoglm.gateway.discovery import DeploymentRoutes, api_client
@@ -600,7 +619,7 @@ def gateway(
     protocols = "".join(
         [f", gRPC on :{grpc_port}" if grpc_port else "", f", MQTT via {mqtt_broker}" if mqtt_broker else ""]
     )
-    out.print(f"gateway on http://{host}:{port}{protocols}: {served}")
+    out.print(f"gateway on {'https' if tls else 'http'}://{host}:{port}{protocols}: {served}")
     try:
         try:
             import uvloop  # libuv's event loop: less CPU per streamed chunk than asyncio's, left to the backends

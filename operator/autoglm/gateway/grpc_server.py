@@ -87,11 +87,12 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
 
-async def serve(service: InferenceService, address: str) -> grpc.aio.Server:
-    """A started gRPC server on `address` (host:port)."""
+async def serve(service: InferenceService, address: str, credentials: Any = None) -> grpc.aio.Server:
+    """A started gRPC server on `address` (host:port), over TLS with `credentials` (grpc.ssl_server_credentials)."""
     server = grpc.aio.server()
     inference_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(service), server)  # type: ignore[no-untyped-call,unused-ignore]
-    if server.add_insecure_port(address) == 0:
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if bound == 0:
         raise OSError(f"cannot listen for gRPC on {address}")
     await server.start()
     return server

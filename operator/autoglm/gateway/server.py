@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -27,11 +29,37 @@ class MqttSettings:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """The gateway's serving certificate and key; with `client_ca`, callers must present a certificate it
+    signed (mutual TLS), on HTTP and gRPC alike."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        if self.client_ca is not None:
+            context.load_verify_locations(cafile=self.client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def grpc_credentials(self) -> Any:
+        import grpc
+
+        ca = self.client_ca.read_bytes() if self.client_ca is not None else None
+        pair = [(self.key.read_bytes(), self.cert.read_bytes())]
+        return grpc.ssl_server_credentials(pair, root_certificates=ca, require_client_auth=ca is not None)
+
+
+@dataclass(frozen=True)
 class Listen:
     host: str = "0.0.0.0"
     port: int = 8000
     grpc_port: int | None = None
     mqtt: MqttSettings | None = None
+    tls: TlsFiles | None = None
 
 
 def setup_tracing(endpoint: str, service_name: str = "autoglm-gateway") -> None:
@@ -65,11 +93,13 @@ async def serve(
     mqtt: Any = None
     task: asyncio.Task[None] | None = None
     try:
-        await web.TCPSite(runner, listen.host, listen.port).start()
+        tls = listen.tls
+        await web.TCPSite(runner, listen.host, listen.port, ssl_context=tls.ssl_context() if tls else None).start()
         if listen.grpc_port is not None:
             from autoglm.gateway import grpc_server as grpc_adapter
 
-            grpc_server = await grpc_adapter.serve(service, f"{listen.host}:{listen.grpc_port}")
+            address = f"{listen.host}:{listen.grpc_port}"
+            grpc_server = await grpc_adapter.serve(service, address, tls.grpc_credentials() if tls else None)
         if listen.mqtt is not None:
             from autoglm.gateway.mqtt_adapter import MqttGateway
 
