@@ -547,6 +547,10 @@ def provide_storage(state: ClusterState, volumes: int = PREMADE_VOLUMES) -> None
     """A default StorageClass with pre-made volumes, so PersistentVolumeClaims bind as on a real cluster.
 
     There is no storage provisioner: the volumes are hostPath PVs nobody mounts (KWOK runs no containers).
+    Claims bind when their first pod is scheduled (WaitForFirstConsumer, as local and most CSI classes do): the
+    scheduler binds one itself instead of finding it unbound, parking the pod as unschedulable and, when the
+    claim's binding event is missed, not trying it again for five minutes (seen: a member's pods Pending with
+    no node while its claim was Bound).
     """
     from kubernetes import client
 
@@ -554,7 +558,7 @@ def provide_storage(state: ClusterState, volumes: int = PREMADE_VOLUMES) -> None
     storage: Any = {
         "metadata": {"name": STORAGE_CLASS, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
         "provisioner": "kubernetes.io/no-provisioner",
-        "volumeBindingMode": "Immediate",
+        "volumeBindingMode": "WaitForFirstConsumer",
     }
     client.StorageV1Api(api_client).create_storage_class(storage)
     core = client.CoreV1Api(api_client)
