@@ -85,7 +85,7 @@ class HttpGateway:
 
     async def _json(self, request: web.Request) -> Any:
         try:
-            return await request.json()
+            return json.loads(await request.read())
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise GatewayError.of(ErrorCode.INVALID_REQUEST, detail="the body is not valid JSON") from None
 
@@ -98,8 +98,12 @@ class HttpGateway:
             model, _, version = body["model"].partition("@")
             call.route(model, version)
 
-            def build(backend: Any) -> tuple[str, dict[str, Any]]:
-                return request.path, {**body, "model": backend.served_name or backend.model}
+            raw = await request.read()  # read once by _json; aiohttp keeps it
+
+            def build(backend: Any) -> tuple[str, dict[str, Any] | bytes]:
+                served = backend.served_name or backend.model
+                # The caller's bytes as they came when the backend knows the model by the name asked for.
+                return request.path, raw if served == body["model"] else {**body, "model": served}
 
             if not body.get("stream"):
                 answer = await self.service.call_json(call, build)

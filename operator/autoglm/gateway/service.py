@@ -36,7 +36,9 @@ MAX_ATTEMPTS = 3
 # event or the closing one with an empty delta carries none.
 TEXT_PIECE = re.compile(rb'"(?:content|text)":\s*"')
 tracer = trace.get_tracer("autoglm.gateway")
-Build = Callable[[Backend], tuple[str, dict[str, Any]]]
+# (path, body) of a backend request: a JSON document, or a caller's body passed on as it came (bytes).
+Build = Callable[[Backend], tuple[str, dict[str, Any] | bytes]]
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def route_labels(backend: Backend) -> tuple[str, str, str, str]:
@@ -153,7 +155,9 @@ class InferenceService:
     async def open(self) -> None:
         # No connection cap: the per-key in-flight limits bound what the gateway sends.
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=30)
-        self._session = aiohttp.ClientSession(timeout=self.timeout, connector=connector)
+        # No cookie jar: backends set none worth keeping, and one is consulted on every request.
+        jar = aiohttp.DummyCookieJar()
+        self._session = aiohttp.ClientSession(timeout=self.timeout, connector=connector, cookie_jar=jar)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -189,11 +193,12 @@ class InferenceService:
             with call.child("backend", trace.SpanKind.CLIENT) as span:
                 span.set_attribute("autoglm.member", backend.member)
                 span.set_attribute("server.address", backend.url)
-                headers: dict[str, str] = {}
+                headers = dict(JSON_HEADERS)
                 if call.recording:
                     propagate.inject(headers)  # W3C traceparent: the backend's spans join this trace
                 try:
-                    response = await self._session.post(backend.url + path, json=body, headers=headers)
+                    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                    response = await self._session.post(backend.url + path, data=data, headers=headers)
                 except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                     span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
                     self.router.failed(backend, self.clock())
