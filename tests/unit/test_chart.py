@@ -171,7 +171,7 @@ def test_the_node_probe_daemonset_runs_autoglm_probe_on_its_own_node_with_only_n
     assert not [o for o in template(tmp_path, {}) if o["kind"] == "DaemonSet"], "off by default"
 
 
-def test_the_gateway_serves_http_and_grpc_with_the_keys_secret_and_may_only_list_modeldeployments(
+def test_the_gateway_serves_http_and_grpc_with_the_keys_secret_and_may_only_list_what_it_routes_by(
     tmp_path: Path,
 ) -> None:
     objects = template(tmp_path, VALUE_SETS["gateway"])
@@ -188,7 +188,8 @@ def test_the_gateway_serves_http_and_grpc_with_the_keys_secret_and_may_only_list
     assert env["AUTOGLM_GATEWAY_MQTT_PASSWORD"] == {"name": "gateway-mqtt", "key": "password"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"]
     (role,) = [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-gateway")]
-    assert role["rules"] == [{"apiGroups": ["autoglm.io"], "resources": ["modeldeployments"], "verbs": ["list"]}]
+    rule = {"apiGroups": ["autoglm.io"], "resources": ["modeldeployments", "backendruntimes"], "verbs": ["list"]}
+    assert role["rules"] == [rule]
     (service,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"].endswith("-gateway")]
     assert service["spec"]["type"] == "LoadBalancer"
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"http": 8000, "grpc": 9000}

@@ -147,7 +147,7 @@ def test_discovered_routes_are_the_static_ones_and_each_deployments_members_with
             ]
         },
     }
-    found = routes([md, {"metadata": {"name": "new"}}], static)
+    found = routes([md, {"metadata": {"name": "new"}}], static, {})
     assert [(b.model, b.version, b.member, b.url, b.weight) for b in found] == [
         ("tiny", "latest", "static", "http://edge-box:8080", 1),
         ("chat", "v2", "gpu", "http://10.0.0.7:8000", 3),
@@ -173,3 +173,65 @@ def test_a_members_endpoint_is_its_load_balancers_address_or_on_the_host_its_dns
     assert service_endpoint([service("ClusterIP")], False) is None  # not reachable from outside its member
     assert service_endpoint([service("ClusterIP")], True) == "http://chat.serving.svc:8000"
     assert service_endpoint([headless], True) is None
+
+
+def test_the_tgi_translator_turns_openai_requests_and_tgi_answers_and_events_around() -> None:
+    """Shapes from Text Generation Inference's API (GenerateRequest/GenerateResponse, StreamResponse)."""
+    import json
+
+    from autoglm.gateway import translate
+
+    chat = {"model": "m", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+            "max_tokens": 8, "temperature": 0.5, "stop": "\n\n"}  # fmt: skip
+    assert translate.request("tgi", "/v1/chat/completions", chat) == (
+        "/generate",
+        {"inputs": "system: be brief\nuser: hi\nassistant:",
+         "parameters": {"details": True, "max_new_tokens": 8, "temperature": 0.5, "stop": ["\n\n"]}},
+    )  # fmt: skip
+    path, body = translate.request("tgi", "/v1/completions", {"model": "m", "prompt": "once", "stream": True})
+    assert (path, body["inputs"]) == ("/generate_stream", "once")
+    tgi = {"generated_text": " upon a time", "details": {"finish_reason": "length", "generated_tokens": 4,
+                                                        "prefill": [{"id": 1}, {"id": 2}]}}  # fmt: skip
+    answer = translate.answer("tgi", "/v1/chat/completions", "m", tgi)
+    assert (
+        answer["choices"][0]["message"]["content"] == " upon a time"
+        and answer["choices"][0]["finish_reason"] == "length"
+    )
+    assert answer["usage"] == {"prompt_tokens": 2, "completion_tokens": 4, "total_tokens": 6}
+    assert from_openai(answer).result == {"text": " upon a time", "finish_reason": "length", "usage": answer["usage"]}
+    assert translate.answer("tgi", "/v1/completions", "m", tgi)["choices"][0]["text"] == " upon a time"
+    with pytest.raises(GatewayError) as caught:
+        translate.answer("tgi", "/v1/completions", "m", {"error": "overloaded"})
+    assert caught.value.code is ErrorCode.BACKEND_ERROR
+    token = b'data:{"token":{"id":5,"text":" up","logprob":-1.0,"special":false},"generated_text":null,"details":null}'
+    event = translate.stream_event("tgi", "/v1/chat/completions", "m", token)
+    assert event.startswith(b"data: ") and event.endswith(b"\n\n")
+    assert json.loads(event[6:])["choices"][0] == {"index": 0, "finish_reason": None, "delta": {"content": " up"}}
+    last = (b'data:{"token":{"id":2,"text":"</s>","special":true},"generated_text":" up",'
+            b'"details":{"finish_reason":"eos_token","generated_tokens":2}}')  # fmt: skip
+    closing = translate.stream_event("tgi", "/v1/completions", "m", last)
+    first, done = closing.split(b"\n\n")[:2]
+    assert json.loads(first[6:])["choices"][0] == {"index": 0, "finish_reason": "stop", "text": ""}
+    assert done == b"data: [DONE]"
+    assert translate.stream_event("tgi", "/v1/completions", "m", b": keep-alive") == b""
+
+
+def test_static_and_discovered_routes_carry_the_translator_of_a_non_openai_runtime() -> None:
+    from autoglm.gateway.discovery import routes
+
+    assert static_backends(["glm=http://mindie:1025;translator=tgi"])[0].translator == "tgi"
+    with pytest.raises(ValueError, match="translator=NAME"):
+        static_backends(["glm=http://mindie:1025;translator=grpc"])
+    md = {
+        "metadata": {"name": "chat"},
+        "spec": {"model": {"name": "glm-4-9b-chat"}},
+        "status": {
+            "plan": [{"cluster": "gpu", "backend": "vllm-cuda"}, {"cluster": "ascend", "backend": "mindie-tgi"}],
+            "clusters": [
+                {"name": "gpu", "ready": 1, "endpoint": "http://10.0.0.7:8000"},
+                {"name": "ascend", "ready": 1, "endpoint": "http://10.1.0.9:8000"},
+            ],
+        },
+    }
+    found = routes([md], [], {"vllm-cuda": None, "mindie-tgi": "tgi"})
+    assert {(b.member, b.translator) for b in found} == {("gpu", None), ("ascend", "tgi")}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from enum import StrEnum
+from typing import ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from autoglm.api.common import ApiModel, CrdInfo, Precision, Resource
 
@@ -67,6 +68,10 @@ class QuantizedWeights(ApiModel):
     )
 
 
+class Translator(StrEnum):
+    TGI = "tgi"
+
+
 class BackendRuntimeSpec(ApiModel):
     accelerator: AcceleratorSelector = Field(description="Which accelerators this runtime serves on.")
     model_types: list[str] = Field(default_factory=lambda: ["*"], description="HF model_type values served; * for any.")
@@ -116,6 +121,12 @@ class BackendRuntimeSpec(ApiModel):
     health_path: str = Field(default="/health", description="HTTP readiness/liveness path.")
     metrics_path: str | None = Field(default="/metrics", description="Prometheus metrics path, if any.")
     openai_compatible: bool = Field(default=True, description="Serves the OpenAI HTTP API.")
+    translator: Translator | None = Field(
+        default=None,
+        description="For a server whose API is not OpenAI-shaped (openaiCompatible false): the gateway's "
+        "translator to its API (tgi: Text Generation Inference's /generate and /generate_stream, also served by "
+        "MindIE).",
+    )
     multi_node: bool = Field(default=False, description="Can span nodes (pipeline parallel over the network).")
     leader_command: list[str] = Field(
         default_factory=list,
@@ -140,6 +151,14 @@ class BackendRuntimeSpec(ApiModel):
     )
     conversion: Conversion | None = Field(default=None, description="Compile step, when the format needs one.")
     priority: int = Field(default=0, description="Higher wins when several runtimes fit.")
+
+    @model_validator(mode="after")
+    def _translated_when_not_openai(self) -> Self:
+        if not self.openai_compatible and self.translator is None:
+            raise ValueError("translator: required when openaiCompatible is false (the gateway must reach it)")
+        if self.openai_compatible and self.translator is not None:
+            raise ValueError("translator: only for a runtime whose API is not OpenAI-shaped (openaiCompatible false)")
+        return self
 
 
 class BackendRuntime(Resource):

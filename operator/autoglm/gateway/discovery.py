@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubernetes import client, config
@@ -34,13 +34,22 @@ def api_client(kubeconfig: str | None) -> client.ApiClient:
     return client.ApiClient(cfg)
 
 
-def routes(deployments: Sequence[dict[str, Any]], static: Sequence[Backend]) -> list[Backend]:
-    """The static routes and every deployment's ready members with an endpoint. Pure."""
+def routes(
+    deployments: Sequence[dict[str, Any]], static: Sequence[Backend], runtimes: Mapping[str, str | None]
+) -> list[Backend]:
+    """The static routes and every deployment's ready members with an endpoint; a member whose plan runs a
+    runtime with a translator (runtime name -> translator) is reached through it. Pure."""
     found = list(static)
     for md in deployments:
-        clusters = (md.get("status") or {}).get("clusters") or []
+        status = md.get("status") or {}
+        clusters = status.get("clusters") or []
         endpoints = {c["name"]: c["endpoint"] for c in clusters if c.get("name") and c.get("endpoint")}
-        found += deployment_backends(md, endpoints)
+        used: dict[str, set[str | None]] = {}
+        for entry in status.get("plan") or []:
+            used.setdefault(entry.get("cluster", "local"), set()).add(runtimes.get(entry.get("backend", "")))
+        # One translator per member: its Service fronts every pool of the member.
+        translators = {member: next(iter(kinds)) for member, kinds in used.items() if len(kinds) == 1}
+        found += deployment_backends(md, endpoints, translators)
     return found
 
 
@@ -58,6 +67,11 @@ class DeploymentRoutes:
         self.namespace = namespace
         self.interval = interval
 
+    def translators(self) -> dict[str, str | None]:
+        """BackendRuntime name -> its translator (None: OpenAI-shaped)."""
+        answer: Any = self.objects.list_cluster_custom_object(GROUP, VERSION, "backendruntimes")
+        return {r["metadata"]["name"]: (r.get("spec") or {}).get("translator") for r in answer.get("items") or []}
+
     def list(self) -> list[dict[str, Any]]:
         answer: Any
         if self.namespace:
@@ -68,7 +82,8 @@ class DeploymentRoutes:
 
     async def refresh(self) -> None:
         deployments = await asyncio.to_thread(self.list)
-        self.router.backends = routes(deployments, self.static)
+        runtimes = await asyncio.to_thread(self.translators)
+        self.router.backends = routes(deployments, self.static, runtimes)
 
     async def run(self) -> None:
         while True:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autoglm.gateway.errors import ErrorCode, GatewayError
+from autoglm.gateway.translate import TRANSLATORS
 
 LATEST = "latest"
 
@@ -24,6 +25,7 @@ class Backend:
     member: str = "static"
     weight: int = 1
     served_name: str = ""  # the name the backend knows the model by; the model name when empty
+    translator: str | None = None  # a backend whose API is not OpenAI-shaped: the translator to it
 
     @property
     def key(self) -> str:
@@ -31,21 +33,28 @@ class Backend:
 
 
 def static_backends(specs: Iterable[str]) -> list[Backend]:
-    """`MODEL=URL` or `MODEL@VERSION=URL` (the gateway's --backend), one Backend each; a bad spec is a ValueError
-    naming it."""
+    """`MODEL=URL` or `MODEL@VERSION=URL`, optionally `;translator=NAME` for a server whose API is not
+    OpenAI-shaped (the gateway's --backend), one Backend each; a bad spec is a ValueError naming it."""
     found = []
     for spec in specs:
-        name, sep, url = spec.partition("=")
+        name, sep, target = spec.partition("=")
+        url, _, option = target.partition(";")
         if not sep or not name or not url.startswith(("http://", "https://")):
             raise ValueError(f"--backend {spec!r}: expected MODEL=URL or MODEL@VERSION=URL with an http(s) URL")
+        translator = option.removeprefix("translator=") if option else None
+        if translator is not None and (not option.startswith("translator=") or translator not in TRANSLATORS):
+            raise ValueError(f"--backend {spec!r}: after ';' expected translator=NAME, one of {', '.join(TRANSLATORS)}")
         model, _, version = name.partition("@")
-        found.append(Backend(model=model, version=version or LATEST, url=url.rstrip("/")))
+        found.append(Backend(model=model, version=version or LATEST, url=url.rstrip("/"), translator=translator))
     return found
 
 
-def deployment_backends(md: Mapping[str, Any], endpoints: Mapping[str, str]) -> list[Backend]:
+def deployment_backends(
+    md: Mapping[str, Any], endpoints: Mapping[str, str], translators: Mapping[str, str | None] | None = None
+) -> list[Backend]:
     """A ModelDeployment's backends: one per member in status.clusters with ready replicas and an endpoint
-    (member -> base URL of the deployment's Service there), weighted by those replicas. Callers name the
+    (member -> base URL of the deployment's Service there), weighted by those replicas, with the translator of
+    the member's runtime where its API is not OpenAI-shaped (member -> translator). Callers name the
     deployment, which is also the name its runtimes serve the model under (--served-model-name)."""
     meta, spec, status = md.get("metadata") or {}, md.get("spec") or {}, md.get("status") or {}
     model = served = str(meta.get("name", ""))
@@ -55,7 +64,8 @@ def deployment_backends(md: Mapping[str, Any], endpoints: Mapping[str, str]) -> 
         ready, member = int(cluster.get("ready") or 0), cluster.get("name", "")
         if ready > 0 and member in endpoints:
             url = endpoints[member].rstrip("/")
-            found.append(Backend(model, version, url, member=member, weight=ready, served_name=served))
+            translator = (translators or {}).get(member)
+            found.append(Backend(model, version, url, member, ready, served, translator))
     return found
 
 

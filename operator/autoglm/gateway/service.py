@@ -25,6 +25,7 @@ import aiohttp
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from autoglm.gateway import translate
 from autoglm.gateway.admission import Admission, ApiKey
 from autoglm.gateway.errors import ErrorCode, GatewayError, from_backend
 from autoglm.gateway.metrics import GatewayMetrics
@@ -73,6 +74,7 @@ class Call:
         # would cost every request CPU the backends on the node need.
         self.recording = self.span.is_recording()
         self.retries = 0
+        self.asked_path = ""  # the OpenAI path asked for: what a translated answer is shaped as
         self._counted = False
         self._token: object | None = None
 
@@ -189,6 +191,10 @@ class InferenceService:
             tried.add(backend.key)
             with call.child("translate"):
                 path, body = build(backend)
+                call.asked_path = path
+                if backend.translator:
+                    asked = json.loads(body) if isinstance(body, bytes) else body
+                    path, body = translate.request(backend.translator, path, asked)
             assert self._session is not None
             with call.child("backend", trace.SpanKind.CLIENT) as span:
                 span.set_attribute("autoglm.member", backend.member)
@@ -231,6 +237,11 @@ class InferenceService:
             raise GatewayError.of(ErrorCode.BACKEND_ERROR, detail=f"unreadable answer ({type(exc).__name__})") from None
         finally:
             response.release()
+        if backend.translator:
+            with call.child("translate"):
+                answer = translate.answer(
+                    backend.translator, call.asked_path, backend.served_name or backend.model, answer
+                )
         self.router.succeeded(backend)
         call.count("ok")
         route = route_labels(backend)
@@ -250,8 +261,11 @@ class InferenceService:
         ttft, itl = self.metrics.ttft.labels(*route), self.metrics.itl.labels(*route)
         output_tokens = self.metrics.output_tokens.labels(*route)
         last: float | None = None
+        chunks: AsyncIterator[bytes] = response.content.iter_any()
+        if backend.translator:
+            chunks = self._translated(backend.translator, call.asked_path, backend.served_name or backend.model, chunks)
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in chunks:
                 tokens = len(TEXT_PIECE.findall(chunk))  # the events in this chunk that carry text
                 if tokens:
                     now = self.clock()
@@ -269,6 +283,17 @@ class InferenceService:
             response.release()
         self.router.succeeded(backend)
         call.count("ok")
+
+    @staticmethod
+    async def _translated(translator: str, path: str, model: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """A translated backend's event stream as OpenAI's, event by event as they arrive."""
+        buffer = b""
+        async for chunk in chunks:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            out = b"".join(translate.stream_event(translator, path, model, line.strip()) for line in lines)
+            if out:
+                yield out
 
     # --- the unified schema -----------------------------------------------------------------------------
 
