@@ -279,13 +279,10 @@ def test_the_gateway_routes_to_every_members_service_by_its_ready_replicas(
     gateway = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{gateway_port}"
     try:
-        wait_until("the gateway's /healthz", lambda: http_ok(url + "/healthz"), 30, log)
-
-        def listed() -> bool:
-            with urllib.request.urlopen(url + "/v1/models", timeout=5) as response:
-                return [m["id"] for m in json.loads(response.read())["data"]] == ["routed@main"]
-
-        eventually(listed, timeout=30)
+        # Ready only once the ModelDeployments were listed: its routes are there from the first request.
+        wait_until("the gateway's /readyz", lambda: http_ok(url + "/readyz"), 30, log)
+        with urllib.request.urlopen(url + "/v1/models", timeout=5) as response:
+            assert [m["id"] for m in json.loads(response.read())["data"]] == ["routed@main"]
         upstreams = []
         for _ in range(40):
             body = {"model": "routed", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}

@@ -182,6 +182,7 @@ def test_the_gateway_serves_http_and_grpc_with_the_keys_secret_and_may_only_list
     args = container["args"]
     assert {a.split("=", 1)[0] for a in args} <= _options("gateway"), args
     assert "--from-cluster" in args and "--api-keys=/etc/autoglm/api-keys/keys.yaml" in args
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # no traffic before its routes are known
     assert "--mqtt-broker=mosquitto.edge.svc:1883" in args and "--allow-anonymous" not in args
     assert pod["volumes"][0]["secret"]["secretName"] == "gateway-api-keys"
     env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}

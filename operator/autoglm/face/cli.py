@@ -611,7 +611,13 @@ def gateway(
         from autoglm.gateway.discovery import DeploymentRoutes, api_client
 
         try:
-            background = DeploymentRoutes(router, api_client(str(kubeconfig) if kubeconfig else None), namespace).run
+            api = api_client(str(kubeconfig) if kubeconfig else None)
+            service.ready = False
+
+            def routed() -> None:
+                service.ready = True
+
+            background = DeploymentRoutes(router, api, namespace, on_refresh=routed).run
         except Exception as exc:  # kubernetes' config loaders raise their own types
             err.print(f"[red]error[/red]: --from-cluster: no usable kubeconfig or in-cluster account: {exc}")
             raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubernetes import client, config
@@ -60,8 +60,10 @@ class DeploymentRoutes:
         api: client.ApiClient,
         namespace: str | None = None,
         interval: float = 5.0,
+        on_refresh: Callable[[], None] = lambda: None,
     ) -> None:
         self.router = router
+        self.on_refresh = on_refresh  # after every successful list (the gateway is ready from the first)
         self.static = list(router.backends)
         self.objects = client.CustomObjectsApi(api)
         self.namespace = namespace
@@ -84,6 +86,7 @@ class DeploymentRoutes:
         deployments = await asyncio.to_thread(self.list)
         runtimes = await asyncio.to_thread(self.translators)
         self.router.backends = routes(deployments, self.static, runtimes)
+        self.on_refresh()
 
     async def run(self) -> None:
         while True:

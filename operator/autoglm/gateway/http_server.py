@@ -38,6 +38,7 @@ class HttpGateway:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors])
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._openai)
@@ -71,6 +72,12 @@ class HttpGateway:
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        """200 once the routes are known; before, 503, so no traffic arrives to be told model_not_found."""
+        if self.service.ready:
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "waiting for the first list of ModelDeployments"}, status=503)
 
     async def _metrics(self, _: web.Request) -> web.Response:
         body = generate_latest(self.service.metrics.registry)

@@ -152,6 +152,8 @@ class InferenceService:
         self.clock = clock
         self.draw = draw
         self.metrics = GatewayMetrics()
+        # False until the routes are known (routes from ModelDeployments: their first list); /readyz says so.
+        self.ready = True
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
