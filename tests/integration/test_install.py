@@ -47,6 +47,10 @@ NOT_EXERCISED = {
     ("monitoring.coreos.com", "podmonitors", "create"): "the sandbox does not serve the Prometheus Operator's CRDs",
     ("monitoring.coreos.com", "podmonitors", "patch"): "the sandbox does not serve the Prometheus Operator's CRDs",
     ("monitoring.coreos.com", "podmonitors", "delete"): "the sandbox does not serve the Prometheus Operator's CRDs",
+    **{
+        ("inference.networking.k8s.io", "inferencepools", verb): "no deployment of the scenario asks for a pool"
+        for verb in ("list", "create", "patch", "delete")
+    },
 }
 
 

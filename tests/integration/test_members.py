@@ -300,6 +300,82 @@ def test_the_gateway_routes_to_every_members_service_by_its_ready_replicas(
             proc.wait(10)
 
 
+# The released InferencePool (inference.networking.k8s.io/v1) spec, as its CRD states it: what a member that runs
+# a conformant gateway serves. Written here because the sandbox has no way to fetch the project's CRD.
+INFERENCE_POOL_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {
+        "name": "inferencepools.inference.networking.k8s.io",
+        # k8s.io groups are protected: their CRDs name the approved API review.
+        "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api-inference-extension"},
+    },
+    "spec": {
+        "group": "inference.networking.k8s.io",
+        "names": {"kind": "InferencePool", "plural": "inferencepools", "singular": "inferencepool"},
+        "scope": "Namespaced",
+        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+            "type": "object",
+            "properties": {"spec": {
+                "type": "object",
+                "required": ["selector", "targetPorts", "endpointPickerRef"],
+                "properties": {
+                    "selector": {"type": "object", "required": ["matchLabels"], "properties": {
+                        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                    "targetPorts": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+                        "type": "object", "required": ["number"], "properties": {"number": {"type": "integer"}}}},
+                    "endpointPickerRef": {"type": "object", "required": ["name"], "properties": {
+                        "name": {"type": "string"}, "kind": {"type": "string"}, "group": {"type": "string"},
+                        "port": {"type": "object", "properties": {"number": {"type": "integer"}}},
+                        "failureMode": {"type": "string", "enum": ["FailOpen", "FailClose"]}}},
+                },
+            }},
+        }}}],
+    },
+}  # fmt: skip
+
+
+def test_an_inference_pool_goes_to_the_members_that_serve_the_kind_and_leaves_with_the_deployment(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    extensions = client.ApiextensionsV1Api(joined["gpu"].api)
+    extensions.create_custom_resource_definition(INFERENCE_POOL_CRD)
+    pools = client.CustomObjectsApi(joined["gpu"].api)
+    try:
+        eventually(lambda: _served(joined["gpu"]), timeout=30)
+        placement = {"clusters": ["gpu", "ascend"]}
+        expose = {"inferencePool": {"endpointPicker": "pool-epp"}}
+        _create(sandbox, namespace, "pooled", replicas={"min": 2, "max": 2}, placement=placement, expose=expose)
+        eventually(lambda: _condition(sandbox, namespace, "pooled", "Ready").get("status") == "True", timeout=90)
+
+        def listed() -> list[Any]:
+            return list(pools.list_namespaced_custom_object(
+                "inference.networking.k8s.io", "v1", namespace, "inferencepools")["items"])  # fmt: skip
+
+        eventually(lambda: len(listed()) == 1, timeout=30)
+        (pool,) = listed()
+        assert pool["spec"]["endpointPickerRef"] == {"name": "pool-epp", "port": {"number": 9002},
+                                                      "failureMode": "FailClose"}  # fmt: skip
+        (deployment,) = _deployments(joined["gpu"], namespace)
+        assert pool["spec"]["selector"]["matchLabels"].items() <= deployment.spec.template.metadata.labels.items()
+        assert (
+            pool["metadata"]["labels"]["autoglm.io/owner-uid"] == _get(sandbox, namespace, "pooled")["metadata"]["uid"]
+        )
+        # The Ascend member does not serve the kind: it gets the deployment without a pool, and is Ready.
+        assert _clusters(sandbox, namespace, "pooled") == {"gpu": (1, 1), "ascend": (1, 1)}
+        client.CustomObjectsApi(sandbox.api).delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, "modeldeployments", "pooled"
+        )
+        eventually(lambda: listed() == [], timeout=60)
+    finally:
+        extensions.delete_custom_resource_definition(INFERENCE_POOL_CRD["metadata"]["name"])
+
+
+def _served(member: Cluster) -> bool:
+    groups = client.ApisApi(member.api).get_api_versions().groups
+    return any(g.name == "inference.networking.k8s.io" for g in groups)
+
+
 def test_duplicated_runs_the_full_count_on_every_member(
     sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
 ) -> None:

@@ -331,3 +331,17 @@ def test_spec_expose_sets_the_services_type_and_http_port() -> None:
     _validate(objects)
     spec = _by_kind(objects, "Service")[0]["spec"]
     assert spec["type"] == "LoadBalancer" and spec["ports"][0] == {"name": "http", "port": 8443, "targetPort": "http"}
+
+
+def test_spec_expose_inference_pool_renders_a_pool_of_the_serving_pods_for_a_conformant_gateway() -> None:
+    assert not _by_kind(serving_objects(_md(), _plan(_md(), "nvidia-h100.yaml"), RUNTIMES), "InferencePool")
+    md = _md(expose={"inferencePool": {"endpointPicker": "glm-epp", "failureMode": "FailOpen"}})
+    objects = serving_objects(md, _plan(md, "nvidia-h100.yaml"), RUNTIMES)
+    (pool,) = _by_kind(objects, "InferencePool")
+    (deploy,) = _by_kind(objects, "Deployment")
+    assert pool["apiVersion"] == "inference.networking.k8s.io/v1"
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert pool["spec"]["selector"]["matchLabels"].items() <= labels.items()  # selects the serving pods
+    port = deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert pool["spec"]["targetPorts"] == [{"number": port}]
+    assert pool["spec"]["endpointPickerRef"] == {"name": "glm-epp", "port": {"number": 9002}, "failureMode": "FailOpen"}

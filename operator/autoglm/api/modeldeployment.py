@@ -329,8 +329,30 @@ class ServiceExposure(ApiModel):
     port: int = Field(default=8000, ge=1, le=65535, description="The Service's OpenAI-compatible HTTP port.")
 
 
+class FailureMode(StrEnum):
+    FAIL_CLOSE = "FailClose"
+    FAIL_OPEN = "FailOpen"
+
+
+class InferencePoolExposure(ApiModel):
+    endpoint_picker: str = Field(
+        min_length=1,
+        description="Service of the endpoint picker (the Inference Extension's EPP) the gateway consults.",
+    )
+    port: int = Field(default=9002, ge=1, le=65535, description="The endpoint picker's port.")
+    failure_mode: FailureMode = Field(
+        default=FailureMode.FAIL_CLOSE, description="What the gateway does when the endpoint picker does not answer."
+    )
+
+
 class Exposure(ApiModel):
     service: ServiceExposure = Field(default_factory=ServiceExposure, description="Each member's Service.")
+    inference_pool: InferencePoolExposure | None = Field(
+        default=None,
+        description="Also an InferencePool (Gateway API Inference Extension, inference.networking.k8s.io/v1) of "
+        "the serving pods in each member that serves the kind, for a conformant gateway (Envoy Gateway, "
+        "kgateway, Istio) to front them.",
+    )
 
 
 class ModelDeploymentSpec(ApiModel):

@@ -24,6 +24,7 @@ from autoglm.core.planner import ARTIFACT_ROOT, MODEL_ROOT, Assignment, Conversi
 
 FIELD_MANAGER = "autoglm"
 LABEL_DEPLOYMENT = "autoglm.io/modeldeployment"
+INFERENCE_POOL_API = "inference.networking.k8s.io/v1"  # Gateway API Inference Extension v1
 LABEL_POOL = "autoglm.io/pool"
 LABEL_CACHE_KEY = "autoglm.io/cache-key"
 # Who owns an object on a member cluster, where ownerReferences cannot point (they stay within one cluster).
@@ -522,6 +523,20 @@ def serving_objects(
                 },
             }
         )
+    pool = md.spec.expose.inference_pool
+    if pool is not None:
+        ports = runtimes[primary.option.backend].spec.ports
+        http = next((p.container_port for p in ports if p.name == "http"), ports[0].container_port if ports else 8000)
+        picker = {"name": pool.endpoint_picker, "port": {"number": pool.port}, "failureMode": str(pool.failure_mode)}
+        objects.append(
+            {
+                "apiVersion": INFERENCE_POOL_API,
+                "kind": "InferencePool",
+                "metadata": object_meta(md, name, remote=target.remote),  # no revision: it outlives revisions
+                "spec": {"selector": {"matchLabels": selector}, "targetPorts": [{"number": http}],
+                         "endpointPickerRef": picker},
+            }
+        )  # fmt: skip
     if any(runtimes[a.option.backend].spec.metrics_path for a in plan.assignments):
         path = runtimes[primary.option.backend].spec.metrics_path or "/metrics"
         objects.append(

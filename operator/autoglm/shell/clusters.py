@@ -43,6 +43,7 @@ OWNED_KINDS = (
     ("v1", "Service"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("inference.networking.k8s.io/v1", "InferencePool"),
     # Karmada mode: the policies the operator writes beside the templates (skipped where not served).
     ("policy.karmada.io/v1alpha1", "PropagationPolicy"),
     ("policy.karmada.io/v1alpha1", "OverridePolicy"),
