@@ -336,8 +336,14 @@ INFERENCE_POOL_CRD: dict[str, Any] = {
 
 
 def test_an_inference_pool_goes_to_the_members_that_serve_the_kind_and_leaves_with_the_deployment(
-    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+    sandbox: Cluster,
+    namespace: str,
+    joined: dict[str, Cluster],
+    operator: OperatorContext,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The CRD comes after the operator found the kind unserved there: it must look again (60 s; 1 s here).
+    monkeypatch.setattr(ClusterClient, "UNSERVED_RECHECK_SECONDS", 1.0)
     extensions = client.ApiextensionsV1Api(joined["gpu"].api)
     extensions.create_custom_resource_definition(INFERENCE_POOL_CRD)
     pools = client.CustomObjectsApi(joined["gpu"].api)

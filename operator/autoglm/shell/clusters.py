@@ -98,6 +98,9 @@ class ClusterClient:
     BackendRuntimes are listed at most once per `snapshot_ttl` seconds.
     """
 
+    # How long a kind found unserved stays so before discovery is asked again.
+    UNSERVED_RECHECK_SECONDS = 60.0
+
     def __init__(
         self, name: str, api: client.ApiClient, snapshot_ttl: float = 2.0, request_timeout: float | None = None
     ):
@@ -114,7 +117,7 @@ class ClusterClient:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self._dynamic: DynamicClient | None = None
-        self._resources: dict[tuple[str, str], Any] = {}
+        self._resources: dict[tuple[str, str], tuple[Any, float]] = {}  # (resource or None, when looked up)
         self._events: queue.Queue[tuple[Manifest, str, str, str]] = queue.Queue(maxsize=EVENT_QUEUE)
         self._event_thread: threading.Thread | None = None
         self._nodes = WatchCache(f"{name}-nodes", self._node_request, _node_facts, settle_seconds=NODES_SETTLE_SECONDS)
@@ -219,7 +222,15 @@ class ClusterClient:
             if resource is None:
                 continue
             selector = f"{LABEL_DEPLOYMENT}={md_name}"
-            items = resource.get(namespace=namespace, label_selector=selector, **self.timeout).items
+            try:
+                items = resource.get(namespace=namespace, label_selector=selector, **self.timeout).items
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                # The kind's CRD was removed since discovery: unserved now (asked again later), nothing owned.
+                with self._discovery_lock:
+                    self._resources[(api_version, kind)] = (None, time.monotonic())
+                continue
             found += [item.to_dict() for item in items]
         return found
 
@@ -245,14 +256,18 @@ class ClusterClient:
         # The dynamic client's discovery cache is not thread-safe: a lookup that misses (an unserved kind)
         # re-runs discovery, and a second reconcile thread doing the same saw a half-built cache.
         with self._discovery_lock:
-            if key not in self._resources:
+            found = self._resources.get(key)
+            # An unserved kind is asked again after a while: its CRD may be installed after the operator
+            # started (a PodMonitor's or InferencePool's), and its objects are then rendered there too.
+            if found is None or (found[0] is None and time.monotonic() - found[1] > self.UNSERVED_RECHECK_SECONDS):
                 if self._dynamic is None:
                     self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
                 try:
-                    self._resources[key] = self._dynamic.resources.get(api_version=api_version, kind=kind)
+                    resource = self._dynamic.resources.get(api_version=api_version, kind=kind)
                 except ResourceNotFoundError:
-                    self._resources[key] = None
-            return self._resources[key]
+                    resource = None
+                found = self._resources[key] = (resource, time.monotonic())
+            return found[0]
 
     def has_kind(self, api_version: str, kind: str) -> bool:
         return self._resource(api_version, kind) is not None
