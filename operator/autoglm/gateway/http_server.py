@@ -108,7 +108,7 @@ class HttpGateway:
             raw = await request.read()  # read once by _json; aiohttp keeps it
 
             def build(backend: Any) -> tuple[str, dict[str, Any] | bytes]:
-                served = backend.served_name or backend.model
+                served = backend.served
                 # The caller's bytes as they came when the backend knows the model by the name asked for.
                 return request.path, raw if served == body["model"] else {**body, "model": served}
 

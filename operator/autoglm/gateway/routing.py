@@ -28,6 +28,11 @@ class Backend:
     translator: str | None = None  # a backend whose API is not OpenAI-shaped: the translator to it
 
     @property
+    def served(self) -> str:
+        """The model's name as this backend knows it (what requests to it carry)."""
+        return self.served_name or self.model
+
+    @property
     def key(self) -> str:
         return f"{self.member}/{self.url}"
 

@@ -241,9 +241,7 @@ class InferenceService:
             response.release()
         if backend.translator:
             with call.child("translate"):
-                answer = translate.answer(
-                    backend.translator, call.asked_path, backend.served_name or backend.model, answer
-                )
+                answer = translate.answer(backend.translator, call.asked_path, backend.served, answer)
         self.router.succeeded(backend)
         call.count("ok")
         route = route_labels(backend)
@@ -265,7 +263,7 @@ class InferenceService:
         last: float | None = None
         chunks: AsyncIterator[bytes] = response.content.iter_any()
         if backend.translator:
-            chunks = self._translated(backend.translator, call.asked_path, backend.served_name or backend.model, chunks)
+            chunks = self._translated(backend.translator, call.asked_path, backend.served, chunks)
         try:
             async for chunk in chunks:
                 tokens = len(TEXT_PIECE.findall(chunk))  # the events in this chunk that carry text
@@ -289,10 +287,7 @@ class InferenceService:
     @staticmethod
     async def _translated(translator: str, path: str, model: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """A translated backend's event stream as OpenAI's, event by event as they arrive."""
-        buffer = b""
-        async for chunk in chunks:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
+        async for lines in _complete_lines(chunks):
             out = b"".join(translate.stream_event(translator, path, model, line.strip()) for line in lines)
             if out:
                 yield out
@@ -301,7 +296,7 @@ class InferenceService:
 
     async def infer(self, call: Call, request: UnifiedRequest) -> UnifiedResponse:
         call.route(request.model_name, request.version)
-        answer = await self.call_json(call, lambda b: to_openai(request, b.served_name or b.model))
+        answer = await self.call_json(call, lambda b: to_openai(request, b.served))
         with call.child("translate"):
             return from_openai(answer)
 
@@ -309,13 +304,19 @@ class InferenceService:
         """The unified answer as it is generated: the backend's server-sent events read as text pieces."""
         call.route(request.model_name, request.version)
         streamed = request.model_copy(update={"data": request.data.model_copy(update={"stream": True})})
-        response = await self.connect(call, lambda b: to_openai(streamed, b.served_name or b.model))
-        buffer = b""
-        async for chunk in self.passthrough(call, response):
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
+        response = await self.connect(call, lambda b: to_openai(streamed, b.served))
+        async for lines in _complete_lines(self.passthrough(call, response)):
             for piece in _pieces(lines):
                 yield piece
+
+
+async def _complete_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """A stream's bytes as the complete lines each chunk finishes (an event may be split across chunks)."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        yield lines
 
 
 def _pieces(lines: list[bytes]) -> Iterator[Piece]:
