@@ -96,6 +96,23 @@ def test_deployment_service_hpa_podmonitor_for_a_gpu_plan() -> None:
     assert monitor["spec"]["podMetricsEndpoints"][0]["path"] == "/metrics"
 
 
+def test_a_fixed_size_gets_no_hpa_unless_it_forecasts() -> None:
+    fixed = _md(replicas={"min": 2, "max": 2})
+    objects = serving_objects(fixed, _plan(fixed, "nvidia-h100.yaml"), RUNTIMES)
+    assert not _by_kind(objects, "HorizontalPodAutoscaler")  # it could change nothing
+    (deployment,) = _by_kind(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    # A member whose share of the ceiling is its floor is fixed too.
+    ranged = _md(replicas={"min": 2, "max": 6})
+    assert not _by_kind(serving_objects(ranged, _plan(ranged, "nvidia-h100.yaml"), RUNTIMES, replicas_max=2),
+                        "HorizontalPodAutoscaler")  # fmt: skip
+    forecasting = _md(replicas={"min": 2, "max": 2}, autoscaling={"forecast": {"enabled": True}})
+    (hpa,) = _by_kind(
+        serving_objects(forecasting, _plan(forecasting, "nvidia-h100.yaml"), RUNTIMES), "HorizontalPodAutoscaler"
+    )
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 2)
+
+
 def test_ascend_pods_request_npus_and_get_hccl_env() -> None:
     md = _md()
     nodes = [n for n in load_nodes("huawei-ascend.yaml") if n["metadata"]["name"] == "ascend-910b3-0"]

@@ -135,7 +135,11 @@ class ReplicaRange(ApiModel):
     )
 
     min: int = Field(default=1, ge=0, description="Replicas kept at all times.")
-    max: int = Field(default=1, ge=1, description="Upper bound for the autoscaler.")
+    max: int = Field(
+        default=1,
+        ge=1,
+        description="Upper bound for the autoscaler; equal to min, a fixed size (no HPA unless it forecasts).",
+    )
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Self:

@@ -479,9 +479,14 @@ def serving_objects(
     )
     primary = plan.assignments[0]
     period = md.spec.autoscaling.scale_up_period_seconds
-    if primary.option.pipeline_parallel == 1:
-        others = sum(a.replicas for a in plan.assignments[1:])
-        minimum = max(1, primary.replicas)
+    others = sum(a.replicas for a in plan.assignments[1:])
+    minimum = max(1, primary.replicas)
+    maximum = max(minimum, ceiling - others)
+    # An HPA whose floor is its ceiling can change nothing, yet the controller-manager still queries its
+    # metric every 15 s (and, where no adapter serves it, records a failure each time): none is made. A
+    # forecasting deployment keeps its HPA, so a floor that reaches the ceiling for a while does not reset
+    # the HPA's scale-down window when it falls again.
+    if primary.option.pipeline_parallel == 1 and (maximum > minimum or md.spec.autoscaling.forecast.enabled):
         objects.append(
             {
                 "apiVersion": "autoscaling/v2",
@@ -494,7 +499,7 @@ def serving_objects(
                         "name": dns_label(workload_name(md.metadata.name, primary.option) + target.suffix, 63),
                     },
                     "minReplicas": minimum,
-                    "maxReplicas": max(minimum, ceiling - others),
+                    "maxReplicas": maximum,
                     "metrics": [
                         {
                             "type": "Pods",
