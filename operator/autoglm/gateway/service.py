@@ -66,12 +66,14 @@ class Call:
         self.model = self.version = ""
         self.backend: Backend | None = None
         self.started = service.clock()
-        parent = propagate.extract(dict(carrier))
-        self.span = tracer.start_span("infer", context=parent, kind=trace.SpanKind.SERVER)
-        self.span.set_attribute("autoglm.protocol", protocol)
+        # Without a tracer provider (no --otlp-endpoint) spans are no-ops: skip reading the caller's trace
+        # context and every span's bookkeeping, which would cost each request CPU and add to its latency.
+        self.span: trace.Span = trace.INVALID_SPAN
+        if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            parent = propagate.extract(dict(carrier))
+            self.span = tracer.start_span("infer", context=parent, kind=trace.SpanKind.SERVER)
+            self.span.set_attribute("autoglm.protocol", protocol)
         self.context = trace.set_span_in_context(self.span)
-        # Without a tracer provider (no --otlp-endpoint) the spans are no-ops: skip their bookkeeping, which
-        # would cost every request CPU the backends on the node need.
         self.recording = self.span.is_recording()
         self.retries = 0
         self.asked_path = ""  # the OpenAI path asked for: what a translated answer is shaped as

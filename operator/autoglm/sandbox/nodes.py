@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import FAKE_NODE_ANNOTATION, OUTAGE_ANNOTATION, ClusterState, wait_until
 
 NODE_LEASE_NAMESPACE = "kube-node-lease"
@@ -90,6 +91,34 @@ def wait_nodes_ready(state: ClusterState, count: int, timeout: float = 120.0) ->
         return sum(node_ready(n) for n in api.list_node(label_selector="type=kwok").items) >= count
 
     wait_until(f"{state.name}: {count} nodes Ready", ready, timeout, Path(state.directory) / "logs" / "kwok.log")
+    return time.monotonic() - start
+
+
+def _pod_lists(api: Any) -> float:
+    """How many times the API server has answered a list of pods (its own request counter)."""
+    response = api.call_api("GET", f"{api.configuration.host}/metrics")
+    response.read()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in response.data.decode().splitlines()
+        if line.startswith("apiserver_request_total{") and 'resource="pods"' in line and 'verb="LIST"' in line
+    )
+
+
+def wait_pods_synced(state: ClusterState, timeout: float = 900.0, quiet: float = 10.0) -> float:
+    """Seconds until KWOK has looked for pods on every node it took on. It lists each new node's pods once,
+    one node at a time: at 5,000 nodes that is minutes of the API server's time after every node is Ready,
+    which a measurement must not share. Done when no pods were listed for `quiet` seconds."""
+    api = state.api_client()
+    start = time.monotonic()
+    last, since = _pod_lists(api), time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() - start > timeout:
+            raise SandboxError(f"{state.name}: KWOK still listing pods per node after {timeout:.0f} s")
+        time.sleep(2.0)
+        now = _pod_lists(api)
+        if now != last:
+            last, since = now, time.monotonic()
     return time.monotonic() - start
 
 
