@@ -81,6 +81,30 @@ def test_create_update_delete(sandbox: Cluster, namespace: str, operator: Operat
     assert operator.metrics.reconciles.labels("placed")._value.get() > 0
 
 
+def test_a_service_the_api_server_refuses_does_not_hold_back_the_status_and_is_retried(
+    sandbox: Cluster, namespace: str, operator: OperatorContext
+) -> None:
+    core, apps = client.CoreV1Api(sandbox.api), client.AppsV1Api(sandbox.api)
+    quota = {"metadata": {"name": "no-services"}, "spec": {"hard": {"services": "0"}}}
+    core.create_namespaced_resource_quota(namespace, quota)
+    eventually(
+        lambda: (
+            (core.read_namespaced_resource_quota("no-services", namespace).status.hard or {}).get("services") == "0"
+        ),
+        timeout=30,
+    )
+    _create(sandbox, namespace, "refused")
+    # The status comes from the workloads: it does not wait for the Service the quota refuses.
+    eventually(lambda: _is(sandbox, namespace, "refused", "Planned", "True"), timeout=30)
+    assert apps.list_namespaced_deployment(namespace).items
+    assert not core.list_namespaced_service(namespace).items
+    events = lambda: core.list_namespaced_event(namespace).items  # noqa: E731
+    eventually(lambda: any(e.reason == "ApplyFailed" and "quota" in e.message for e in events()), timeout=30)
+    # The failed reconcile is retried: the Service comes once the quota allows it.
+    core.delete_namespaced_resource_quota("no-services", namespace)
+    eventually(lambda: bool(core.list_namespaced_service(namespace).items), timeout=60)
+
+
 def test_malformed_deployments_get_conditions_and_good_ones_still_serve(
     sandbox: Cluster, namespace: str, operator: OperatorContext
 ) -> None:

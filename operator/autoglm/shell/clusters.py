@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 NODES_SETTLE_SECONDS = 1.0
 # Connections kept open per API server: reconcile workers, their side-by-side applies, watches and Events
 # (the client's default, 5 per core, makes a busy operator open and drop TLS connections all the time).
-CONNECTIONS = 32
+CONNECTIONS = 64
 EVENT_QUEUE = 1000  # Events waiting to be posted; past this they are dropped (an API server that slow has worse)
 # Kinds the operator owns per ModelDeployment, for pruning what a new plan no longer renders.
 # How long `ensure` trusts that an object it found or created is still there.
