@@ -11,7 +11,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +56,33 @@ class OperatorContext:
     forecast_seconds: float = 60.0
     scaler: Any = None  # autoglm.shell.scaler.ForecastScaler, made when a deployment first asks for one
     _locks: tuple[threading.Lock, ...] = field(default_factory=lambda: tuple(threading.Lock() for _ in range(64)))
+    _deferred_failures: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.reconciler.on_deferred = self.deferred_landed
+
+    def deferred_landed(self, body: Mapping[str, Any], ok: bool) -> None:
+        """A reconcile's deferred applies (its Service, HPA, ...) have landed. One failed: reconcile the deployment
+        again after a backoff, doubling while it keeps failing, as kopf retries a handler that raised."""
+        meta = body["metadata"]
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        if ok:
+            self._deferred_failures.pop(key, None)
+            return
+        failures = self._deferred_failures[key] = self._deferred_failures.get(key, 0) + 1
+        self.metrics.errors.inc()
+        timer = threading.Timer(min(MAX_BACKOFF, 2.0**failures), self._retry_deferred, args=(body, failures))
+        timer.daemon = True
+        timer.start()
+
+    def _retry_deferred(self, body: Mapping[str, Any], retry: int) -> None:
+        meta = body["metadata"]
+        try:
+            self.reconcile(body, retry, fresh=True)
+        except kopf.TemporaryError as exc:
+            logger.warning("retry of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+        except Exception:
+            logger.exception("retry of %s/%s failed", meta.get("namespace"), meta.get("name"))
 
     @property
     def members(self) -> MemberSource:
@@ -344,9 +371,10 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
         )
         settings.persistence.finalizer = "autoglm.io/release-artifacts"
         settings.posting.level = 100  # our own Events say what happened; kopf's per-handler ones are noise
-        # Reconciles mostly wait on API servers (a Service's ClusterIP above all): eight workers at 0.5 s each
-        # keep up with 16 creates a second, so a burst of 20 a second queued behind them.
-        settings.execution.max_workers = 32
+        # Reconciles mostly wait on API servers; the slowest writes (a Service's ClusterIP) land after the
+        # handler returns (reconciler.DEFERRED_KINDS). Eight workers at 0.5 s each had kept up with 16 creates a
+        # second, so a burst of 20 a second queued behind them.
+        settings.execution.max_workers = 16
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:

@@ -18,9 +18,10 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from kubernetes.client import ApiException
@@ -83,11 +84,11 @@ PROPAGATION_FINALIZER = "autoglm.io/propagation"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 # Applies of one reconcile's objects run side by side here; shared by every reconcile of the process.
 _APPLIES = ThreadPoolExecutor(max_workers=64, thread_name_prefix="autoglm-apply")
-# On the host, the status does not wait for these: what it reports comes from the workloads. A Service in
-# particular can take long to create: a kube-apiserver allocates ClusterIPs one at a time, each an IPAddress
-# object written through its own API (measured at 20 creates/s on 5,000 nodes: 0.43 s a Service at p50
-# against 0.08 s a Deployment). The reconcile still waits for them after the status, and fails (to be
-# retried) if one does.
+# On the host, neither the status nor the reconcile waits for these: what the status reports comes from the
+# workloads. A Service in particular can take long to create: a kube-apiserver allocates ClusterIPs one at a
+# time, each an IPAddress object written through its own API (measured at 20 creates/s on 5,000 nodes: 0.43 s
+# a Service at p50 against 0.08 s a Deployment), and a burst of creates would hold every worker waiting on it.
+# One that fails gets a Warning Event and the deployment is reconciled again (Reconciler.on_deferred).
 DEFERRED_KINDS = frozenset({"Service", "HorizontalPodAutoscaler", "PodMonitor", "InferencePool"})
 logger = logging.getLogger(__name__)
 
@@ -205,6 +206,10 @@ class Reconciler:
 
     inventories: InventoryCache | None = None  # shared with the member heartbeat; made here when not given
 
+    # Told once a reconcile's deferred applies (DEFERRED_KINDS) have all landed: the deployment, and whether all
+    # succeeded (the operator retries one that did not, as kopf retries a failed handler).
+    on_deferred: Callable[[Mapping[str, Any], bool], None] | None = None
+    _outstanding: dict[tuple[str, str], list[Future[Manifest]]] = field(default_factory=dict, repr=False)
     _memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
     _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -306,6 +311,9 @@ class Reconciler:
         namespace, name = meta["namespace"], meta["name"]
         generation = meta.get("generation")
         current = ModelDeploymentStatus.model_validate(body.get("status") or {})
+        # The last reconcile's deferred applies land before this one sends anything (callers hold the
+        # deployment's lock): two applies of one object in flight could land in either order.
+        wait(self._outstanding.pop((namespace, name), []))
         if meta.get("deletionTimestamp"):
             self.finalize(body)
             return Outcome(plan=None, status_written=False)
@@ -371,17 +379,43 @@ class Reconciler:
             outcomes, fleet.wanted, fleet.unschedulable, fleet.summary, coordinated=req.coordinated, rollout=rollout
         )
         outcome = self._finish(body, current, generation, result, None, digest, phash)
-        for future, ref in req.pending:
-            try:
-                future.result()
-            except ApiException as exc:
-                # The status stands (the workloads are applied); the reconcile fails and is retried.
-                self.cluster.event(body, "Warning", "ApplyFailed", f"{ref}: {_api_message(exc)}")
-                raise
-            req.applied.append(ref)
+        if req.pending:
+            self._land_deferred(dict(body), req.pending)
+            req.applied += [ref for _, ref in req.pending]
         outcome.applied, outcome.deleted = req.applied, req.deleted
         outcome.plan = next((o.plan for o in outcomes if o.serving), None) or self._probe(fleet.shares)
         return outcome
+
+    def _land_deferred(self, body: dict[str, Any], pending: list[tuple[Future[Manifest], str]]) -> None:
+        """Let the deferred applies finish without holding the reconcile: a failed one gets a Warning Event, and
+        `on_deferred` hears once they all have landed."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        futures = [future for future, _ in pending]
+        self._outstanding[key] = futures
+        left = [len(pending)]
+        failed: list[str] = []
+        lock = threading.Lock()
+
+        def landed(ref: str, future: Future[Manifest]) -> None:
+            error = future.exception()
+            if error is not None:
+                message = _api_message(error) if isinstance(error, ApiException) else repr(error)
+                logger.warning("%s/%s: %s not applied: %s", *key, ref, message)
+                self.cluster.event(body, "Warning", "ApplyFailed", f"{ref}: {message}")
+            with lock:
+                left[0] -= 1
+                if error is not None:
+                    failed.append(ref)
+                done = left[0] == 0
+            if done:
+                if self._outstanding.get(key) is futures:
+                    self._outstanding.pop(key, None)
+                if self.on_deferred is not None:
+                    self.on_deferred(body, not failed)
+
+        for future, ref in pending:
+            future.add_done_callback(partial(landed, ref))
 
     @staticmethod
     def _probe(shares: Sequence[MemberShare]) -> Plan | None:
