@@ -242,7 +242,8 @@ def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
                 VERSION,
                 SERVING,
                 "modeldeployments",
-                _md("chat", **spec, replicas={"min": 2, "max": 2}, placement=placement),
+                # A range, not a fixed size: its HPA is made, and deleted from the host when it moves away.
+                _md("chat", **spec, replicas={"min": 2, "max": 4}, placement=placement),
             )
             eventually(lambda: _clusters(host, "chat") == {"local": 1, "member": 1}, timeout=90)
             trt = {"model": {"name": "chatglm3-6b"}, "backend": "tensorrt-llm", "precision": "bf16"}
