@@ -76,13 +76,18 @@ class OperatorContext:
         timer.start()
 
     def _retry_deferred(self, body: Mapping[str, Any], retry: int) -> None:
+        self._reconcile_outside_kopf(body, retry, "retry")
+
+    def _reconcile_outside_kopf(self, body: Mapping[str, Any], retry: int, what: str) -> None:
+        """A fresh reconcile from the operator's own loops, where no kopf retries a failure: said, never raised."""
         meta = body["metadata"]
         try:
             self.reconcile(body, retry, fresh=True)
         except kopf.TemporaryError as exc:
-            logger.warning("retry of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+            logger.warning("%s of %s/%s: %s", what, meta.get("namespace"), meta.get("name"), exc)
         except Exception:
-            logger.exception("retry of %s/%s failed", meta.get("namespace"), meta.get("name"))
+            # A bug must not stop every later pass: say so loudly and go on.
+            logger.exception("%s of %s/%s failed", what, meta.get("namespace"), meta.get("name"))
 
     @property
     def members(self) -> MemberSource:
@@ -181,14 +186,7 @@ class OperatorContext:
             for body in self.reconciler.cluster.model_deployments(self.namespaces):
                 if stop.is_set():
                     return
-                meta = body["metadata"]
-                try:
-                    self.reconcile(body, 0, fresh=True)
-                except kopf.TemporaryError as exc:
-                    logger.warning("resync of %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
-                except Exception:
-                    # A bug must not stop every later resync: say so loudly and go on with the next one.
-                    logger.exception("resync of %s/%s failed", meta.get("namespace"), meta.get("name"))
+                self._reconcile_outside_kopf(body, 0, "resync")
 
     def _fingerprint(self) -> int:
         """The capacity of every connected member (heartbeats ignored)."""

@@ -101,8 +101,6 @@ class Outcome:
     status_written: bool
     applied: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    # Applies the status does not wait for (see DEFERRED_KINDS), with the reference each is recorded under.
-    pending: list[tuple[Future[Manifest], str]] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     invalid: str | None = None
     fleet: FleetOutcome | None = None
