@@ -23,6 +23,7 @@ from autoglm.core.forecast.series import LoadSeries
 from autoglm.core.forecast.simulate import Predictive, Result, Scenario, simulate
 from autoglm.core.render import LABEL_DEPLOYMENT
 from autoglm.sandbox import fleet
+from autoglm.sandbox.cluster import stop_cluster
 from autoglm.sandbox.metrics_api import CustomMetrics
 from autoglm.sandbox.prometheus import NAME as PROMETHEUS_NAME
 from autoglm.sandbox.prometheus import SCRAPE_JOB, openmetrics, set_targets, start_prometheus
@@ -152,24 +153,32 @@ def _prometheus_with_history(
     starts (at trace minute `trace_start_minute`), scraping the replay; give the operator a scaler that reads
     it. Returns when the replay starts, Prometheus' URL and the scaler the operator is to use from then."""
     step = 60.0 / settings.compression
-    # Steps start on multiples of the step, where the operator reads its samples (the query's grid). Each
-    # history value is stamped in its step's middle, as a scrape during the step would be: the reading at
-    # the step's end holds it, for the history as for the live load.
-    start_at = math.ceil((time.time() + 8.0) / step) * step
-    stamps = [start_at - (len(history) - i - 0.5) * step for i in range(len(history))]
     # The labels the live scrape will carry (job, instance): the history and the replay are one series, so the
     # history's last sample does not linger beside the live ones for Prometheus' 5-minute lookback.
     labels = {"namespace": NAMESPACE, "model_name": NAME, "job": SCRAPE_JOB, "instance": replay.address}
     source = state_dir / "history.om"
-    source.write_text(
-        openmetrics(
-            {
-                "vllm:num_requests_running": [(labels, list(zip(stamps, history, strict=True)))],
-                "vllm:num_requests_waiting": [(labels, [(s, 0.0) for s in stamps])],
-            }
+    margin = 8.0
+    while True:
+        # Steps start on multiples of the step, where the operator reads its samples (the query's grid). Each
+        # history value is stamped in its step's middle, as a scrape during the step would be: the reading at
+        # the step's end holds it, for the history as for the live load.
+        start_at = math.ceil((time.time() + margin) / step) * step
+        stamps = [start_at - (len(history) - i - 0.5) * step for i in range(len(history))]
+        source.write_text(
+            openmetrics(
+                {
+                    "vllm:num_requests_running": [(labels, list(zip(stamps, history, strict=True)))],
+                    "vllm:num_requests_waiting": [(labels, [(s, 0.0) for s in stamps])],
+                }
+            )
         )
-    )
-    prometheus = start_prometheus(state_dir / PROMETHEUS_NAME, backfill=[source])
+        prometheus = start_prometheus(state_dir / PROMETHEUS_NAME, backfill=[source])
+        # Late (a cold disk, a busy machine): the replay could not start where the history ends. Again, with
+        # a fresh history and twice the time (a start is well under a second when the machine is not busy).
+        if time.time() < start_at - step or margin > 60:
+            break
+        stop_cluster(Path(prometheus.directory))
+        margin *= 2
     set_targets(prometheus, "replay", [replay.address], {})
     url = prometheus_url(prometheus)
     scaler = ForecastScaler(

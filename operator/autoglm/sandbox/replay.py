@@ -3,7 +3,12 @@
 Every tick (a quarter of a trace step by default) it counts the deployment's Ready pods and the replicas asked
 for, serves min(demand, ready x capacity), and counts what was not served (it does not queue) and the
 replica-minutes; it gives the cluster's HPA its per-pod metric (through CustomMetrics) and exposes the
-deployment's load as vLLM's gauges on 127.0.0.1 for Prometheus (running = served, waiting = the rest)."""
+deployment's load as vLLM's gauges on 127.0.0.1 for Prometheus (running = served, waiting = the rest).
+
+The gauges carry the time their tick was due as an explicit sample timestamp. Prometheus otherwise stamps a
+sample with the time its scrape started: a scrape begun just before a step's end but answered late (this
+process also runs the operator's fits) would stamp the next step's load inside this step, and the operator,
+reading the step's last sample, would see the load one step early and fit on a shifted history."""
 
 from __future__ import annotations
 
@@ -58,7 +63,8 @@ class Replay:
         self.port = free_port()
         # None until the first tick: a scrape before the replay starts must add no sample (a 0 there would sit
         # in the series between the backfilled history and the live load, and pull every lag feature down).
-        self._gauges: dict[str, float] | None = None
+        # With the time the tick that set them was due (unix milliseconds): one tuple, replaced whole.
+        self._gauges: tuple[int, dict[str, float]] | None = None
         self._server: LocalServer | None = None
 
     @property
@@ -77,15 +83,16 @@ class Replay:
         return 200, self.exposition().encode(), "text/plain; version=0.0.4"
 
     def exposition(self) -> str:
-        gauges = self._gauges
-        if gauges is None:
+        sample = self._gauges
+        if sample is None:
             return "# TYPE vllm:num_requests_running gauge\n# TYPE vllm:num_requests_waiting gauge\n"
+        stamp, gauges = sample
         labels = f'model_name="{self.model_name}",namespace="{self.namespace}"'
         return (
             "# TYPE vllm:num_requests_running gauge\n"
-            f"vllm:num_requests_running{{{labels}}} {gauges['running']}\n"
+            f"vllm:num_requests_running{{{labels}}} {gauges['running']} {stamp}\n"
             "# TYPE vllm:num_requests_waiting gauge\n"
-            f"vllm:num_requests_waiting{{{labels}}} {gauges['waiting']}\n"
+            f"vllm:num_requests_waiting{{{labels}}} {gauges['waiting']} {stamp}\n"
         )
 
     def _observe(self) -> tuple[list[str], int]:
@@ -111,7 +118,7 @@ class Replay:
         unserved = total = replica_minutes = under = 0.0
         ready_per_step, asked_per_step = [], []
         late = 0
-        start = time.monotonic()
+        start, wall_start = time.monotonic(), time.time()
         for step, load in enumerate(self.demand):
             for k in range(self.ticks):
                 due = start + (step * self.ticks + k) * tick
@@ -122,7 +129,8 @@ class Replay:
                     late += 1
                 ready, asked = self._observe()
                 served = min(load, len(ready) * self.capacity)
-                self._gauges = {"running": served, "waiting": load - served}
+                stamp = round((wall_start + (due - start)) * 1000)
+                self._gauges = stamp, {"running": served, "waiting": load - served}
                 self.metrics.set(self.namespace, {name: load / len(ready) for name in ready} if ready else {})
                 if step < count_from:
                     continue
