@@ -746,20 +746,16 @@ def probe(
     import logging
 
     from kubernetes import client as kube_client
-    from kubernetes import config as kube_config
 
     from autoglm.face.probe import run as probe_run
+    from autoglm.shell.kubeconfig import client_configuration
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     core = None
     if not dry_run:
         if not node:
             raise _fail([InputProblem("command line", "--node", "give --node or set NODE_NAME")])
-        cfg = kube_client.Configuration()
-        if kubeconfig:
-            kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
-        else:
-            kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        cfg = client_configuration(str(kubeconfig) if kubeconfig else None)
         core = kube_client.CoreV1Api(kube_client.ApiClient(cfg))
     probe_run(node or "", core, once, interval, dry_run, echo=typer.echo)
 

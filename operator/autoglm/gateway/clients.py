@@ -9,11 +9,10 @@ import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from autoglm.gateway.mqtt_adapter import QOS, request_topic
+from autoglm.gateway.mqtt_adapter import QOS, mqtt_client, request_topic
 
 
 class MqttDevice:
@@ -21,8 +20,7 @@ class MqttDevice:
 
     def __init__(self, host: str, port: int, username: str, password: str, timeout: float = 10.0) -> None:
         self.topic = f"devices/{username}-{os.getpid()}-{id(self):x}/answers"
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.username_pw_set(username, password)
+        self.client = mqtt_client(username, password)
         self.answers: dict[bytes, tuple[dict[str, Any], dict[str, str]]] = {}
         self._arrived = threading.Condition()
         subscribed = threading.Event()

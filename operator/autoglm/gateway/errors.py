@@ -75,6 +75,12 @@ class GatewayError(Exception):
     def message(self) -> str:
         return self.spec.message.format(**dict(self.details))
 
+    @property
+    def retry_after(self) -> str | None:
+        """Seconds after which a retry may succeed (the limits' errors carry it; every protocol sends it)."""
+        value = dict(self.details).get("retry_after")
+        return None if value is None else str(value)
+
     def body(self) -> dict[str, object]:
         """The unified response of a failed request (seed: result, status_code, message) with the code."""
         return {"result": None, "status_code": self.spec.http_status, "message": self.message, "code": str(self.code)}

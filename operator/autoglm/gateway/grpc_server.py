@@ -33,8 +33,8 @@ def request_dict(message: inference_pb2.InferRequest) -> dict[str, Any]:
 
 async def _abort(context: grpc.aio.ServicerContext, error: GatewayError) -> None:
     trailers: list[tuple[str, str]] = [("autoglm-code", str(error.code))]
-    if "retry_after" in dict(error.details):
-        trailers.append(("retry-after", str(dict(error.details)["retry_after"])))
+    if error.retry_after is not None:
+        trailers.append(("retry-after", error.retry_after))
     context.set_trailing_metadata(trailers)
     await context.abort(getattr(grpc.StatusCode, error.spec.grpc_status), error.message)
 

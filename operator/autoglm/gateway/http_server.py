@@ -61,8 +61,8 @@ class HttpGateway:
     def _error(self, request: web.Request, error: GatewayError) -> web.Response:
         body = error.body() if request.path == "/v1/infer" else error.openai_body()
         headers = {}
-        if error.code in (ErrorCode.RATE_LIMITED, ErrorCode.CONCURRENCY_LIMITED):
-            headers["Retry-After"] = str(dict(error.details).get("retry_after", 1))
+        if error.retry_after is not None:
+            headers["Retry-After"] = error.retry_after
         return web.json_response(body, status=error.spec.http_status, headers=headers)
 
     def _begin(self, request: web.Request, protocol: str) -> Call:

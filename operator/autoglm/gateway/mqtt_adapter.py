@@ -54,6 +54,17 @@ def topic_model(topic: str) -> str | None:
     return None
 
 
+def mqtt_client(username: str | None, password: str | None, client_id: str = "") -> mqtt.Client:
+    """An MQTT 5 client with paho's current callback API, logged in as `username` when one is given; it
+    reconnects after the broker drops it. The gateway and the devices of the demo and tests use the same."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, reconnect_on_failure=True
+    )
+    if username:
+        client.username_pw_set(username, password)
+    return client
+
+
 class MqttGateway:
     def __init__(
         self,
@@ -66,11 +77,7 @@ class MqttGateway:
     ) -> None:
         self.service = service
         self.host, self.port = host, port
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, reconnect_on_failure=True
-        )
-        if username:
-            self.client.username_pw_set(username, password)
+        self.client = mqtt_client(username, password, client_id)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -133,8 +140,8 @@ class MqttGateway:
             self._publish(reply_to, answer.model_dump(), correlation, [])
         except GatewayError as error:
             extra = [("autoglm-code", str(error.code))]
-            if "retry_after" in dict(error.details):
-                extra.append(("retry-after", str(dict(error.details)["retry_after"])))
+            if error.retry_after is not None:
+                extra.append(("retry-after", error.retry_after))
             self._publish(reply_to, error.body(), correlation, extra)
         except Exception:
             logger.exception("MQTT request on %s failed", message.topic)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client import ApiException
 
 from autoglm import API_GROUP, API_VERSION
@@ -27,6 +27,7 @@ from autoglm.core.hardware import load_accelerator_table
 from autoglm.shell.clusters import CONNECTIONS, ClusterClient
 from autoglm.shell.inventories import InventoryCache
 from autoglm.shell.karmada import KarmadaMembers
+from autoglm.shell.kubeconfig import client_configuration
 from autoglm.shell.members import MemberRegistry, MemberSource
 from autoglm.shell.metrics import OperatorMetrics
 from autoglm.shell.reconciler import PROPAGATION_FINALIZER, MemberUnavailable, Outcome, Reconciler
@@ -109,14 +110,7 @@ class OperatorContext:
         """Direct mode: the kubeconfig's cluster is the host (member local unless not include_local) and
         MemberClusters name the others. Karmada mode: the kubeconfig is a Karmada API server; its Clusters
         are the members."""
-        cfg = client.Configuration()
-        if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
-        else:
-            try:
-                config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        cfg = client_configuration(kubeconfig)
         cfg.connection_pool_maxsize = CONNECTIONS
         host = ClusterClient(cluster, client.ApiClient(cfg))
         inventories = InventoryCache(load_accelerator_table())  # one per process: heartbeats and reconciles
