@@ -21,15 +21,21 @@ from autoglm.sandbox.karmada import cluster_ready
 from autoglm.shell.clusters import install_crds
 from autoglm.shell.controllers import OperatorContext, operator_thread
 from tests.integration.conftest import Cluster
+from tests.integration.test_members import INFERENCE_POOL_CRD
 from tests.integration.test_sandbox import eventually
 
 GROUP, VERSION = "autoglm.io", "v1alpha1"
+POOL_GROUP = "inference.networking.k8s.io"
 
 
 @pytest.fixture(scope="module")
 def karmada_operator(karmada_fleet: dict[str, Cluster]) -> Iterator[OperatorContext]:
     karmada = karmada_fleet["karmada"]
     install_crds(karmada.api)
+    # The InferencePool's CRD on the Karmada API server, which keeps the template, and on the gpu member only.
+    # Here, before the module's first test: Karmada's detector looks for new kinds every 30 s.
+    for cluster in (karmada, karmada_fleet["gpu"]):
+        client.ApiextensionsV1Api(cluster.api).create_custom_resource_definition(INFERENCE_POOL_CRD)
     context = OperatorContext.from_kubeconfig(
         str(karmada.state.kubeconfig), resync_seconds=2, heartbeat_seconds=1, karmada=True
     )
@@ -144,3 +150,31 @@ def test_deleting_the_deployment_removes_it_from_every_member(
     for name in ("gpu", "ascend"):
         apps = client.AppsV1Api(karmada_fleet[name].api)
         eventually(lambda a=apps: not a.list_namespaced_deployment(ns).items, timeout=60)  # type: ignore[misc]
+
+
+def test_an_inference_pool_goes_only_to_the_members_that_serve_the_kind(
+    karmada_fleet: dict[str, Cluster], karmada_operator: OperatorContext, karmada_namespace: str
+) -> None:
+    """Last in the module, so that Karmada has found the kind (its CRD came with the operator's fixture)."""
+    karmada, ns = karmada_fleet["karmada"], karmada_namespace
+    expose = {"inferencePool": {"endpointPicker": "pool-epp"}}
+    placement = _weights(karmada_fleet, 1, 1)
+    _create(karmada, ns, "pooled", replicas={"min": 2, "max": 2}, placement=placement, expose=expose)
+    eventually(lambda: _clusters(karmada, ns, "pooled") == {"gpu": (1, 1), "ascend": (1, 1)}, timeout=90)
+
+    def pools(member: str) -> list[Any]:
+        custom = client.CustomObjectsApi(karmada_fleet[member].api)
+        return list(custom.list_namespaced_custom_object(POOL_GROUP, "v1", ns, "inferencepools")["items"])
+
+    eventually(lambda: len(pools("gpu")) == 1, timeout=90)
+    (pool,) = pools("gpu")
+    assert pool["spec"]["targetPorts"] == [{"number": 8000}]  # vLLM's port, the gpu member's runtime
+    assert pool["spec"]["endpointPickerRef"]["name"] == "pool-epp"
+    (pod,) = _running(karmada_fleet["gpu"], ns)
+    assert pool["spec"]["selector"]["matchLabels"].items() <= (pod.metadata.labels or {}).items()
+    # The ascend member has no InferencePool CRD: it serves the deployment without a pool.
+    groups = client.ApisApi(karmada_fleet["ascend"].api).get_api_versions().groups
+    assert all(g.name != POOL_GROUP for g in groups)
+    custom = client.CustomObjectsApi(karmada.api)
+    custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", "pooled")
+    eventually(lambda: pools("gpu") == [], timeout=60)

@@ -6,7 +6,9 @@ its share, since the weights sum to the template's replicas), and an OverridePol
 plan differs from the template its own pod spec (image, command and args, device resource and count, node
 selector, tolerations, env). What one member runs alone (a second pool, a multi-node StatefulSet, a
 conversion Job and the model cache) is propagated to that member by a policy of its own. The Service goes
-to every serving member.
+to every serving member; the optional kinds (InferencePool, PodMonitor) to the serving members that serve
+their CRD, each member's differing spec (its runtime's port, its metrics path) by an override, as in
+direct mode, where a member without the CRD gets the deployment without them.
 
 Karmada's own failover (taint-based eviction) is not used: the operator decides where replicas go, as in
 direct mode, and rewrites the policy when a member fails or returns; Karmada carries it out.
@@ -14,7 +16,7 @@ direct mode, and rewrites the policy when a member fails or returns; Karmada car
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +40,8 @@ from autoglm.core.render import (
 
 POLICY_GROUP = "policy.karmada.io/v1alpha1"
 WORK_GROUP = "work.karmada.io"
+# Rendered only where their CRD is served: (apiVersion, kind).
+OPTIONAL_KINDS = (("inference.networking.k8s.io/v1", "InferencePool"), ("monitoring.coreos.com/v1", "PodMonitor"))
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,24 @@ def _policy(md: ModelDeployment, name: str, resources: Sequence[Manifest], place
     }
 
 
+def _override(md: ModelDeployment, name: str, template: Manifest, rules: list[dict[str, Any]]) -> Manifest:
+    return {
+        "apiVersion": POLICY_GROUP,
+        "kind": "OverridePolicy",
+        "metadata": object_meta(md, name),
+        "spec": {"resourceSelectors": [_selector(template)], "overrideRules": rules},
+    }
+
+
 def propagation_objects(
-    md: ModelDeployment, parts: Sequence[MemberPart], runtimes: Mapping[str, BackendRuntime]
+    md: ModelDeployment,
+    parts: Sequence[MemberPart],
+    runtimes: Mapping[str, BackendRuntime],
+    optional: Mapping[str, Collection[tuple[str, str]]] | None = None,
 ) -> list[Manifest]:
     """The deployment's own objects on the Karmada API server for these member parts (workloads, then their
-    policies); all owned by the ModelDeployment, so they go with it. Conversion objects: shared_objects."""
+    policies); all owned by the ModelDeployment, so they go with it. Conversion objects: shared_objects.
+    `optional`: member -> the OPTIONAL_KINDS it (and the Karmada API server) serves; none when not given."""
     parts = sorted((p for p in parts if p.plan.feasible and p.plan.assignments), key=lambda p: p.cluster)
     if not parts:
         return []
@@ -121,14 +138,7 @@ def propagation_objects(
                 }
             )
         if rules:
-            policies.append(
-                {
-                    "apiVersion": POLICY_GROUP,
-                    "kind": "OverridePolicy",
-                    "metadata": object_meta(md, name),
-                    "spec": {"resourceSelectors": [_selector(template)], "overrideRules": rules},
-                }
-            )
+            policies.append(_override(md, name, template, rules))
         placement = {
             "clusterAffinity": {"clusterNames": [p.cluster for p, _ in divided]},
             "replicaScheduling": {
@@ -157,6 +167,12 @@ def propagation_objects(
     policies.append(
         _policy(md, f"{name}-service", [service], {"clusterAffinity": {"clusterNames": [p.cluster for p in parts]}})
     )
+    for template, members, overrides in _optional(md, parts, runtimes, optional or {}):
+        objects.append(template)
+        policy_name = dns_label(f"{name}-{template['kind'].lower()}", 63)
+        if overrides:
+            policies.append(_override(md, policy_name, template, overrides))
+        policies.append(_policy(md, policy_name, [template], {"clusterAffinity": {"clusterNames": members}}))
     for part in parts:
         alone = _alone(md, part, runtimes, divided_first=_divided(part) is not None)
         if alone:
@@ -170,6 +186,38 @@ def propagation_objects(
                 )
             )
     return objects + policies
+
+
+def _optional(
+    md: ModelDeployment,
+    parts: Sequence[MemberPart],
+    runtimes: Mapping[str, BackendRuntime],
+    optional: Mapping[str, Collection[tuple[str, str]]],
+) -> list[tuple[Manifest, list[str], list[dict[str, Any]]]]:
+    """Per optional kind the deployment renders: the template (the first member's object), the members that
+    serve the kind, and an override rule for each member whose own spec differs from the template's."""
+    found: dict[tuple[str, str], list[tuple[str, Manifest]]] = {}
+    for part in parts:
+        kinds = optional.get(part.cluster) or ()
+        for obj in serving_objects(md, part.plan, runtimes):
+            key = (obj["apiVersion"], obj["kind"])
+            if key in OPTIONAL_KINDS and key in kinds:
+                found.setdefault(key, []).append((part.cluster, obj))
+    result = []
+    for key in OPTIONAL_KINDS:
+        if key not in found:
+            continue
+        (_, template), *others = found[key]
+        overrides = [
+            {
+                "targetCluster": {"clusterNames": [cluster]},
+                "overriders": {"plaintext": [{"path": "/spec", "operator": "replace", "value": obj["spec"]}]},
+            }
+            for cluster, obj in others
+            if obj["spec"] != template["spec"]
+        ]
+        result.append((template, [cluster for cluster, _ in found[key]], overrides))
+    return result
 
 
 def _alone(

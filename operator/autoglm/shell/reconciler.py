@@ -38,6 +38,7 @@ from autoglm.core.hardware import (
     with_released,
 )
 from autoglm.core.karmada import (
+    OPTIONAL_KINDS,
     WORK_GROUP,
     MemberPart,
     binding_name,
@@ -663,7 +664,7 @@ class Reconciler:
             states = conversions[share.name]
             if all(c.phase == "Succeeded" for c in states):
                 parts.append(MemberPart(share.name, share.plan))
-        rendered = propagation_objects(md, parts, req.runtimes)
+        rendered = propagation_objects(md, parts, req.runtimes, self._optional_kinds(parts))
         owned = karmada.owned(namespace, name) if req.current.plan_hash or req.current.clusters else []
         live = {(o["kind"], o["metadata"]["name"]): o for o in owned}
         wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered}
@@ -715,6 +716,21 @@ class Reconciler:
                 )
             )
         return outcomes
+
+    def _optional_kinds(self, parts: Sequence[MemberPart]) -> dict[str, set[tuple[str, str]]]:
+        """Karmada mode: member -> the optional kinds (InferencePool, PodMonitor) both the Karmada API server,
+        which keeps the template, and the member, asked through the cluster proxy, serve. An unreachable
+        member serves none this pass (the kind's object leaves it, and comes back with it)."""
+        stored = {k for k in OPTIONAL_KINDS if self.cluster.has_kind(*k)}
+        served: dict[str, set[tuple[str, str]]] = {}
+        for part in parts:
+            member = self.member_client(part.cluster) if stored else None
+            try:
+                served[part.cluster] = {k for k in stored if member is not None and member.has_kind(*k)}
+            except Exception as exc:  # discovery through the proxy failed: as unreachable, for this pass
+                logger.debug("member %s: discovery failed: %s", part.cluster, exc)
+                served[part.cluster] = set()
+        return served
 
     def _karmada_endpoint(self, req: _Request, member_name: str) -> str | None:
         """Karmada mode: a LoadBalancer Service's address, read from the member through the cluster proxy (a

@@ -1,0 +1,59 @@
+"""Karmada mode's objects (core.karmada, pure): the optional kinds go to the members that serve them, each with
+its own runtime's spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autoglm.core.karmada import MemberPart, propagation_objects
+from tests.unit.test_render import RUNTIMES, _md, _plan
+
+POOL = ("inference.networking.k8s.io/v1", "InferencePool")
+
+
+def _parts() -> tuple[Any, list[MemberPart]]:
+    md = _md(replicas={"min": 1, "max": 1}, expose={"inferencePool": {"endpointPicker": "epp"}})
+    members = {"gpu": "nvidia-h100.yaml", "ascend": "huawei-ascend.yaml", "edge": "cpu.yaml"}
+    return md, [MemberPart(name, _plan(md, nodes)) for name, nodes in members.items()]
+
+
+def _http_port(part: MemberPart) -> int:
+    ports = RUNTIMES[part.plan.assignments[0].option.backend].spec.ports
+    return next(p.container_port for p in ports if p.name == "http")
+
+
+def test_the_inference_pool_goes_to_the_members_that_serve_it_each_with_its_runtimes_port() -> None:
+    md, parts = _parts()
+    assert len({_http_port(p) for p in parts}) > 1, "the members' runtimes should listen on different ports"
+    serving = {"gpu": {POOL}, "edge": {POOL}, "ascend": set()}
+    objects = propagation_objects(md, parts, RUNTIMES, serving)
+    (pool,) = [o for o in objects if o["kind"] == "InferencePool"]
+    (policy,) = [
+        o
+        for o in objects
+        if o["kind"] == "PropagationPolicy" and o["spec"]["resourceSelectors"][0]["kind"] == "InferencePool"
+    ]
+    assert sorted(policy["spec"]["placement"]["clusterAffinity"]["clusterNames"]) == ["edge", "gpu"]
+    overrides = [
+        o
+        for o in objects
+        if o["kind"] == "OverridePolicy" and o["spec"]["resourceSelectors"][0]["kind"] == "InferencePool"
+    ]
+    rules = {r["targetCluster"]["clusterNames"][0]: r for o in overrides for r in o["spec"]["overrideRules"]}
+    for part in parts:
+        if part.cluster == "ascend":
+            continue
+        rule = rules.get(part.cluster)
+        spec = rule["overriders"]["plaintext"][0]["value"] if rule else pool["spec"]
+        assert spec["targetPorts"] == [{"number": _http_port(part)}], part.cluster
+        assert spec["endpointPickerRef"]["name"] == "epp"
+
+
+def test_no_member_serving_the_kind_means_no_pool_and_no_policy_for_it() -> None:
+    md, parts = _parts()
+    for serving in (None, {"gpu": set(), "edge": set(), "ascend": set()}):
+        objects = propagation_objects(md, parts, RUNTIMES, serving)
+        kinds = {o["kind"] for o in objects} | {
+            s["kind"] for o in objects if o["kind"].endswith("Policy") for s in o["spec"]["resourceSelectors"]
+        }
+        assert "InferencePool" not in kinds and "PodMonitor" not in kinds
