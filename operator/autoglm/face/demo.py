@@ -44,7 +44,7 @@ MEMBERS: dict[str, tuple[list[str], dict[str, str]]] = {
     "edge": (["sophgo.yaml", "kunlunxin.yaml", "cpu.yaml"], {"vendor": "edge"}),
 }
 # Short windows so the outage shows within a minute; production defaults are 300 s and 120 s.
-FAILOVER = {"tolerationSeconds": 10, "rebalanceSeconds": 20}
+FAILOVER = {"tolerationSeconds": 10, "rebalanceSeconds": 10}
 # Applied once, to the host; placement decides which members serve each.
 DEPLOYMENTS: list[dict[str, Any]] = [
     {

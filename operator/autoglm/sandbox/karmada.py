@@ -176,6 +176,7 @@ def start_karmada(directory: Path, binaries: Mapping[str, Path], timeout: float 
             "--endpoint-reconciler-type=none",
             f"--cert-dir={directory / 'pki' / 'apiserver'}",
             "--profiling=false",
+            "--shutdown-send-retry-after=true",  # open watches cut after 2 s on stop (see cluster.py)
             # The aggregation layer: how the API server proves who is calling the aggregated API server.
             f"--proxy-client-cert-file={certs['front-proxy-client'].cert}",
             f"--proxy-client-key-file={certs['front-proxy-client'].key}",
@@ -259,10 +260,11 @@ def start_karmada(directory: Path, binaries: Mapping[str, Path], timeout: float 
         "karmada-controller-manager",
         [
             *common,
-            "--cluster-status-update-frequency=10s",
-            # Karmada's defaults are 30 s each; a sandbox outage shows (and clears) sooner, for tests and demos.
-            "--cluster-failure-threshold=10s",
-            "--cluster-success-threshold=10s",
+            # Karmada's defaults are 10 s and 30 s each: a sandbox outage shows (and clears) sooner, for tests and
+            # demos (three small members: a health check every 3 s costs little).
+            "--cluster-status-update-frequency=3s",
+            "--cluster-failure-threshold=6s",
+            "--cluster-success-threshold=6s",
             "--controllers=*,hpaScaleTargetMarker,deploymentReplicasSyncer",
             f"--metrics-bind-address=127.0.0.1:{ports['karmada-controller-manager-metrics']}",
             f"--health-probe-bind-address=127.0.0.1:{ports['karmada-controller-manager']}",
