@@ -199,6 +199,8 @@ def _optional(
     found: dict[tuple[str, str], list[tuple[str, Manifest]]] = {}
     for part in parts:
         kinds = optional.get(part.cluster) or ()
+        if not kinds:  # the common case, no CRD served: nothing to render again
+            continue
         for obj in serving_objects(md, part.plan, runtimes):
             key = (obj["apiVersion"], obj["kind"])
             if key in OPTIONAL_KINDS and key in kinds:

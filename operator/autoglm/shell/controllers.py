@@ -72,12 +72,10 @@ class OperatorContext:
             return
         failures = self._deferred_failures[key] = self._deferred_failures.get(key, 0) + 1
         self.metrics.errors.inc()
-        timer = threading.Timer(min(MAX_BACKOFF, 2.0**failures), self._retry_deferred, args=(body, failures))
+        delay = min(MAX_BACKOFF, 2.0**failures)
+        timer = threading.Timer(delay, self._reconcile_outside_kopf, args=(body, failures, "retry"))
         timer.daemon = True
         timer.start()
-
-    def _retry_deferred(self, body: Mapping[str, Any], retry: int) -> None:
-        self._reconcile_outside_kopf(body, retry, "retry")
 
     def _reconcile_outside_kopf(self, body: Mapping[str, Any], retry: int, what: str) -> None:
         """A fresh reconcile from the operator's own loops, where no kopf retries a failure: said, never raised."""

@@ -393,7 +393,6 @@ class Reconciler:
         futures = [future for future, _ in pending]
         self._outstanding[key] = futures
         left = [len(pending)]
-        failed: list[str] = []
         lock = threading.Lock()
 
         def landed(ref: str, future: Future[Manifest]) -> None:
@@ -404,14 +403,12 @@ class Reconciler:
                 self.cluster.event(body, "Warning", "ApplyFailed", f"{ref}: {message}")
             with lock:
                 left[0] -= 1
-                if error is not None:
-                    failed.append(ref)
                 done = left[0] == 0
             if done:
                 if self._outstanding.get(key) is futures:
                     self._outstanding.pop(key, None)
                 if self.on_deferred is not None:
-                    self.on_deferred(body, not failed)
+                    self.on_deferred(body, all(f.exception() is None for f in futures))
 
         for future, ref in pending:
             future.add_done_callback(partial(landed, ref))
@@ -723,13 +720,14 @@ class Reconciler:
         member serves none this pass (the kind's object leaves it, and comes back with it)."""
         stored = {k for k in OPTIONAL_KINDS if self.cluster.has_kind(*k)}
         served: dict[str, set[tuple[str, str]]] = {}
-        for part in parts:
-            member = self.member_client(part.cluster) if stored else None
+        for part in parts if stored else ():
+            member = self.member_client(part.cluster)
+            if member is None:
+                continue
             try:
-                served[part.cluster] = {k for k in stored if member is not None and member.has_kind(*k)}
+                served[part.cluster] = {k for k in stored if member.has_kind(*k)}
             except Exception as exc:  # discovery through the proxy failed: as unreachable, for this pass
                 logger.debug("member %s: discovery failed: %s", part.cluster, exc)
-                served[part.cluster] = set()
         return served
 
     def _karmada_endpoint(self, req: _Request, member_name: str) -> str | None:
