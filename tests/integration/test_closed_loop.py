@@ -26,6 +26,11 @@ def test_the_forecasting_operator_in_a_real_control_plane_matches_the_simulator(
     result = run(demand.tolist(), load_nodes("nvidia-h100.yaml"), settings, history.tolist(), START)
     loop, simulated = result.loop, result.simulated
     assert loop.late_ticks <= 2, "the machine could not keep the replay's pace"
+    # The operator maps real time to trace time from the planned start: a replay begun off it would shift every
+    # time-of-day feature the operator computes.
+    assert result.planned_start is not None
+    off = loop.started - result.planned_start
+    assert abs(off) < 60 / settings.compression / 8, f"the replay began {off:+.3f} s off its planned start"
     # The operator reads the same history from Prometheus as the simulator has, fits on the same schedule and
     # decides the same floors: ready replicas agree step for step (a step's timing may slip by one).
     differing = [i for i, (a, b) in enumerate(zip(loop.ready, simulated.ready, strict=True)) if a != b]

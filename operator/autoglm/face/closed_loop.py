@@ -53,6 +53,8 @@ class LoopSettings:
 class Comparison:
     loop: ReplayResult
     simulated: Result
+    # With forecasting: when the replay was meant to start (the scaler maps real time to trace time from it).
+    planned_start: float | None = None
 
     @property
     def unserved_gap(self) -> float:
@@ -120,6 +122,7 @@ def run(
             log(f"warming up {warmup} steps, then {len(demand)} steps of {seconds_per_step:g} s")
             steps = [*warm, *demand]
             replay = Replay(state, NAMESPACE, selector, NAME, steps, settings.capacity, seconds_per_step, metrics)
+            start_at = 0.0
             with replay:
                 if predictive:
                     past = history[: len(history) - warmup]
@@ -138,7 +141,8 @@ def run(
                 loop = replay.run(count_from=warmup)
     finally:
         fleet.down(state_dir)
-    return Comparison(loop, _simulate(demand, history, settings, trace_start_minute, warmup))
+    planned = start_at + seconds_per_step / 8 if predictive else None
+    return Comparison(loop, _simulate(demand, history, settings, trace_start_minute, warmup), planned)
 
 
 def _prometheus_with_history(

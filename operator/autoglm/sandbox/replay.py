@@ -33,6 +33,7 @@ class ReplayResult:
     ready: list[int] = field(default_factory=list)  # ready replicas at the end of each step
     asked: list[int] = field(default_factory=list)
     late_ticks: int = 0  # ticks that started more than half a tick late (the machine could not keep up)
+    started: float = 0.0  # wall-clock time the first tick was due (unix seconds)
 
 
 class Replay:
@@ -144,7 +145,13 @@ class Replay:
             if progress is not None:
                 progress(step)
         return ReplayResult(
-            100 * unserved / total if total else 0.0, replica_minutes, under, ready_per_step, asked_per_step, late
+            100 * unserved / total if total else 0.0,
+            replica_minutes,
+            under,
+            ready_per_step,
+            asked_per_step,
+            late,
+            wall_start,
         )
 
 
