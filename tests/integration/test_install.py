@@ -89,8 +89,7 @@ def test_helm_install_lands_crds_rbac_catalog_and_a_hardened_operator(installed:
         if any(x.type == "Established" and x.status == "True" for x in c.status.conditions or [])
     }
     expected = {p.name for p in (CHART / "crds").iterdir()}
-    assert {f"{n.removesuffix('.yaml')}.{GROUP}" for n in expected if n != "kopf-peerings.yaml"} <= established
-    assert {"kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"} <= established
+    assert {f"{n.removesuffix('.yaml')}.{GROUP}" for n in expected} <= established
     runtimes = _custom(host).list_cluster_custom_object(GROUP, VERSION, "backendruntimes")["items"]
     assert sorted(r["metadata"]["name"] for r in runtimes) == sorted(
         b.to_manifest()["metadata"]["name"] for b in load_default_catalog()
@@ -104,8 +103,7 @@ def test_helm_install_lands_crds_rbac_catalog_and_a_hardened_operator(installed:
     deployment = client.AppsV1Api(host.api).read_namespaced_deployment(f"{RELEASE}-open-autoglm", NAMESPACE)
     assert deployment.status.ready_replicas == 1  # --wait: the (fake) Pod was admitted, scheduled and Ready
     assert deployment.spec.template.spec.containers[0].security_context.read_only_root_filesystem is True
-    peering = _custom(host).get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "autoglm")
-    assert peering["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    assert "--leader-elect" in deployment.spec.template.spec.containers[0].args
 
 
 def _token_kubeconfig(host: Cluster, path: Path, account: str = SERVICE_ACCOUNT) -> Path:
@@ -158,7 +156,8 @@ def _member_ready(host: Cluster) -> str:
 
 @contextmanager
 def operator_process(kubeconfig: Path, log: Path, *flags: str) -> Iterator[None]:
-    """`autoglm run` as the chart's Pod runs it (its peering, no metrics port here), on 127.0.0.1."""
+    """`autoglm run` as the chart's Pod runs it (leader election on the chart's Lease, no metrics port here), on
+    127.0.0.1."""
     command = [
         sys.executable,
         "-c",
@@ -169,7 +168,9 @@ def operator_process(kubeconfig: Path, log: Path, *flags: str) -> Iterator[None]
     ]
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [*command, "--peering", "autoglm", "--metrics-port", "0", *flags], stdout=out, stderr=subprocess.STDOUT
+            [*command, "--leader-elect", "--leader-election-namespace", NAMESPACE, "--metrics-port", "0", *flags],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield
@@ -213,7 +214,7 @@ RECORDED: dict[str, StatusRecorder] = {}
 def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
     installed: Cluster, install_fleet: dict[str, Cluster], tmp_path: Path
 ) -> None:
-    """create, conversion Job, member failover, delete with finalizer, Events, peering: every request allowed by
+    """create, conversion Job, member failover, delete with finalizer, Events, leader election: every request allowed by
     the chart's roles (no 403 in the audit log), and every rule of the roles used by some request."""
     host, member = installed, install_fleet["member"]
     kubeconfig = _token_kubeconfig(host, tmp_path / "operator.kubeconfig")
@@ -307,8 +308,8 @@ def test_the_operator_runs_its_scenarios_with_only_the_charts_rights(
 
             events = host.core.list_namespaced_event(SERVING).items
             assert [e for e in events if e.involved_object.name == "chat" and e.source.component == "autoglm-operator"]
-            peering = _custom(host).get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "autoglm")
-            assert peering.get("status"), "the operator renewed its peering entry"
+            lease = client.CoordinationV1Api(host.api).read_namespaced_lease("open-autoglm", NAMESPACE)
+            assert lease.spec.holder_identity and lease.spec.renew_time, "the operator holds and renews the Lease"
             _helm_test_command_passes_against(host, f"http://127.0.0.1:{health}/healthz")
         finally:
             recorder.stop()
@@ -415,7 +416,8 @@ def test_helm_test_then_an_upgrade_to_one_watched_namespace_runs_with_only_that_
     installed: Cluster, tmp_path: Path
 ) -> None:
     """`helm test`; `helm upgrade` to watchNamespaces=[serving]: the workload rules become a RoleBinding there
-    and peering a KopfPeering there; the operator run with `-n serving` under the token still gets no 403."""
+    (the Lease stays in the release namespace); the operator run with `-n serving` under the token still gets no
+    403."""
     host = installed
     helm(host, "test", RELEASE, "--timeout", "60s")
     upgrade = ("upgrade", RELEASE, str(CHART), "--reuse-values", "--set", "resyncSeconds=15")
@@ -440,16 +442,6 @@ def test_helm_test_then_an_upgrade_to_one_watched_namespace_runs_with_only_that_
             GROUP, VERSION, SERVING, "modeldeployments", _md("scoped", **spec)
         )
         eventually(lambda: _is(host, "scoped", "Ready"), timeout=60)
-        peering = _custom(host).get_namespaced_custom_object("kopf.dev", "v1", SERVING, "kopfpeerings", "autoglm")
-        eventually(
-            lambda: (
-                _custom(host)
-                .get_namespaced_custom_object("kopf.dev", "v1", SERVING, "kopfpeerings", "autoglm")
-                .get("status")
-            ),
-            timeout=30,
-        )
-        assert peering["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
     audit = _audit(host)[seen:]
     denied = sorted({(e["verb"], e["requestURI"]) for e in audit if e.get("responseStatus", {}).get("code") == 403})
     assert audit and not denied, denied

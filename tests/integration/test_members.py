@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,12 +25,12 @@ from kubernetes import client
 
 from autoglm.sandbox import fleet, llama
 from autoglm.sandbox.build import SandboxError
-from autoglm.sandbox.cluster import free_port, http_ok, wait_until
+from autoglm.sandbox.cluster import ClusterState, free_port, http_ok, wait_until
 from autoglm.sandbox.tiny_model import write_tiny_llama
 from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.controllers import OperatorContext, operator_thread
 from autoglm.shell.members import flatten_kubeconfig, join, unjoin
-from autoglm.shell.reconciler import PROPAGATION_FINALIZER
+from autoglm.shell.reconcile import PROPAGATION_FINALIZER
 from tests.integration.conftest import Cluster, devices_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
 
@@ -107,10 +109,9 @@ def _condition(sandbox: Cluster, namespace: str, name: str, type_: str) -> dict[
 
 
 def _deployments(member: Cluster, namespace: str) -> list[Any]:
-    try:
-        return list(client.AppsV1Api(member.api).list_namespaced_deployment(namespace).items)
-    except client.ApiException:
-        return []
+    """The member's Deployments in the namespace; an error (a member that is down) fails the caller, never reads
+    as "nothing there"."""
+    return list(client.AppsV1Api(member.api).list_namespaced_deployment(namespace).items)
 
 
 def _ready_pods(member: Cluster, namespace: str) -> int:
@@ -504,6 +505,89 @@ def test_a_stopped_member_fails_over_and_replicas_return_without_flapping(
     # 1:1 -> 2:0 -> 1:1, each step once: no flapping.
     steps = [d for i, d in enumerate(desired) if i == 0 or d != desired[i - 1]]
     assert steps == [(1, 1), (2, 0), (1, 1)], history
+
+
+def test_deletions_wait_for_a_stopped_member_with_events_and_finish_soon_after_it_returns(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    names = [f"gone-{i}" for i in range(20)]
+    # A long toleration: the stopped member still counts, so its objects must be removed before each deletion ends.
+    placement = {"clusters": ["gpu", "ascend"], "failover": {"tolerationSeconds": 600, "rebalanceSeconds": 0}}
+    for name in names:
+        _create(sandbox, namespace, name, replicas={"min": 2, "max": 2}, placement=placement)
+    eventually(lambda: all(len(_deployments(joined[m], namespace)) == 20 for m in ("gpu", "ascend")), timeout=120)
+    state_dir = Path(joined["ascend"].state.directory).parent
+    custom = client.CustomObjectsApi(sandbox.api)
+
+    def left() -> set[str]:
+        listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments")["items"]
+        return {i["metadata"]["name"] for i in listed}
+
+    def waiting() -> set[str]:
+        events = client.CoreV1Api(sandbox.api).list_namespaced_event(namespace).items
+        return {e.involved_object.name for e in events if e.reason == "DeletionWaiting"}
+
+    fleet.stop(state_dir, "ascend")
+    try:
+        custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments")
+        # Every deletion waits, each with an Event saying for what; the reachable member is cleaned meanwhile.
+        eventually(lambda: waiting() >= set(names), timeout=60)
+        assert left() == set(names)
+        eventually(lambda: not _deployments(joined["gpu"], namespace), timeout=30)
+        # One short line a person can act on (the first, while the server shut down, may say "connection reset").
+        messages = eventually(
+            lambda: [
+                e.message
+                for e in client.CoreV1Api(sandbox.api).list_namespaced_event(namespace).items
+                if e.reason == "DeletionWaiting" and "ascend unreachable" in e.message and "refused" in e.message
+            ],
+            timeout=30,
+        )
+        assert all("HTTPSConnectionPool" not in m and len(m) < 200 for m in messages), messages
+        time.sleep(20)  # long enough for the retries to back off past several seconds
+    finally:
+        fleet.start(state_dir, "ascend")
+    back = time.monotonic()
+    eventually(lambda: not left(), timeout=60, interval=0.5)
+    assert time.monotonic() - back <= 30, "deletions finished long after the member returned"
+    for member in ("gpu", "ascend"):
+        assert not _deployments(joined[member], namespace), member
+        assert not client.CoreV1Api(joined[member].api).list_namespaced_service(namespace).items, member
+
+
+@contextlib.contextmanager
+def _frozen_api_server(member: Cluster) -> Iterator[None]:
+    """The member's kube-apiserver SIGSTOPped: it accepts connections and never answers (a hung server, which a
+    refused connection does not show)."""
+    state = ClusterState.load(Path(member.state.directory))
+    assert state is not None
+    pid = state.pids["kube-apiserver"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_hung_member_api_server_holds_no_reconcile_of_the_other_members(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    both = {"clusters": ["gpu", "ascend"], "failover": {"tolerationSeconds": 600, "rebalanceSeconds": 0}}
+    _create(sandbox, namespace, "spans", replicas={"min": 2, "max": 2}, placement=both)
+    eventually(lambda: _condition(sandbox, namespace, "spans", "Ready").get("status") == "True", timeout=90)
+    with _frozen_api_server(joined["ascend"]):
+        started = time.monotonic()
+        _create(sandbox, namespace, "gpu-only", placement={"clusters": ["gpu"]})
+        # Calls to the frozen member time out (5 s each): the other member's reconciles do not wait behind them.
+        eventually(lambda: _condition(sandbox, namespace, "gpu-only", "Ready").get("status") == "True", timeout=60)
+        assert time.monotonic() - started < 30
+        # The spanning deployment says in one line which member does not answer, and why.
+        eventually(
+            lambda: "ascend" in _condition(sandbox, namespace, "spans", "Degraded").get("message", ""), timeout=60
+        )
+        message = _condition(sandbox, namespace, "spans", "Degraded")["message"]
+        assert "timed out" in message and "HTTPSConnectionPool" not in message and len(message) < 300, message
+    eventually(lambda: _condition(sandbox, namespace, "spans", "Ready").get("status") == "True", timeout=90)
 
 
 def test_autoglm_join_and_unjoin_as_a_user_runs_them(sandbox: Cluster, joined: dict[str, Cluster]) -> None:

@@ -9,7 +9,7 @@ from kubernetes import client
 
 from autoglm.core.backends import load_default_catalog
 from autoglm.shell.clusters import ClusterClient
-from autoglm.shell.reconciler import Reconciler
+from autoglm.shell.reconcile import Reconciler
 from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
 

@@ -38,7 +38,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         }
     },
     "minimal": {
-        "peering": {"enabled": False},
+        "leaderElection": {"enabled": False},
         "catalog": {"install": False},
         "metrics": {"service": {"enabled": False}},
     },
@@ -103,7 +103,53 @@ def test_the_operator_pod_is_hardened_and_probed_on_healthz(tmp_path: Path) -> N
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert f"--liveness=http://0.0.0.0:{ports['healthz']}/healthz" in container["args"]
     assert f"--metrics-port={ports['metrics']}" in container["args"]
-    assert "--peering=autoglm" in container["args"] and container["resources"]["limits"]["memory"]
+    assert container["resources"]["limits"]["memory"]
+
+
+def _lease_role(objects: list[Any]) -> dict[str, Any] | None:
+    roles = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"].endswith("-leader-election")]
+    return roles[0] if roles else None
+
+
+def test_leader_election_is_on_by_default_with_a_rolling_hand_over_and_rights_to_exactly_its_lease(
+    tmp_path: Path,
+) -> None:
+    objects = template(tmp_path, {})
+    deployment = _operator(objects)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert "--leader-elect" in args and "--leader-election-id=open-autoglm" in args
+    assert {"--leader-election-lease-duration=15", "--leader-election-renew-deadline=10"} <= set(args)
+    assert "--leader-election-retry-period=2" in args
+    # The new pod starts as a standby beside the old one (Ready on /healthz) and takes over when it goes.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    role = _lease_role(objects)
+    assert role is not None and role["metadata"]["namespace"] == "autoglm-system"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["open-autoglm"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    (binding,) = [o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == role["metadata"]["name"]]
+    assert binding["subjects"][0]["name"] == deployment["spec"]["template"]["spec"]["serviceAccountName"]
+
+
+def test_without_leader_election_one_replica_is_recreated_and_more_replicas_turn_it_on(tmp_path: Path) -> None:
+    off = template(tmp_path, {"leaderElection": {"enabled": False}})
+    assert "--leader-elect" not in _operator(off)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert _operator(off)["spec"]["strategy"] == {"type": "Recreate"} and _lease_role(off) is None
+    forced = template(tmp_path, {"leaderElection": {"enabled": False}, "replicaCount": 2})
+    assert "--leader-elect" in _operator(forced)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert _lease_role(forced) is not None
 
 
 def _options(name: str = "run") -> set[str]:
@@ -119,11 +165,9 @@ def test_every_rendered_flag_is_one_autoglm_run_takes(name: str, tmp_path: Path)
     assert flags <= _options(), flags - _options()
     if name == "namespaced":
         assert "--namespace=team-a" in args and "--namespace=team-b" in args
-        peerings = [o for o in objects if o["kind"] == "KopfPeering"]
-        assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
         bindings = [o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["name"].endswith("-workloads")]
         assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
-        (secrets,) = [o for o in objects if o["kind"] == "Role"]
+        (secrets,) = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"].endswith("-member-secrets")]
         assert secrets["rules"] == [
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["gpu-kubeconfig"]}
         ]

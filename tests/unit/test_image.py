@@ -87,7 +87,7 @@ def test_the_dockerfiles_install_steps_give_a_working_autoglm(tmp_path: Path) ->
         assert done.returncode == 0, f"{command}\n{done.stderr[-2000:]}"
     autoglm = venv / "bin" / "autoglm"
     done = subprocess.run([str(autoglm), "run", "--help"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and "--peering" in done.stdout, done.stderr
+    assert done.returncode == 0 and "--leader-elect" in done.stdout, done.stderr
     plan = subprocess.run(
         [
             str(autoglm),

@@ -70,7 +70,7 @@ def test_each_overlay_builds_valid_objects_that_differ_only_as_it_says(overlay: 
         assert pdb["kind"] == "PodDisruptionBudget" and pdb["spec"]["minAvailable"] == 1
         labels = built[OPERATOR]["spec"]["template"]["metadata"]["labels"]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
-        assert built[OPERATOR]["spec"]["replicas"] == 2 and "--peering=autoglm" in container["args"]
+        assert built[OPERATOR]["spec"]["replicas"] == 2 and "--leader-elect" in container["args"]
         spread = built[OPERATOR]["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
         assert spread["labelSelector"]["matchLabels"].items() <= labels.items()
         assert container["args"] == before["args"]

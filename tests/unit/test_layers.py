@@ -65,7 +65,7 @@ def test_the_operator_does_not_load_the_forecasting_libraries_until_asked() -> N
     """numpy, scikit-learn and the peers' libraries would double the operator's memory (issue 12's RSS goal):
     `autoglm run` with no forecasting on must not import them."""
     probe = (
-        "import sys, autoglm.face.cli, autoglm.shell.controllers, autoglm.shell.reconciler; "
+        "import sys, autoglm.face.cli, autoglm.shell.controllers, autoglm.shell.reconcile; "
         "print(sorted(m for m in ('numpy', 'sklearn', 'scipy', 'matplotlib', 'pmdarima', 'statsmodels') "
         "if m in sys.modules))"
     )

@@ -95,8 +95,15 @@ def test_members_aggregate_and_a_failing_member_is_named() -> None:
     fleet = FleetOutcome(
         [
             MemberOutcome("gpu", gpu, Observed(ready_replicas=3, replicas=3)),
-            MemberOutcome("ascend", ascend, Observed(ready_replicas=0, replicas=1), error="Unreachable: refused"),
-            MemberOutcome("edge", None, error="Unreachable: refused; its objects are removed once it is back"),
+            MemberOutcome(
+                "ascend",
+                ascend,
+                Observed(ready_replicas=0, replicas=1),
+                error="unreachable for 13 s: connection refused",
+            ),
+            MemberOutcome(
+                "edge", None, error="unreachable: connection refused; its objects are removed once it is back"
+            ),
         ],
         wanted=5,
         unschedulable=1,
@@ -105,7 +112,9 @@ def test_members_aggregate_and_a_failing_member_is_named() -> None:
     status = desired_status(None, 2, fleet, T0)
     by_type = {c.type: c for c in status.conditions}
     assert (by_type["Propagated"].status, by_type["Propagated"].reason) == (ConditionStatus.FALSE, "PropagationFailed")
-    assert "ascend: Unreachable" in by_type["Propagated"].message and "edge:" in by_type["Propagated"].message
+    propagated = by_type["Propagated"].message
+    assert "ascend unreachable for 13 s: connection refused" in propagated and "edge unreachable:" in propagated
+    assert "ascend unreachable for 13 s: connection refused" in by_type["Degraded"].message
     assert (status.replicas, status.ready_replicas, status.cluster_count) == (4, 3, 2)
     assert [(c.name, c.desired, c.ready) for c in status.clusters] == [("ascend", 1, 0), ("edge", 0, 0), ("gpu", 3, 3)]
     assert {e.cluster for e in status.plan} == {"gpu", "ascend"}

@@ -35,3 +35,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "autoglm.memberSecretNamespace" -}}
 {{- default .Release.Namespace .Values.memberSecretNamespace -}}
 {{- end -}}
+
+{{/* "true" when the operator elects a leader: asked for, or forced by more than one replica (two unelected
+operators would both write). Empty otherwise. */}}
+{{- define "autoglm.leaderElection" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}

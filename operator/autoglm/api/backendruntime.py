@@ -7,7 +7,7 @@ from typing import ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
-from autoglm.api.common import ApiModel, CrdInfo, Precision, Resource
+from autoglm.api.common import ApiModel, Condition, CrdInfo, Precision, Resource
 
 
 class AcceleratorSelector(ApiModel):
@@ -161,6 +161,15 @@ class BackendRuntimeSpec(ApiModel):
         return self
 
 
+class BackendRuntimeStatus(ApiModel):
+    observed_generation: int | None = Field(default=None, description="The generation the operator last checked.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Valid: whether the operator accepted the runtime into its catalog, and if not, which field "
+        "is wrong and why (the CRD schema admits what only the operator's own rules reject).",
+    )
+
+
 class BackendRuntime(Resource):
     """BackendRuntime is a serving runtime for a set of accelerators, precisions and model formats."""
 
@@ -175,9 +184,11 @@ class BackendRuntime(Resource):
             {"name": "Vendor", "type": "string", "jsonPath": ".spec.accelerator.vendor"},
             {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
             {"name": "Priority", "type": "integer", "jsonPath": ".spec.priority"},
+            {"name": "Valid", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Valid")].status'},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
     )
 
     kind: Literal["BackendRuntime"] = Field(default="BackendRuntime", description="BackendRuntime")
     spec: BackendRuntimeSpec = Field(description="Runtime definition.")
+    status: BackendRuntimeStatus | None = Field(default=None, description="Written by the operator.")

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 
@@ -97,3 +97,8 @@ class Resource(ApiModel):
     api_version: str = Field(default="autoglm.io/v1alpha1", description="autoglm.io/v1alpha1")
     kind: str = Field(description="Object kind.")
     metadata: ObjectMeta = Field(description="Standard object metadata.")
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A pydantic error as one line: each field's path and what is wrong with it (`spec.placement.weights: ...`)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

@@ -117,39 +117,3 @@ def crd_manifest(resource: type[Resource]) -> dict[str, Any]:
             "versions": [version],
         },
     }
-
-
-def kopf_peering_crds() -> list[dict[str, Any]]:
-    """kopf's peering CRDs (KopfPeering, ClusterKopfPeering), needed for leader election with --peering."""
-    crds = []
-    for kind, scope in (("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")):
-        plural = kind.lower() + "s"
-        crds.append(
-            {
-                "apiVersion": "apiextensions.k8s.io/v1",
-                "kind": "CustomResourceDefinition",
-                "metadata": {"name": f"{plural}.kopf.dev"},
-                "spec": {
-                    "group": "kopf.dev",
-                    "scope": scope,
-                    "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
-                    "versions": [
-                        {
-                            "name": "v1",
-                            "served": True,
-                            "storage": True,
-                            "schema": {
-                                "openAPIV3Schema": {
-                                    "type": "object",
-                                    "description": "kopf operator instances that share work; one is active at a time.",
-                                    "properties": {
-                                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                                    },
-                                }
-                            },
-                        }
-                    ],
-                },
-            }
-        )
-    return crds

@@ -44,6 +44,7 @@ class MemberOutcome:
     cluster: str
     plan: Plan | None = None
     observed: Observed = field(default_factory=Observed)
+    # Why propagation failed, as a phrase that follows the member's name: "unreachable for 13 s: connection refused"
     error: str | None = None
     # Coordinated rollouts: the revision the member's Service selects, the one being rolled out there,
     # whether that one is ready, what it waits for, and whether it has no room beside the old one.
@@ -143,7 +144,7 @@ def _converted(fleet: FleetOutcome) -> tuple[ConditionStatus, str, str]:
 def _propagated(fleet: FleetOutcome) -> tuple[ConditionStatus, str, str]:
     failing = [m for m in fleet.members if m.error]
     if failing:
-        return ConditionStatus.FALSE, "PropagationFailed", "; ".join(f"{m.cluster}: {m.error}" for m in failing)
+        return ConditionStatus.FALSE, "PropagationFailed", "; ".join(f"{m.cluster} {m.error}" for m in failing)
     names = ", ".join(m.cluster for m in fleet.serving)
     return ConditionStatus.TRUE, "Propagated", f"applied to {names}"
 
@@ -203,7 +204,7 @@ def desired_status(
         if member.plan is not None:
             degraded_reasons += [f"{_where(member.cluster, fleet)}{w}" for w in member.plan.warnings if fleet]
         if member.error:
-            degraded_reasons.append(f"{member.cluster} unreachable: {member.error}")
+            degraded_reasons.append(f"{member.cluster} {member.error}")
     if fleet is not None and fleet.unschedulable > 0 and feasible:
         degraded_reasons.append(f"{fleet.unschedulable} of {fleet.wanted} replicas fit on no member")
     if any(c.phase == "Failed" for o in members for c in o.observed.conversions):
@@ -250,7 +251,11 @@ def desired_status(
         cluster_count=len(serving),
         inputs_hash=inputs_hash,
         plan_hash=plan_hash,
-        artifacts=sorted(
+        # An invalid spec changes nothing on the members: what ran keeps using its artifacts, which deletion
+        # must still release.
+        artifacts=list(base.artifacts)
+        if invalid
+        else sorted(
             {
                 a.option.conversion.cache_key
                 for o in serving

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +16,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from autoglm.api import RESOURCES, BackendRuntime, ModelDeployment
-from autoglm.api.crd import crd_manifest, kopf_peering_crds
+from autoglm.api.crd import crd_manifest
 from autoglm.core.backends import load_default_catalog, merge_catalogs
 from autoglm.core.forecast import POLICIES, QUANTILE
 from autoglm.core.hardware import build_inventory
@@ -27,6 +28,8 @@ from autoglm.sandbox import build as sandbox_builder
 from autoglm.sandbox import fleet as sandbox_fleet
 from autoglm.sandbox import prometheus as sandbox_prometheus
 from autoglm.sandbox.cluster import HPA_SYNC_SECONDS, NODE_LEASE_SECONDS
+from autoglm.shell.kubeconfig import DEFAULT_API_TIMEOUT, DEFAULT_MEMBER_TIMEOUT
+from autoglm.shell.workqueue import DEFAULT_WORKERS
 
 app = typer.Typer(
     help="open-autoglm: plan, propagate and scale GLM inference on heterogeneous accelerators.",
@@ -282,7 +285,6 @@ def render_crds() -> dict[str, str]:
     files = {
         f"{r.crd.plural}.yaml": header + yaml.safe_dump(crd_manifest(r), sort_keys=False, width=120) for r in RESOURCES
     }
-    files["kopf-peerings.yaml"] = header + yaml.safe_dump_all(kopf_peering_crds(), sort_keys=False, width=120)
     return files
 
 
@@ -356,39 +358,20 @@ def catalog(
         raise typer.Exit(1)
 
 
-def ensure_peering(api: Any, name: str, namespaces: tuple[str, ...]) -> None:
-    """Leader election needs kopf's peering CRDs and a peering object; create the object when missing.
-
-    The chart creates the object, and its RBAC lets the operator only read and renew it: an existing object
-    is read, never created again."""
-    from kubernetes import client as kube_client
-    from kubernetes.client import ApiException
-
-    kind, plural = ("KopfPeering", "kopfpeerings") if namespaces else ("ClusterKopfPeering", "clusterkopfpeerings")
-    custom = kube_client.CustomObjectsApi(api)
-    body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
-    for ns in namespaces or (None,):
-        try:
-            if ns:
-                custom.get_namespaced_custom_object("kopf.dev", "v1", ns, plural, name)
-            else:
-                custom.get_cluster_custom_object("kopf.dev", "v1", plural, name)
-            continue
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        try:
-            if ns:
-                custom.create_namespaced_custom_object("kopf.dev", "v1", ns, plural, body)
-            else:
-                custom.create_cluster_custom_object("kopf.dev", "v1", plural, body)
-        except ApiException as exc:
-            if exc.status == 404:  # the object was missing and so is its kind
-                raise LookupError(
-                    f"--peering needs the {kind} CRD: kubectl apply -f crds/kopf-peerings.yaml (or install the chart)"
-                ) from exc
-            if exc.status != 409:
-                raise
+def _leader_election_namespace(given: str | None) -> str:
+    """Where the Lease lives: as given, else the namespace the pod runs in (as controller-runtime finds it)."""
+    if given:
+        return given
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    served = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    if served.is_file():
+        return served.read_text().strip()
+    err.print(
+        "[red]error[/red]: --leader-election-namespace is required outside a pod (the Lease's namespace; in a pod it "
+        "defaults to the pod's own)"
+    )
+    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 @app.command()
@@ -400,11 +383,59 @@ def run(
     namespace: Annotated[
         list[str] | None, typer.Option("-n", "--namespace", envvar="AUTOGLM_NAMESPACES", help="Watch only these.")
     ] = None,
-    peering: Annotated[
-        str | None, typer.Option("--peering", envvar="AUTOGLM_PEERING", help="kopf peering name: leader election.")
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            "--leader-elect",
+            envvar="AUTOGLM_LEADER_ELECT",
+            help="Elect one active operator on a coordination.k8s.io Lease; the others wait as standbys.",
+        ),
+    ] = False,
+    leader_election_namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--leader-election-namespace",
+            envvar="AUTOGLM_LEADER_ELECTION_NAMESPACE",
+            help="Namespace of the Lease (default: the pod's own).",
+        ),
     ] = None,
+    leader_election_id: Annotated[
+        str, typer.Option("--leader-election-id", envvar="AUTOGLM_LEADER_ELECTION_ID", help="Name of the Lease.")
+    ] = "open-autoglm",
+    lease_duration: Annotated[
+        float,
+        typer.Option(
+            "--leader-election-lease-duration",
+            envvar="AUTOGLM_LEASE_DURATION",
+            help="Seconds a standby waits after the last renewal before taking the Lease.",
+            min=1,
+        ),
+    ] = 15.0,
+    renew_deadline: Annotated[
+        float,
+        typer.Option(
+            "--leader-election-renew-deadline",
+            envvar="AUTOGLM_RENEW_DEADLINE",
+            help="Seconds the leader keeps trying to renew before it gives up (and exits).",
+            min=0.1,
+        ),
+    ] = 10.0,
+    retry_period: Annotated[
+        float,
+        typer.Option(
+            "--leader-election-retry-period",
+            envvar="AUTOGLM_RETRY_PERIOD",
+            help="Seconds between attempts to take or renew the Lease.",
+            min=0.1,
+        ),
+    ] = 2.0,
     liveness: Annotated[
-        str, typer.Option("--liveness", envvar="AUTOGLM_LIVENESS", help="Liveness endpoint URL ('' disables).")
+        str,
+        typer.Option(
+            "--liveness",
+            envvar="AUTOGLM_LIVENESS",
+            help="Liveness endpoint URL; /readyz on the same port says whether this process leads ('' disables).",
+        ),
     ] = "http://0.0.0.0:8080/healthz",
     metrics_port: Annotated[
         int, typer.Option("--metrics-port", envvar="AUTOGLM_METRICS_PORT", help="Prometheus /metrics port; 0 = off.")
@@ -412,6 +443,30 @@ def run(
     resync: Annotated[
         float, typer.Option("--resync", envvar="AUTOGLM_RESYNC_SECONDS", help="Seconds between re-plans.")
     ] = 30.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", envvar="AUTOGLM_WORKERS", help="Reconciles that run at once (one per object).", min=1
+        ),
+    ] = DEFAULT_WORKERS,
+    api_timeout: Annotated[
+        float,
+        typer.Option(
+            "--api-timeout",
+            envvar="AUTOGLM_API_TIMEOUT",
+            help="Seconds any call to the host (or Karmada) API server may take.",
+            min=0.1,
+        ),
+    ] = DEFAULT_API_TIMEOUT,
+    member_timeout: Annotated[
+        float,
+        typer.Option(
+            "--member-timeout",
+            envvar="AUTOGLM_MEMBER_TIMEOUT",
+            help="Seconds any call to a member cluster's API server may take.",
+            min=0.1,
+        ),
+    ] = DEFAULT_MEMBER_TIMEOUT,
     json_logs: Annotated[bool, typer.Option("--json-logs", envvar="AUTOGLM_JSON_LOGS", help="Log JSON lines.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     propagation: Annotated[
@@ -439,6 +494,15 @@ def run(
             help="Prometheus the forecasting scaler reads load from (deployments with autoscaling.forecast on).",
         ),
     ] = None,
+    prometheus_timeout: Annotated[
+        float,
+        typer.Option(
+            "--prometheus-timeout",
+            envvar="AUTOGLM_PROMETHEUS_TIMEOUT",
+            help="Seconds a Prometheus query may take.",
+            min=0.1,
+        ),
+    ] = 10.0,
     forecast_interval: Annotated[
         float,
         typer.Option(
@@ -448,43 +512,55 @@ def run(
 ) -> None:
     """Run the operator: reconcile ModelDeployments in the cluster (cluster-wide unless -n is given) and place
     them on the member clusters (the host is member `local` unless --no-local); with --prometheus-url, scale
-    deployments with forecasting on ahead of their predicted load."""
-    import asyncio
+    deployments with forecasting on ahead of their predicted load. With --leader-elect, one process of several
+    reconciles at a time."""
+    import faulthandler
+    import signal
 
     import kopf
 
-    from autoglm.shell.controllers import OperatorContext, build_registry
+    from autoglm.shell.controllers import OperatorContext
+    from autoglm.shell.kubeconfig import user_agent
+    from autoglm.shell.leader import LeaderElector, LeaseSettings, default_identity
+    from autoglm.shell.process import serve
 
+    # `kill -USR1 PID` prints every thread's stack to stderr (a stuck operator says where it is stuck).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    identity = default_identity()
+    settings = None
+    if leader_elect:
+        try:
+            settings = LeaseSettings(
+                _leader_election_namespace(leader_election_namespace),
+                leader_election_id,
+                identity,
+                lease_duration,
+                renew_deadline,
+                retry_period,
+            )
+        except ValueError as exc:
+            err.print(f"[red]error[/red]: {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL)
     context = OperatorContext.from_kubeconfig(
         str(kubeconfig) if kubeconfig else None,
         resync_seconds=resync,
         include_local=not no_local,
         heartbeat_seconds=heartbeat,
         karmada=propagation is Propagation.KARMADA,
+        api_timeout=api_timeout,
+        member_timeout=member_timeout,
+        user_agent=user_agent(identity),
     )
     context.namespaces = tuple(namespace or ())
     context.prometheus_url = prometheus_url
+    context.prometheus_timeout = prometheus_timeout
     context.forecast_seconds = forecast_interval
-    if peering:
-        try:
-            ensure_peering(context.reconciler.cluster.api, peering, context.namespaces)
-        except LookupError as exc:
-            err.print(f"[red]error[/red]: {exc}")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+    context.workers = workers
     if metrics_port:
         context.metrics.serve(metrics_port)
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL)
-    namespaces = namespace or []
-    asyncio.run(
-        kopf.operator(
-            registry=build_registry(context),
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            peering_name=peering,
-            standalone=peering is None,
-            liveness_endpoint=liveness or None,
-        )
-    )
+    elector = LeaderElector(context.reconciler.cluster.api, settings) if settings is not None else None
+    raise typer.Exit(serve(context, list(namespace or []), elector, liveness or None))
 
 
 @app.command()

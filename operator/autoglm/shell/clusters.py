@@ -193,7 +193,9 @@ class ClusterClient:
     def backend_runtimes(self) -> list[Manifest]:
         def load() -> Any:
             try:
-                raw: Any = self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, "backendruntimes")
+                raw: Any = self.custom.list_cluster_custom_object(
+                    API_GROUP, API_VERSION, "backendruntimes", **self.timeout
+                )
             except ApiException as exc:
                 if exc.status == 404:
                     return []
@@ -206,11 +208,15 @@ class ClusterClient:
     def model_deployments(self, namespaces: tuple[str, ...] = ()) -> list[Manifest]:
         """Every ModelDeployment in the namespaces (all namespaces when none are given)."""
         if not namespaces:
-            raw: Any = self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, "modeldeployments")
+            raw: Any = self.custom.list_cluster_custom_object(
+                API_GROUP, API_VERSION, "modeldeployments", **self.timeout
+            )
             return list(raw["items"])
         found: list[Manifest] = []
         for ns in namespaces:
-            raw = self.custom.list_namespaced_custom_object(API_GROUP, API_VERSION, ns, "modeldeployments")
+            raw = self.custom.list_namespaced_custom_object(
+                API_GROUP, API_VERSION, ns, "modeldeployments", **self.timeout
+            )
             found += raw["items"]
         return found
 
@@ -333,52 +339,88 @@ class ClusterClient:
             if exc.status != 404:
                 raise
 
-    def patch_status(self, namespace: str, name: str, status: Manifest) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            API_GROUP, API_VERSION, namespace, "modeldeployments", name, {"status": status}
+    def write_status(self, body: Mapping[str, Any], status: Manifest) -> Manifest:
+        """Replace a ModelDeployment's whole status, on the condition that the object is still the version
+        `body` was read at (a 409 otherwise: someone wrote since, so the caller reads again and recomputes).
+        Nobody's fields are lost: a status computed from an older read never lands. Returns the object as the
+        server now has it."""
+        meta = body["metadata"]
+        doc = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "ModelDeployment",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "status": status,
+        }
+        written: Any = self.custom.replace_namespaced_custom_object_status(
+            API_GROUP, API_VERSION, meta["namespace"], "modeldeployments", meta["name"], doc, **self.timeout
         )
+        return dict(written)
+
+    def model_deployment(self, namespace: str, name: str) -> Manifest | None:
+        """One ModelDeployment as the server has it now; None when it does not exist."""
+        try:
+            found: Any = self.custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, "modeldeployments", name, **self.timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(found)
 
     def patch_member_status(self, name: str, status: Manifest) -> None:
         self.custom.patch_cluster_custom_object_status(
-            API_GROUP, API_VERSION, "memberclusters", name, {"status": status}
+            API_GROUP, API_VERSION, "memberclusters", name, {"status": status}, **self.timeout
+        )
+
+    def patch_runtime_status(self, name: str, status: Manifest) -> None:
+        self.custom.patch_cluster_custom_object_status(
+            API_GROUP, API_VERSION, "backendruntimes", name, {"status": status}, **self.timeout
         )
 
     def member_clusters(self) -> list[Manifest]:
-        raw: Any = self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, "memberclusters")
+        raw: Any = self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, "memberclusters", **self.timeout)
         return list(raw["items"])
 
-    def add_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
-        """Add one finalizer to a ModelDeployment (a JSON patch that fails if the list changed meanwhile)."""
-        self._edit_finalizers(namespace, name, lambda have: have if finalizer in have else [*have, finalizer])
+    def add_finalizer(self, namespace: str, name: str, finalizer: str) -> Manifest | None:
+        """Add one finalizer to a ModelDeployment; returns the object as the server then has it (None when it is
+        gone). Raises FinalizerNotUpdated when the edit kept conflicting."""
+        return self._edit_finalizers(namespace, name, lambda have: have if finalizer in have else [*have, finalizer])
 
-    def remove_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
-        self._edit_finalizers(namespace, name, lambda have: [f for f in have if f != finalizer])
+    def remove_finalizer(self, namespace: str, name: str, finalizer: str) -> Manifest | None:
+        return self._edit_finalizers(namespace, name, lambda have: [f for f in have if f != finalizer])
 
-    def _edit_finalizers(self, namespace: str, name: str, change: Callable[[list[str]], list[str]]) -> None:
-        for _ in range(5):
-            try:
-                body: Any = self.custom.get_namespaced_custom_object(
-                    API_GROUP, API_VERSION, namespace, "modeldeployments", name
-                )
-            except ApiException as exc:
-                if exc.status == 404:
-                    return
-                raise
+    def _edit_finalizers(
+        self, namespace: str, name: str, change: Callable[[list[str]], list[str]], attempts: int = 10
+    ) -> Manifest | None:
+        """Read, change and write the finalizers on the condition that nothing else changed them meanwhile
+        (a resourceVersion precondition), again on each conflict, with a short growing pause between tries."""
+        for attempt in range(attempts):
+            body = self.model_deployment(namespace, name)
+            if body is None:
+                return None
             have = list(body["metadata"].get("finalizers") or [])
             want = change(have)
             if want == have:
-                return
+                return body
             patch = {"metadata": {"finalizers": want, "resourceVersion": body["metadata"]["resourceVersion"]}}
             try:
-                self.custom.patch_namespaced_custom_object(
-                    API_GROUP, API_VERSION, namespace, "modeldeployments", name, patch
+                written: Any = self.custom.patch_namespaced_custom_object(
+                    API_GROUP, API_VERSION, namespace, "modeldeployments", name, patch, **self.timeout
                 )
-                return
+                return dict(written)
             except ApiException as exc:
-                if exc.status not in (404, 409):
-                    raise
                 if exc.status == 404:
-                    return
+                    return None
+                if exc.status != 409:
+                    raise
+            logger.debug("the finalizers of %s/%s changed meanwhile; again (attempt %d)", namespace, name, attempt + 1)
+            time.sleep(min(1.0, 0.05 * 2**attempt))
+        raise FinalizerNotUpdated(f"the finalizers of {namespace}/{name} kept changing under {attempts} attempts")
 
     def event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the object, as `kubectl describe` shows them (cluster-scoped: in default).
@@ -441,7 +483,11 @@ class ClusterClient:
             "count": 1,
             "reportingComponent": "autoglm-operator",
         }
-        self.core.create_namespaced_event(namespace, body)
+        self.core.create_namespaced_event(namespace, body, **self.timeout)
+
+
+class FinalizerNotUpdated(RuntimeError):
+    """A finalizer edit that kept meeting conflicting writes: nothing was changed; the reconcile is retried."""
 
 
 def service_endpoint(objects: Iterable[Mapping[str, Any]], on_host: bool) -> str | None:
@@ -483,12 +529,12 @@ def ready_replicas(objects: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
 
 
 def install_crds(api: client.ApiClient) -> None:
-    """Create the autoglm.io CRDs and kopf's peering CRDs (existing ones are left alone); wait until served."""
+    """Create the autoglm.io CRDs (existing ones are left alone); wait until served."""
     from autoglm.api import RESOURCES
-    from autoglm.api.crd import crd_manifest, kopf_peering_crds
+    from autoglm.api.crd import crd_manifest
 
     ext = client.ApiextensionsV1Api(api)
-    for body in [crd_manifest(r) for r in RESOURCES] + kopf_peering_crds():
+    for body in [crd_manifest(r) for r in RESOURCES]:
         try:
             ext.create_custom_resource_definition(body)  # type: ignore[arg-type]
         except ApiException as exc:

@@ -1,7 +1,20 @@
-"""kopf handlers: thin adapters from watch events to the Reconciler. No decisions here.
+"""The operator's one reconcile path: every reason to reconcile a ModelDeployment puts its key on one work queue, and
+workers take keys off it and reconcile them (controller-runtime's model).
 
-`build_registry(context)` returns a registry for `kopf.operator`, so handlers close over an explicit
-context (clients, caches, metrics) instead of module globals.
+Sources only enqueue: kopf's watch events (a new object, a changed spec, labels or annotations, a deletion; a
+status-only change, which is the operator's own write, is not a reason), the periodic resync, a member's readiness
+or capacity changing, the BackendRuntimes or the nodes' accelerators changing, a forecast tick falling due, a
+deferred apply that failed, a retry after an error. The queue collapses a key queued twice, never hands one key
+to two workers (one object's reconciles are serialized; unrelated objects never wait on each other), and brings
+failures back after an exponential backoff with jitter.
+
+A worker reads the object from the store (shell.store: the newest version the watch or the operator's own writes
+have shown), runs the due forecast tick, then the Reconciler, and decides what happens to the key: forgotten on
+success, retried with backoff on an error (a bug's traceback goes to the log and a ReconcileError to the
+status), requeued while a deletion waits for a member (with an Event each time).
+
+BackendRuntimes go through the same queue: each is checked against the API's own rules and gets a Valid
+condition, and a Warning Event naming the field when it is rejected.
 """
 
 from __future__ import annotations
@@ -14,79 +27,96 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import kopf
 from kubernetes import client
 from kubernetes.client import ApiException
+from pydantic import ValidationError
 
 from autoglm import API_GROUP, API_VERSION
+from autoglm.api import BackendRuntime
+from autoglm.api.common import ConditionStatus, validation_message
+from autoglm.api.modeldeployment import ModelDeploymentStatus
 from autoglm.core.backends import load_default_catalog
 from autoglm.core.forecast.decision import forecast_enabled
 from autoglm.core.hardware import load_accelerator_table
-from autoglm.shell.clusters import CONNECTIONS, ClusterClient
+from autoglm.core.status import DEGRADED, condition_events, set_condition
+from autoglm.shell.clusters import CONNECTIONS, ClusterClient, FinalizerNotUpdated
 from autoglm.shell.inventories import InventoryCache
 from autoglm.shell.karmada import KarmadaMembers
-from autoglm.shell.kubeconfig import client_configuration
+from autoglm.shell.kubeconfig import (
+    DEFAULT_API_TIMEOUT,
+    DEFAULT_MEMBER_TIMEOUT,
+    BoundedApiClient,
+    client_configuration,
+)
 from autoglm.shell.members import MemberRegistry, MemberSource
 from autoglm.shell.metrics import OperatorMetrics
-from autoglm.shell.reconciler import PROPAGATION_FINALIZER, MemberUnavailable, Outcome, Reconciler
+from autoglm.shell.problems import UNREACHABLE, short_reason
+from autoglm.shell.reconcile import DeferredApplyStuck, ObjectGone, Outcome, Reconciler
+from autoglm.shell.store import ObjectStore, key_of
+from autoglm.shell.workqueue import DEFAULT_WORKERS, WorkQueue
 
 MD = (API_GROUP, API_VERSION, "modeldeployments")
 RUNTIMES = (API_GROUP, API_VERSION, "backendruntimes")
 MEMBERS = (API_GROUP, API_VERSION, "memberclusters")
 KARMADA_CLUSTERS = ("cluster.karmada.io", "v1alpha1", "clusters")
-MAX_BACKOFF = 300.0
+DEPLOYMENT, RUNTIME = "ModelDeployment", "BackendRuntime"
+VALID = "Valid"
+# Failures that are not bugs: an API server that refused or could not be reached, a finalizer edit that kept
+# conflicting. Retried with backoff, said in one line.
+RETRYABLE: tuple[type[BaseException], ...] = (FinalizerNotUpdated, DeferredApplyStuck, *UNREACHABLE)
 logger = logging.getLogger(__name__)
+
+
+class ObjectKey(NamedTuple):
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+@dataclass
+class Processed:
+    """What one pass over a key did (for tests and tools that reconcile a key synchronously)."""
+
+    outcome: Outcome | None = None
+    tick: Any = None  # autoglm.shell.scaler.Tick, when a forecast tick ran
+    waiting: str | None = None  # a deletion that waits for a member: why
 
 
 @dataclass
 class OperatorContext:
-    """What every handler needs; built once per process from one kubeconfig (or the pod's service account)."""
+    """The operator's controller: its queue, store, workers and the loops that feed it; built once per process."""
 
     reconciler: Reconciler
     metrics: OperatorMetrics
     configuration: client.Configuration
     resync_seconds: float = 30.0
     namespaces: tuple[str, ...] = ()
-    catalog_changed: threading.Event = field(default_factory=threading.Event)
     heartbeat_seconds: float = 10.0
+    prometheus_url: str | None = None
+    prometheus_timeout: float = 10.0
+    forecast_seconds: float = 60.0
+    workers: int = DEFAULT_WORKERS
+    api_timeout: float = DEFAULT_API_TIMEOUT
+    user_agent: str | None = None
+    scaler: Any = None  # autoglm.shell.scaler.ForecastScaler, made when a deployment first asks for one
+    queue: WorkQueue[ObjectKey] = field(default_factory=WorkQueue)
+    store: ObjectStore = field(default_factory=ObjectStore)
+    catalog_changed: threading.Event = field(default_factory=threading.Event)
     members_changed: threading.Event = field(default_factory=threading.Event)
     members_dirty: threading.Event = field(default_factory=threading.Event)
-    prometheus_url: str | None = None
-    forecast_seconds: float = 60.0
-    scaler: Any = None  # autoglm.shell.scaler.ForecastScaler, made when a deployment first asks for one
-    _locks: tuple[threading.Lock, ...] = field(default_factory=lambda: tuple(threading.Lock() for _ in range(64)))
-    _deferred_failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    _forecast_due: set[ObjectKey] = field(default_factory=set)
+    _deferred: set[ObjectKey] = field(default_factory=set)  # keys whose deferred applies are in flight
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.reconciler.on_deferred = self.deferred_landed
-
-    def deferred_landed(self, body: Mapping[str, Any], ok: bool) -> None:
-        """A reconcile's deferred applies (its Service, HPA, ...) have landed. One failed: reconcile the deployment
-        again after a backoff, doubling while it keeps failing, as kopf retries a handler that raised."""
-        meta = body["metadata"]
-        key = (meta.get("namespace") or "", meta.get("name") or "")
-        if ok:
-            self._deferred_failures.pop(key, None)
-            return
-        failures = self._deferred_failures[key] = self._deferred_failures.get(key, 0) + 1
-        self.metrics.errors.inc()
-        delay = min(MAX_BACKOFF, 2.0**failures)
-        timer = threading.Timer(delay, self._reconcile_outside_kopf, args=(body, failures, "retry"))
-        timer.daemon = True
-        timer.start()
-
-    def _reconcile_outside_kopf(self, body: Mapping[str, Any], retry: int, what: str) -> None:
-        """A fresh reconcile from the operator's own loops, where no kopf retries a failure: said, never raised."""
-        meta = body["metadata"]
-        try:
-            self.reconcile(body, retry, fresh=True)
-        except kopf.TemporaryError as exc:
-            logger.warning("%s of %s/%s: %s", what, meta.get("namespace"), meta.get("name"), exc)
-        except Exception:
-            # A bug must not stop every later pass: say so loudly and go on.
-            logger.exception("%s of %s/%s failed", what, meta.get("namespace"), meta.get("name"))
+        self.reconciler.deferred.on_landed = self._deferred_landed
+        self.metrics.queue_depth.set_function(self.queue.depth)
 
     @property
     def members(self) -> MemberSource:
@@ -104,19 +134,27 @@ class OperatorContext:
         heartbeat_seconds: float = 10.0,
         failure_threshold: int = 3,
         karmada: bool = False,
+        api_timeout: float = DEFAULT_API_TIMEOUT,
+        member_timeout: float = DEFAULT_MEMBER_TIMEOUT,
+        user_agent: str | None = None,
     ) -> OperatorContext:
         """Direct mode: the kubeconfig's cluster is the host (member local unless not include_local) and
         MemberClusters name the others. Karmada mode: the kubeconfig is a Karmada API server; its Clusters
-        are the members."""
+        are the members. Every call to the host has `api_timeout`, to a member `member_timeout`."""
         cfg = client_configuration(kubeconfig)
         cfg.connection_pool_maxsize = CONNECTIONS
-        host = ClusterClient(cluster, client.ApiClient(cfg))
+        host = ClusterClient(cluster, BoundedApiClient(cfg, api_timeout, user_agent), request_timeout=api_timeout)
         inventories = InventoryCache(load_accelerator_table())  # one per process: heartbeats and reconciles
         members: MemberSource = (
-            KarmadaMembers(host)
+            KarmadaMembers(host, request_timeout=member_timeout, user_agent=user_agent)
             if karmada
             else MemberRegistry(
-                host, include_local=include_local, failure_threshold=failure_threshold, inventories=inventories
+                host,
+                include_local=include_local,
+                failure_threshold=failure_threshold,
+                request_timeout=member_timeout,
+                inventories=inventories,
+                user_agent=user_agent,
             )
         )
         return cls(
@@ -127,17 +165,20 @@ class OperatorContext:
                 karmada=karmada,
                 accelerators=inventories.table,
                 inventories=inventories,
+                apply_timeout=api_timeout,
             ),
             metrics or OperatorMetrics(),
             cfg,
             resync_seconds,
             heartbeat_seconds=heartbeat_seconds,
+            api_timeout=api_timeout,
+            user_agent=user_agent,
         )
 
     def connection(self) -> kopf.ConnectionInfo:
         cfg = self.configuration
         token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
-        return kopf.ConnectionInfo(
+        return IdentifiedConnection(
             server=cfg.host,
             ca_path=cfg.ssl_ca_cert,
             insecure=not cfg.verify_ssl,
@@ -145,121 +186,235 @@ class OperatorContext:
             private_key_path=cfg.key_file,
             token=token.removeprefix("Bearer ").strip() if token else None,
             scheme="Bearer" if token else None,
+            user_agent=self.user_agent,
         )
 
-    def resync_loop(self, stop: threading.Event, poll_seconds: float = 5.0) -> None:
-        """Reconcile every watched deployment once per pass, one at a time; a reconcile writes only when
-        something moved.
+    # --- sources: they only enqueue ----------------------------------------------------------------------
 
-        A pass runs every `resync_seconds`, and early when the BackendRuntimes changed (within
-        `poll_seconds`) or the nodes' accelerator capacity changed and then held for a poll. Heartbeats do not count:
-        only labels, taints, schedulability, capacity and allocatable are compared. One loop, not a kopf
-        timer per object, keeps memory flat and leaves the workers to new and changed deployments.
-        """
-        last_pass = time.monotonic()
-        fingerprint = previous = self._fingerprint()
-        while not stop.wait(min(poll_seconds, self.resync_seconds)):
-            current = self._fingerprint()
-            due = time.monotonic() - last_pass >= self.resync_seconds
-            members = self.members_changed.is_set()
-            # A capacity change passes early once it has settled (the same at two polls in a row): a thousand
-            # nodes relabelled one by one over minutes make one pass at the end, not one every poll.
-            settled = current != fingerprint and current == previous
-            previous = current
-            if not (due or settled or self.catalog_changed.is_set() or members):
-                continue
-            if current != fingerprint:
-                self.metrics.inventory_changes.labels("node").inc()
-            if members:
-                self.metrics.inventory_changes.labels("member").inc()
-            fingerprint, last_pass = current, time.monotonic()
-            self.catalog_changed.clear()
-            self.members_changed.clear()
-            for body in self.reconciler.cluster.model_deployments(self.namespaces):
-                if stop.is_set():
-                    return
-                self._reconcile_outside_kopf(body, 0, "resync")
+    def observe(self, event: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a ModelDeployment: keep the newest version; enqueue when it is new, gone, or its
+        spec, labels, annotations or deletion changed (not for status-only writes: those are the operator's)."""
+        namespace, name = key_of(body)
+        key = ObjectKey(DEPLOYMENT, namespace, name)
+        if event == "DELETED":
+            self.store.remove((namespace, name))
+            self.queue.add(key)
+            return
+        held, kept = self.store.put(body)
+        if kept and (held is None or _asks_for_reconcile(held, body)):
+            self.queue.add(key)
 
-    def _fingerprint(self) -> int:
-        """The capacity of every connected member (heartbeats ignored)."""
-        parts = []
-        for name in self.members.names():
-            member = self.members.client(name)
-            if member is not None:
-                try:
-                    parts.append((name, capacity_fingerprint(member.nodes())))
-                except Exception as exc:
-                    parts.append((name, hash(type(exc).__name__)))
-        return hash(tuple(parts))
+    def enqueue_all(self) -> None:
+        for namespace, name in self.store.known():
+            self.queue.add(ObjectKey(DEPLOYMENT, namespace, name))
 
-    def member_loop(self, stop: threading.Event) -> None:
-        """Heartbeat every member every `heartbeat_seconds` (sooner when a MemberCluster changed); a change of
-        readiness or capacity, or a member not settled (NotReady, or back within its rebalance window), makes
-        the resync loop re-place every deployment, so failover and rebalance happen without other events."""
-        while not stop.is_set():
+    def runtime_observed(self, name: str) -> None:
+        self.reconciler.cluster.invalidate()
+        self.catalog_changed.set()
+        self.metrics.inventory_changes.labels("backendruntime").inc()
+        self.queue.add(ObjectKey(RUNTIME, "", name))
+
+    def _deferred_landed(self, body: Mapping[str, Any], ok: bool) -> None:
+        """A reconcile's deferred applies (its Service, HPA, ...) have landed; a failed one is a failed reconcile:
+        retried with the queue's backoff."""
+        namespace, name = key_of(body)
+        key = ObjectKey(DEPLOYMENT, namespace, name)
+        with self._lock:
+            self._deferred.discard(key)
+        if ok:
+            self.queue.forget(key)
+            return
+        self.metrics.errors.inc()
+        self._retry(key)
+
+    # --- the workers -------------------------------------------------------------------------------------
+
+    def worker(self) -> None:
+        """Take keys off the queue until it shuts down."""
+        while (key := self.queue.get()) is not None:
             try:
-                changed = self.members.heartbeat()
-            except ApiException as exc:
-                logger.warning("member heartbeat: host API error %s %s", exc.status, exc.reason)
-                changed = False
-            views = self.members.views()
-            if changed or any(not v.ready or v.recovered for v in views):
-                self.members_changed.set()
-            self.members_dirty.wait(self.heartbeat_seconds)
-            self.members_dirty.clear()
+                self.handle(key)
+            finally:
+                self.queue.done(key)
 
-    def forecast_loop(self, stop: threading.Event) -> None:
-        """Every `forecast_seconds`, one forecast tick for each deployment with forecasting on. numpy and
-        scikit-learn load with the first such deployment, never for an operator that has none.
+    def handle(self, key: ObjectKey) -> Processed | None:
+        """One pass over a key, and what becomes of the key: forgotten, retried with backoff, or requeued."""
+        started = time.perf_counter()
+        try:
+            done = self._runtime(key.name) if key.kind == RUNTIME else self.process(key)
+        except ApiException as exc:
+            if exc.status == 409:  # written meanwhile: read the object again and recompute
+                self._refresh(key)
+                self._retry(key)
+                logger.info("%s %s: changed while being reconciled; again with its newest version", key.kind, key)
+                return None
+            self._failed(key, exc)
+            return None
+        except ObjectGone as exc:  # deleted while being reconciled: its DELETED event drops the key
+            logger.info("%s %s: %s", key.kind, key, exc)
+            return None
+        except RETRYABLE as exc:
+            self._failed(key, exc)
+            return None
+        except Exception as exc:
+            # A bug: its traceback in the log, a ReconcileError in the status, and the key retried with backoff.
+            logger.exception("%s %s: reconcile failed", key.kind, key)
+            self.metrics.errors.inc()
+            delay = self._retry(key)
+            if key.kind == DEPLOYMENT:
+                self._report_error(key, exc, delay)
+            return None
+        finally:
+            self.metrics.duration.observe(time.perf_counter() - started)
+        if done is not None and done.waiting:
+            delay = self._retry(key)
+            body = self.store.get((key.namespace, key.name))
+            if body is not None:
+                self.reconciler.cluster.event(
+                    body, "Warning", "DeletionWaiting", f"{done.waiting}; tried again in {delay:.0f} s"
+                )
+            return done
+        with self._lock:
+            pending = key in self._deferred
+        if not pending:
+            self.queue.forget(key)
+        return done
 
-        Ticks fall a quarter interval after the clock's multiples of the interval (15 s past the minute by
-        default): just after each step's sample lands, whatever the time the loop started or a tick took."""
-        while not stop.wait(self._until_next_tick(time.time())):
-            for body in self.reconciler.cluster.model_deployments(self.namespaces):
-                if stop.is_set():
-                    return
-                if not forecast_enabled(body):
-                    if self.scaler is not None:
-                        self.scaler.forget(f"{body['metadata'].get('namespace')}/{body['metadata']['name']}")
-                    continue
-                try:
-                    self.forecast_once(body)
-                except ApiException as exc:
-                    logger.warning("forecast of %s: API error %s %s", body["metadata"]["name"], exc.status, exc.reason)
-                except Exception:
-                    logger.exception("forecast of %s failed", body["metadata"]["name"])
+    def _retry(self, key: ObjectKey) -> float:
+        self.metrics.retries.inc()
+        return self.queue.add_rate_limited(key)
 
-    def _until_next_tick(self, now: float) -> float:
-        interval = self.forecast_seconds
-        phase = interval / 4
-        due = math.floor((now - phase) / interval) * interval + interval + phase
-        return max(0.0, due - now)
+    def _failed(self, key: ObjectKey, exc: BaseException) -> None:
+        """An API server that refused or could not be reached: said in one line, retried with backoff."""
+        self.metrics.errors.inc()
+        delay = self._retry(key)
+        logger.warning("%s %s: %s; tried again in %.1f s", key.kind, key, short_reason(exc), delay)
+        logger.debug("%s %s: the error in full", key.kind, key, exc_info=exc)
 
-    def forecast_once(self, body: Any) -> Any:
-        """One tick for one deployment, under its lock, from a fresh read: status.forecast, the Forecasting
-        condition, an Event when the floor moves, and then a reconcile that places and applies the new floor."""
-        from autoglm.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
+    def process(self, key: ObjectKey) -> Processed | None:
+        """The due forecast tick, then the reconcile, of the newest version of one ModelDeployment."""
+        body = self.store.get((key.namespace, key.name))
+        if body is None:
+            self._forget(key)
+            return None
+        with self._lock:
+            tick_due = key in self._forecast_due
+            self._forecast_due.discard(key)
+        done = Processed()
+        deleting = bool(body["metadata"].get("deletionTimestamp"))
+        if tick_due and forecast_enabled(body) and not deleting:
+            done.tick, body = self._tick(body)
+            self.store.put(body)
+        outcome = self.reconciler.reconcile(body)
+        if outcome.body is not None:
+            self.store.put(outcome.body)
+        if outcome.deferred:
+            with self._lock:
+                self._deferred.add(key)
+        done.outcome, done.waiting = outcome, outcome.waiting
+        self._count(outcome)
+        return done
+
+    def sync(self, namespace: str, name: str, forecast: bool = False) -> Processed | None:
+        """Read one ModelDeployment from the API server and reconcile it now, in this thread (tests and tools;
+        the operator's own workers run the same `process`). With `forecast`, its forecast tick runs first."""
+        body = self.reconciler.cluster.model_deployment(namespace, name)
+        key = ObjectKey(DEPLOYMENT, namespace, name)
+        if body is None:
+            self.store.remove((namespace, name))
+        else:
+            self.store.put(body)
+        if forecast:
+            with self._lock:
+                self._forecast_due.add(key)
+        return self.process(key)
+
+    def _refresh(self, key: ObjectKey) -> None:
+        if key.kind != DEPLOYMENT:
+            return
+        try:
+            body = self.reconciler.cluster.model_deployment(key.namespace, key.name)
+        except UNREACHABLE as exc:
+            logger.info("%s: not read again: %s", key, short_reason(exc))
+            return
+        if body is None:
+            self.store.remove((key.namespace, key.name))
+        else:
+            self.store.put(body)
+
+    def _forget(self, key: ObjectKey) -> None:
+        """The object is gone: nothing of it stays in memory."""
+        self.queue.drop(key)
+        with self._lock:
+            self._forecast_due.discard(key)
+            self._deferred.discard(key)
+        self.reconciler.deferred.forget(key.namespace, key.name)
+        if self.scaler is not None:
+            self.scaler.forget(str(key))
+
+    def _count(self, outcome: Outcome) -> None:
+        plan = outcome.plan
+        if outcome.deleting:
+            return
+        if outcome.invalid or plan is None or not plan.feasible:
+            self.metrics.reconciles.labels("not-placed").inc()
+            if outcome.status_written:
+                self.metrics.plan_failures.inc()
+            return
+        self.metrics.reconciles.labels("placed").inc()
+        primary = plan.primary
+        if outcome.status_written and primary is not None:
+            self.metrics.plans.labels(primary.backend, primary.precision.value).inc()
+
+    def _report_error(self, key: ObjectKey, exc: BaseException, delay: float) -> None:
+        """Degraded=True with reason ReconcileError on the object, and a Warning Event when that is news."""
+        body = self.store.get((key.namespace, key.name))
+        if body is None:
+            return
+        message = f"reconcile failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        message = message[:200].rstrip(": ") + f" (see the operator's log; tried again in {delay:.0f} s)"
+        try:
+            current = ModelDeploymentStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            current = ModelDeploymentStatus()
+        now = self.reconciler.clock()
+        generation = body["metadata"].get("generation")
+        conditions = set_condition(
+            current.conditions, DEGRADED, ConditionStatus.TRUE, "ReconcileError", message, generation, now
+        )
+        status = current.model_copy(update={"conditions": conditions})
+        try:
+            written = self.reconciler.cluster.write_status(
+                body, status.model_dump(mode="json", by_alias=True, exclude_none=True)
+            )
+        except UNREACHABLE as write_error:
+            logger.warning("%s: the error not written to its status: %s", key, short_reason(write_error))
+            return
+        self.store.put(written)
+        for type_, reason, text in condition_events(current.conditions, conditions):
+            self.reconciler.cluster.event(body, type_, reason, text)
+
+    # --- forecasting ---------------------------------------------------------------------------------------
+
+    def _tick(self, body: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """One forecast tick: status.forecast and the Forecasting condition written (on the condition that the
+        object did not change since it was read), an Event when the floor moves. Returns the tick and the object
+        as written, which the reconcile that follows places and applies."""
+        from autoglm.api.modeldeployment import ModelDeployment
         from autoglm.shell.prometheus import PrometheusReader
-        from autoglm.shell.scaler import ForecastScaler, forecast_status_patch
+        from autoglm.shell.scaler import ForecastScaler, forecast_status
 
         if self.scaler is None:
-            self.scaler = ForecastScaler(PrometheusReader(self.prometheus_url) if self.prometheus_url else None)
-        cluster = self.reconciler.cluster
-        with self.object_lock(body):
-            meta = body["metadata"]
-            body = self._live(body)
-            if body is None:
-                return None
-            md = ModelDeployment.model_validate({k: v for k, v in body.items() if k != "status"})
-            status = ModelDeploymentStatus.model_validate(body.get("status") or {})
-            tick = self.scaler.tick(md, status.backend, status.forecast, status.replicas, self._cold_starts(md))
-            patch = forecast_status_patch(status, tick, body["metadata"].get("generation"), self.reconciler.clock())
-            cluster.patch_status(meta["namespace"], meta["name"], patch)
-            if tick.event is not None:
-                cluster.event(body, *tick.event)
-            if tick.floor_moved:
-                self._reconcile({**body, "status": {**(body.get("status") or {}), **patch}}, 0)
-            return tick
+            reader = PrometheusReader(self.prometheus_url, self.prometheus_timeout) if self.prometheus_url else None
+            self.scaler = ForecastScaler(reader)
+        md = ModelDeployment.model_validate({k: v for k, v in body.items() if k != "status"})
+        status = ModelDeploymentStatus.model_validate(body.get("status") or {})
+        tick = self.scaler.tick(md, status.backend, status.forecast, status.replicas, self._cold_starts(md))
+        new = forecast_status(status, tick, body["metadata"].get("generation"), self.reconciler.clock())
+        written = self.reconciler.cluster.write_status(body, new)
+        if tick.event is not None:
+            self.reconciler.cluster.event(body, *tick.event)
+        return tick, written
 
     def _cold_starts(self, md: Any) -> list[float]:
         """The deployment's pods' creation -> Ready times, in every member that answers."""
@@ -273,61 +428,173 @@ class OperatorContext:
                 continue
             try:
                 pods += member.pods(md.metadata.namespace or "default", f"{LABEL_DEPLOYMENT}={md.metadata.name}")
-            except ApiException as exc:
-                logger.info("cold starts from %s: API error %s", name, exc.status)
+            except UNREACHABLE as exc:
+                logger.info("cold starts from %s: %s", name, short_reason(exc))
         return cold_starts(pods)
 
-    def object_lock(self, body: Any) -> threading.Lock:
-        """The lock of one ModelDeployment: kopf runs one handler per object at a time, but the resync loop
-        runs beside kopf, and a resync reconcile of a deployment that is being deleted would put back on the
-        members what the deletion just removed, for nobody to remove again. Striped: bounded memory."""
-        meta = body["metadata"]
-        return self._locks[hash((meta.get("namespace"), meta.get("name"))) % len(self._locks)]
+    # --- BackendRuntimes ---------------------------------------------------------------------------------
 
-    def reconcile(self, body: Any, retry: int, fresh: bool = False) -> Outcome | None:
-        """One reconcile under the object's lock. With `fresh` (the resync loop, whose list may be older than
-        a deletion), the object is read again first; None when it is gone or going (its deletion is handled
-        by the deletion handlers)."""
-        with self.object_lock(body):
-            if fresh:
-                body = self._live(body)
-                if body is None:
-                    return None
-            return self._reconcile(body, retry)
-
-    def _live(self, body: Any) -> Any:
-        """The deployment read again; None when it is gone or being deleted."""
-        meta = body["metadata"]
-        live = self.reconciler.cluster.get(
-            f"{API_GROUP}/{API_VERSION}", "ModelDeployment", meta["name"], meta["namespace"]
-        )
-        return None if live is None or live["metadata"].get("deletionTimestamp") else live
-
-    def _reconcile(self, body: Any, retry: int) -> Outcome:
-        start = time.perf_counter()
+    def _runtime(self, name: str) -> Processed | None:
+        """Check one BackendRuntime against the API's own rules; write its Valid condition when it changed, with
+        a Warning Event naming the field and problem when it is rejected."""
+        raw = next((r for r in self.reconciler.cluster.backend_runtimes() if r["metadata"]["name"] == name), None)
+        if raw is None:
+            return None
         try:
-            outcome = self.reconciler.reconcile(dict(body))
-        except MemberUnavailable as exc:
-            raise kopf.TemporaryError(f"waiting for a member to clean up: {exc}", delay=10) from exc
-        except ApiException as exc:
-            self.metrics.errors.inc()
-            # Exponential backoff on API trouble; an invalid or unplaceable spec never lands here.
-            raise kopf.TemporaryError(
-                f"API error {exc.status}: {exc.reason}", delay=min(MAX_BACKOFF, 2.0**retry)
-            ) from exc
-        finally:
-            self.metrics.duration.observe(time.perf_counter() - start)
-        plan = outcome.plan
-        if outcome.invalid or plan is None or not plan.feasible:
-            self.metrics.reconciles.labels("not-placed").inc()
-            if outcome.status_written:
-                self.metrics.plan_failures.inc()
+            BackendRuntime.model_validate(
+                {k: v for k, v in raw.items() if k in ("apiVersion", "kind", "metadata", "spec")}
+            )
+        except ValidationError as exc:
+            verdict = (ConditionStatus.FALSE, "InvalidSpec", validation_message(exc) + "; not offered to any plan")
         else:
-            self.metrics.reconciles.labels("placed").inc()
-            primary = plan.primary
-            if outcome.status_written and primary is not None:
-                self.metrics.plans.labels(primary.backend, primary.precision.value).inc()
-        return outcome
+            verdict = (ConditionStatus.TRUE, "Accepted", "in the catalog")
+        status = raw.get("status") or {}
+        conditions = status.get("conditions") or []
+        current = next((c for c in conditions if c.get("type") == VALID), None)
+        generation = raw["metadata"].get("generation")
+        status_, reason, message = verdict
+        if (
+            current is not None
+            and (current.get("status"), current.get("reason"), current.get("message"))
+            == (status_.value, reason, message)
+            and status.get("observedGeneration") == generation
+        ):
+            return None
+        changed = current is None or current.get("status") != status_.value
+        now = self.reconciler.clock().isoformat().replace("+00:00", "Z")
+        condition = {
+            "type": VALID,
+            "status": status_.value,
+            "reason": reason,
+            "message": message,
+            "observedGeneration": generation,
+            "lastTransitionTime": now if changed or current is None else current.get("lastTransitionTime", now),
+        }
+        others = [c for c in conditions if c.get("type") != VALID]
+        self.reconciler.cluster.patch_runtime_status(
+            name, {"observedGeneration": generation, "conditions": [*others, condition]}
+        )
+        if status_ is ConditionStatus.FALSE:
+            self.reconciler.cluster.event(raw, "Warning", reason, f"BackendRuntime {name}: {message}")
+        return None
+
+    # --- the loops that feed the queue -------------------------------------------------------------------
+
+    def resync_loop(self, stop: threading.Event, poll_seconds: float = 5.0) -> None:
+        """Enqueue every deployment once per `resync_seconds`, and early when the BackendRuntimes changed
+        (within `poll_seconds`), a member's readiness or capacity changed, or the nodes' accelerator capacity
+        changed and then held for a poll (a fleet relabelled node by node makes one pass when it is done).
+        Heartbeats do not count: only labels, taints, schedulability, capacity and allocatable are compared."""
+        last_pass = time.monotonic()
+        fingerprint = previous = self._fingerprint()
+        while not stop.wait(min(poll_seconds, self.resync_seconds)):
+            current = self._fingerprint()
+            due = time.monotonic() - last_pass >= self.resync_seconds
+            members = self.members_changed.is_set()
+            settled = current != fingerprint and current == previous
+            previous = current
+            if not (due or settled or self.catalog_changed.is_set() or members):
+                continue
+            if current != fingerprint:
+                self.metrics.inventory_changes.labels("node").inc()
+            if members:
+                self.metrics.inventory_changes.labels("member").inc()
+            fingerprint, last_pass = current, time.monotonic()
+            self.catalog_changed.clear()
+            self.members_changed.clear()
+            self.enqueue_all()
+
+    def _fingerprint(self) -> int:
+        """The capacity of every connected member (heartbeats ignored)."""
+        parts = []
+        for name in self.members.names():
+            member = self.members.client(name)
+            if member is not None:
+                try:
+                    parts.append((name, capacity_fingerprint(member.nodes())))
+                except UNREACHABLE as exc:
+                    parts.append((name, hash(type(exc).__name__)))
+        return hash(tuple(parts))
+
+    def member_loop(self, stop: threading.Event) -> None:
+        """Heartbeat every member every `heartbeat_seconds` (sooner when a MemberCluster changed); a change of
+        readiness or capacity, or a member not settled (NotReady, or back within its rebalance window), makes
+        the resync loop enqueue every deployment, so failover and rebalance happen without other events."""
+        while not stop.is_set():
+            try:
+                changed = self.members.heartbeat()
+            except UNREACHABLE as exc:
+                logger.warning("member heartbeat: the host did not answer: %s", short_reason(exc))
+                changed = False
+            views = self.members.views()
+            if changed or any(not v.ready or v.recovered for v in views):
+                self.members_changed.set()
+            self.members_dirty.wait(self.heartbeat_seconds)
+            self.members_dirty.clear()
+
+    def forecast_loop(self, stop: threading.Event) -> None:
+        """Every `forecast_seconds`, a forecast tick falls due for each deployment with forecasting on: marked,
+        and its key enqueued (the worker runs the tick, then the reconcile). numpy and scikit-learn load with
+        the first such deployment, never for an operator that has none.
+
+        Ticks fall a quarter interval after the clock's multiples of the interval (15 s past the minute by
+        default): just after each step's sample lands, whatever the time the loop started or a tick took."""
+        while not stop.wait(self._until_next_tick(time.time())):
+            for namespace, name in self.store.known():
+                body = self.store.get((namespace, name))
+                key = ObjectKey(DEPLOYMENT, namespace, name)
+                if body is None:
+                    continue
+                if forecast_enabled(body):
+                    with self._lock:
+                        self._forecast_due.add(key)
+                    self.queue.add(key)
+                elif self.scaler is not None:
+                    self.scaler.forget(str(key))
+
+    def _until_next_tick(self, now: float) -> float:
+        interval = self.forecast_seconds
+        phase = interval / 4
+        due = math.floor((now - phase) / interval) * interval + interval + phase
+        return max(0.0, due - now)
+
+    def start(self, stop: threading.Event) -> list[threading.Thread]:
+        """The workers and the loops, as daemon threads; `stop` (and the queue's shutdown) ends them."""
+        threads = [threading.Thread(target=self.worker, name=f"autoglm-worker-{i}") for i in range(self.workers)]
+        threads += [
+            threading.Thread(target=self.member_loop, args=(stop,), name="autoglm-members"),
+            threading.Thread(target=self.resync_loop, args=(stop,), name="autoglm-resync"),
+            threading.Thread(target=self.forecast_loop, args=(stop,), name="autoglm-forecast"),
+        ]
+        for thread in threads:
+            thread.daemon = True
+            thread.start()
+        return threads
+
+    def stop(self, stop: threading.Event) -> None:
+        stop.set()
+        self.members_dirty.set()
+        self.queue.shut_down()
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdentifiedConnection(kopf.ConnectionInfo):
+    """kopf's connection with this process's User-Agent on every request (the audit log names the writer)."""
+
+    user_agent: str | None = None
+
+    def as_http_headers(self) -> dict[str, str]:
+        headers: dict[str, str] = dict(super().as_http_headers())
+        if self.user_agent:
+            headers["User-Agent"] = self.user_agent
+        return headers
+
+
+def _asks_for_reconcile(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether a watch event of a ModelDeployment is news to act on: its spec (generation), labels, annotations
+    or deletion changed. A status-only change is the operator's own write."""
+    a, b = old.get("metadata") or {}, new.get("metadata") or {}
+    return any(a.get(f) != b.get(f) for f in ("generation", "deletionTimestamp", "labels", "annotations", "uid"))
 
 
 def capacity_fingerprint(nodes: list[dict[str, Any]]) -> int:
@@ -350,110 +617,87 @@ def capacity_fingerprint(nodes: list[dict[str, Any]]) -> int:
 
 
 def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
+    """kopf as the event source only: its watches feed the queue; no kopf handler reconciles, and kopf keeps no
+    state on the objects (no finalizers or annotations of its own)."""
     registry = kopf.OperatorRegistry()
+    stop = threading.Event()
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # State lives in the API server (annotations), never only in memory: restarts lose nothing.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="autoglm.io")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="autoglm.io", key="last-handled-configuration"
-        )
-        settings.persistence.finalizer = "autoglm.io/release-artifacts"
-        settings.posting.level = 100  # our own Events say what happened; kopf's per-handler ones are noise
-        # Reconciles mostly wait on API servers; the slowest writes (a Service's ClusterIP) land after the
-        # handler returns (reconciler.DEFERRED_KINDS). Eight workers at 0.5 s each had kept up with 16 creates a
-        # second, so a burst of 20 a second queued behind them.
-        settings.execution.max_workers = 16
+        settings.posting.enabled = False  # our own Events say what happened
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            # kopf says "Handler ... succeeded" for every watch event: the handlers only enqueue keys.
+            logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        settings.networking.request_timeout = context.api_timeout
+        settings.networking.connect_timeout = context.api_timeout
+        # A watch the server ends after 5 minutes; one silent for longer than that is dead and is made again.
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = context.api_timeout
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return context.connection()
 
-    @kopf.on.create(*MD, registry=registry)
-    @kopf.on.update(*MD, registry=registry)
-    @kopf.on.resume(*MD, registry=registry)
-    def reconcile_spec(body: kopf.Body, retry: int, **_: Any) -> None:
-        context.reconcile(body, retry)
+    @kopf.on.event(*MD, registry=registry)
+    async def deployment_event(event: Mapping[str, Any], **_: Any) -> None:
+        context.observe(event.get("type"), event["object"])
 
-    # A finalizer only where deletion must clean something ownerReferences cannot: shared artifacts.
-    @kopf.on.delete(*MD, registry=registry, when=lambda status, **_: bool((status or {}).get("artifacts")))
-    def release_artifacts(body: kopf.Body, **_: Any) -> None:
-        released = context.reconciler.release(dict(body))
-        if released:
-            logger.info("released conversion artifacts %s", ", ".join(released))
-
-    stop = threading.Event()
-
-    @kopf.on.startup(registry=registry)
-    def start_resync(**_: Any) -> None:
-        # Members are known before the first reconcile: placement with none would call everything unplaceable.
-        context.members.heartbeat()
-        threading.Thread(target=context.member_loop, args=(stop,), name="autoglm-members", daemon=True).start()
-        threading.Thread(target=context.resync_loop, args=(stop,), name="autoglm-resync", daemon=True).start()
-        threading.Thread(target=context.forecast_loop, args=(stop,), name="autoglm-forecast", daemon=True).start()
-
-    @kopf.on.cleanup(registry=registry)
-    def stop_resync(**_: Any) -> None:
-        stop.set()
-        context.members_dirty.set()
+    @kopf.on.event(*RUNTIMES, registry=registry)
+    async def runtime_event(event: Mapping[str, Any], **_: Any) -> None:
+        context.runtime_observed(event["object"]["metadata"]["name"])
 
     @kopf.on.event(*MEMBERS, registry=registry)
-    def member_changed(**_: Any) -> None:
+    async def member_event(**_: Any) -> None:
         context.members_dirty.set()
 
     if context.reconciler.karmada:
 
         @kopf.on.event(*KARMADA_CLUSTERS, registry=registry)
-        def karmada_cluster_changed(**_: Any) -> None:
+        async def karmada_cluster_event(**_: Any) -> None:
             context.members_dirty.set()
 
-    # Objects on other members cannot be garbage-collected by ownerReferences: the reconciler holds the
-    # propagation finalizer while it has any there, and removes them (and it) when the deployment goes.
-    @kopf.on.event(
-        *MD,
-        registry=registry,
-        when=lambda body, **_: (
-            bool(body.get("metadata", {}).get("deletionTimestamp"))
-            and PROPAGATION_FINALIZER in (body.get("metadata", {}).get("finalizers") or [])
-        ),
-    )
-    def propagation_cleanup(body: kopf.Body, **_: Any) -> None:
+    @kopf.on.startup(registry=registry)
+    def start_controller(**_: Any) -> None:
+        # Members are known before the first reconcile: placement with none would call everything unplaceable.
         try:
-            with context.object_lock(body):
-                removed = context.reconciler.finalize(dict(body))
-        except MemberUnavailable as exc:
-            logger.info("deletion of %s waits: %s", body.get("metadata", {}).get("name"), exc)
-            return
-        if removed:
-            logger.info("removed from members: %s", ", ".join(removed))
+            context.members.heartbeat()
+        except UNREACHABLE as exc:
+            logger.warning("member heartbeat: the host did not answer: %s", short_reason(exc))
+        context.start(stop)
 
-    @kopf.on.event(*RUNTIMES, registry=registry)
-    def runtime_changed(**_: Any) -> None:
-        context.reconciler.cluster.invalidate()
-        context.catalog_changed.set()
-        context.metrics.inventory_changes.labels("backendruntime").inc()
+    @kopf.on.cleanup(registry=registry)
+    def stop_controller(**_: Any) -> None:
+        context.stop(stop)
 
     return registry
 
 
+async def run_kopf(
+    context: OperatorContext,
+    namespaces: list[str],
+    stop_flag: Any = None,
+    ready_flag: Any = None,
+) -> None:
+    """kopf's watches feeding the controller, until stopped (a signal, or `stop_flag`)."""
+    await kopf.operator(
+        registry=build_registry(context),
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
 @contextmanager
 def operator_thread(context: OperatorContext, namespace: str | None = None) -> Iterator[None]:
-    """The operator in a background thread (standalone), for the demo, tests and e2e; stopped on exit."""
+    """The operator in a background thread (no leader election), for the demo, tests and e2e; stopped on exit."""
     stop, ready = threading.Event(), threading.Event()
     context.namespaces = (namespace,) if namespace else ()
 
     def main() -> None:
-        asyncio.run(
-            kopf.operator(
-                registry=build_registry(context),
-                standalone=True,
-                clusterwide=namespace is None,
-                namespaces=[namespace] if namespace else [],
-                stop_flag=stop,
-                ready_flag=ready,
-            )
-        )
+        asyncio.run(run_kopf(context, [namespace] if namespace else [], stop, ready))
 
     thread = threading.Thread(target=main, name="autoglm-operator", daemon=True)
     thread.start()

@@ -18,6 +18,7 @@ from kubernetes import client
 
 from autoglm.core.placement import MemberView
 from autoglm.shell.clusters import ClusterClient
+from autoglm.shell.kubeconfig import BoundedApiClient
 
 CLUSTERS = ("cluster.karmada.io", "v1alpha1", "clusters")
 PROXY = "/apis/cluster.karmada.io/v1alpha1/clusters/{name}/proxy"
@@ -34,20 +35,23 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
-def proxy_client(host: client.ApiClient, name: str, request_timeout: float) -> ClusterClient:
+def proxy_client(
+    host: client.ApiClient, name: str, request_timeout: float, user_agent: str | None = None
+) -> ClusterClient:
     """A client for one member that talks to it through Karmada's cluster proxy with the host's credentials."""
     cfg = copy.copy(host.configuration)
     cfg.host = host.configuration.host.rstrip("/") + PROXY.format(name=name)
-    return ClusterClient(name, client.ApiClient(cfg), request_timeout=request_timeout)
+    return ClusterClient(name, BoundedApiClient(cfg, request_timeout, user_agent), request_timeout=request_timeout)
 
 
 class KarmadaMembers:
     """The member clusters Karmada knows, with their readiness and a proxy client each (the same questions the
     direct-mode MemberRegistry answers)."""
 
-    def __init__(self, host: ClusterClient, request_timeout: float = 5.0):
+    def __init__(self, host: ClusterClient, request_timeout: float = 5.0, user_agent: str | None = None):
         self.host = host
         self.request_timeout = request_timeout
+        self.user_agent = user_agent
         self._views: dict[str, MemberView] = {}
         self._clients: dict[str, ClusterClient] = {}
         self._seen_down: set[str] = set()  # NotReady at some point while this process watched
@@ -89,7 +93,7 @@ class KarmadaMembers:
             self._views = views
             for name in views:
                 if name not in self._clients:
-                    self._clients[name] = proxy_client(self.host.api, name, self.request_timeout)
+                    self._clients[name] = proxy_client(self.host.api, name, self.request_timeout, self.user_agent)
             for name in set(self._clients) - set(views):
                 del self._clients[name]
         return changed

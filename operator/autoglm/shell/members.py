@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import base64
 import logging
-import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import urllib3
 import yaml
 from kubernetes import client, config
 from kubernetes.client import ApiException
@@ -37,10 +35,11 @@ from autoglm.core.placement import MemberView
 from autoglm.core.status import condition_events, set_condition
 from autoglm.shell.clusters import CONNECTIONS, ClusterClient
 from autoglm.shell.inventories import InventoryCache
+from autoglm.shell.kubeconfig import DEFAULT_MEMBER_TIMEOUT, BoundedApiClient
+from autoglm.shell.problems import UNREACHABLE, short_reason
 
 LOCAL = "local"
 READY = "Ready"
-REQUEST_TIMEOUT = 5.0
 SECRET_NAMESPACE = "autoglm-system"
 # Reasons of the Ready condition; MemberRecovered tells placement the member came back (rebalance window).
 JOINED, RECOVERED = "MemberReady", "MemberRecovered"
@@ -94,7 +93,13 @@ class Member:
         )
 
 
-def client_from_kubeconfig(text: str, name: str, context: str | None = None) -> client.ApiClient:
+def client_from_kubeconfig(
+    text: str,
+    name: str,
+    context: str | None = None,
+    request_timeout: float = DEFAULT_MEMBER_TIMEOUT,
+    user_agent: str | None = None,
+) -> client.ApiClient:
     """A client for one member from its kubeconfig; refuses one that turns TLS verification off."""
     try:
         doc = yaml.safe_load(text)
@@ -115,11 +120,11 @@ def client_from_kubeconfig(text: str, name: str, context: str | None = None) -> 
         raise MemberProblem("KubeconfigInvalid", f"the kubeconfig of {name} cannot be used: {exc}") from None
     cfg.retries = 0  # a heartbeat that fails says so at once; the failure threshold does the damping
     cfg.connection_pool_maxsize = CONNECTIONS
-    return client.ApiClient(cfg)
+    return BoundedApiClient(cfg, request_timeout, user_agent)
 
 
 def classify(exc: BaseException, name: str) -> MemberProblem:
-    """A failed call to a member, as a condition reason and message."""
+    """A failed call to a member (one of problems.UNREACHABLE), as a condition reason and a one-line message."""
     if isinstance(exc, ApiException):
         if exc.status == 401:
             return MemberProblem(
@@ -128,14 +133,12 @@ def classify(exc: BaseException, name: str) -> MemberProblem:
                 immediate=False,
             )
         if exc.status == 403:
-            return MemberProblem("Forbidden", f"{name} forbids the operator: {exc.reason}", immediate=False)
-        return MemberProblem("APIError", f"{name} answered {exc.status} {exc.reason}", immediate=False)
-    text = str(exc)
-    if isinstance(exc, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text:
-        return MemberProblem("TLSError", f"TLS to {name} failed: {text[:300]}", immediate=False)
-    if isinstance(exc, urllib3.exceptions.HTTPError | OSError | TimeoutError):
-        return MemberProblem("Unreachable", f"{name}'s API server does not answer: {text[:300]}", immediate=False)
-    return MemberProblem("HeartbeatFailed", f"{type(exc).__name__}: {text[:300]}", immediate=False)
+            return MemberProblem("Forbidden", f"{name} forbids the operator: {short_reason(exc)}", immediate=False)
+        return MemberProblem("APIError", f"{name} answered {short_reason(exc)}", immediate=False)
+    reason = short_reason(exc)
+    if reason.startswith("TLS"):
+        return MemberProblem("TLSError", f"{name}: {reason}", immediate=False)
+    return MemberProblem("Unreachable", f"{name}: {reason}", immediate=False)
 
 
 def capacity_of(inventory: Inventory) -> list[AcceleratorCapacity]:
@@ -160,12 +163,14 @@ class MemberRegistry:
         host: ClusterClient,
         include_local: bool = True,
         failure_threshold: int = 3,
-        request_timeout: float = REQUEST_TIMEOUT,
+        request_timeout: float = DEFAULT_MEMBER_TIMEOUT,
         accelerators: AcceleratorTable | None = None,
         inventories: InventoryCache | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        user_agent: str | None = None,
     ):
         self.host = host
+        self.user_agent = user_agent
         self.include_local = include_local
         self.failure_threshold = failure_threshold
         self.request_timeout = request_timeout
@@ -220,8 +225,11 @@ class MemberRegistry:
         return changed
 
     def _beat(self, name: str, body: dict[str, Any]) -> bool:
+        # A copy, changed here and put back whole by _record: readers on other threads see the member as it
+        # was or as it is, never half-updated.
         with self._lock:
-            member = self._members.get(name) or Member(name=name)
+            held = self._members.get(name)
+        member = replace(held) if held is not None else Member(name=name)
         current = MemberClusterStatus.model_validate(body.get("status") or {})
         if member.since is None:  # first sight after a restart: continue from what the API server holds
             ready_cond = next((c for c in current.conditions if c.type == READY), None)
@@ -243,7 +251,8 @@ class MemberRegistry:
             nodes, pods = member.client.nodes(), member.client.device_pods()
         except MemberProblem as problem:
             return self._record(member, body, current, problem)
-        except Exception as exc:
+        except UNREACHABLE as exc:
+            logger.debug("member %s: heartbeat failed", name, exc_info=exc)
             return self._record(member, body, current, classify(exc, name))
         return self._record(member, body, current, None, capacity_of(self.inventories.inventory(name, nodes, pods)))
 
@@ -280,7 +289,9 @@ class MemberRegistry:
             raise MemberProblem(
                 "KubeconfigInvalid", f"Secret {ref.namespace}/{ref.name} key {ref.key} is not base64"
             ) from None
-        api = client_from_kubeconfig(text, member.name)
+        api = client_from_kubeconfig(
+            text, member.name, request_timeout=self.request_timeout, user_agent=self.user_agent
+        )
         member.client = ClusterClient(member.name, api, request_timeout=self.request_timeout)
         member.secret_version = version
 
@@ -330,8 +341,8 @@ class MemberRegistry:
                 self.host.patch_member_status(member.name, new_doc)
                 for type_, reason, message in condition_events(current.conditions, conditions):
                     self.host.event(body, type_, reason, message)
-            except ApiException as exc:
-                logger.warning("member %s: status not written: %s", member.name, exc.reason)
+            except UNREACHABLE as exc:
+                logger.warning("member %s: status not written: %s", member.name, short_reason(exc))
         member.status = new
         with self._lock:
             self._members[member.name] = member
@@ -388,7 +399,7 @@ def join(
     labels: dict[str, str] | None = None,
     namespace: str = SECRET_NAMESPACE,
     verify: bool = True,
-    request_timeout: float = REQUEST_TIMEOUT,
+    request_timeout: float = DEFAULT_MEMBER_TIMEOUT,
 ) -> dict[str, Any]:
     """Create (or update) the member's kubeconfig Secret and its MemberCluster on the host, as `karmadactl join`
     does; with `verify`, the member's API server must answer with these credentials first."""
@@ -399,7 +410,7 @@ def join(
         api = client_from_kubeconfig(text, name)
         try:
             client.VersionApi(api).get_code(_request_timeout=request_timeout)
-        except Exception as exc:
+        except UNREACHABLE as exc:
             raise classify(exc, name) from None
     secret_name = f"member-{name}"
     host.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})

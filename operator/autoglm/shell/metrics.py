@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 
 @dataclass
@@ -35,6 +35,17 @@ class OperatorMetrics:
         )
         self.inventory_changes = Counter(
             "autoglm_inventory_changes_total", "Node and runtime changes seen.", ["kind"], registry=self.registry
+        )
+        self.leader = Gauge(
+            "autoglm_leader", "1 while this process holds the Lease (or runs without election).", registry=self.registry
+        )
+        self.queue_depth = Gauge(
+            "autoglm_workqueue_depth",
+            "Keys waiting for a worker (not those held back by a backoff).",
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "autoglm_workqueue_retries_total", "Keys put back on the queue after a failure.", registry=self.registry
         )
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:

@@ -240,10 +240,9 @@ class ForecastScaler:
         return Tick(forecast, (ConditionStatus.FALSE, reason, f"{why}; holding the floor at {held}"))
 
 
-def forecast_status_patch(status: ModelDeploymentStatus, tick: Tick, generation: int | None, now: datetime) -> Manifest:
-    """The status fields a tick changes (forecast and the Forecasting condition), as a merge patch."""
+def forecast_status(status: ModelDeploymentStatus, tick: Tick, generation: int | None, now: datetime) -> Manifest:
+    """The whole status with what a tick changes (status.forecast and the Forecasting condition) replaced."""
     s, reason, message = tick.condition
     conditions = set_condition(list(status.conditions), FORECASTING, s, reason, message, generation, now)
     changed = status.model_copy(update={"forecast": tick.forecast, "conditions": conditions})
-    doc = changed.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return {"forecast": doc.get("forecast"), "conditions": doc.get("conditions", [])}
+    return changed.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,84 @@
+"""`autoglm run` as a process: probes, leader election, then the controller until a signal; controller-runtime's
+manager in small.
+
+With leader election, nothing but the probes and the Lease runs until this process holds the Lease; then kopf's
+watches, the workers and every loop start. A leader that loses the Lease exits at once (status 1, as
+controller-runtime's manager does): its workers may be in the middle of writes, and a new process starts clean
+as a standby. A clean stop (SIGTERM, SIGINT) stops the controller first and then releases the Lease, so a standby
+takes over within its retry period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+
+from autoglm.shell.controllers import OperatorContext, run_kopf
+from autoglm.shell.health import HealthServer
+from autoglm.shell.leader import LeaderElector
+
+LOST_EXIT_STATUS = 1
+logger = logging.getLogger(__name__)
+
+
+def serve(
+    context: OperatorContext,
+    namespaces: list[str],
+    elector: LeaderElector | None = None,
+    health_url: str | None = None,
+) -> int:
+    """Run until stopped; the process's exit status."""
+    running = threading.Event()
+
+    def readiness() -> tuple[bool, str]:
+        if elector is not None and not elector.leading:
+            return False, elector.describe()
+        return running.is_set(), elector.describe() if elector else "reconciling"
+
+    health = HealthServer(health_url, readiness) if health_url else None
+    context.metrics.leader.set(0)
+    keep_stop = threading.Event()
+    try:
+        if elector is not None and not _wait_for_lease(elector):
+            return 0
+        context.metrics.leader.set(1)
+        if elector is not None:
+            threading.Thread(target=elector.keep, args=(keep_stop, _lost), name="autoglm-lease", daemon=True).start()
+        running.set()
+        asyncio.run(run_kopf(context, namespaces))
+    finally:
+        running.clear()
+        keep_stop.set()
+        context.metrics.leader.set(0)
+        if elector is not None:
+            elector.release()
+        if health is not None:
+            health.stop()
+    return 0
+
+
+def _wait_for_lease(elector: LeaderElector) -> bool:
+    """Block until this process holds the Lease; False when a signal asked it to stop first."""
+    stop = threading.Event()
+
+    def stop_waiting(signum: int, _: FrameType | None) -> None:
+        logger.info("leader election: stopped by signal %d while waiting for the Lease", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, stop_waiting) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return elector.acquire(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _lost(reason: str) -> None:
+    """The Lease is lost: stop all work at once, as controller-runtime does, by ending the process."""
+    logger.critical("leader election lost: %s; exiting", reason)
+    logging.shutdown()
+    os._exit(LOST_EXIT_STATUS)

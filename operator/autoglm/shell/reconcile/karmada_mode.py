@@ -1,0 +1,160 @@
+"""Karmada mode: the deployment's template, PropagationPolicy and OverridePolicies go to the Karmada API server;
+conversions and endpoints are read from the members through Karmada's cluster proxy; readiness comes back from
+the ResourceBindings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from autoglm.core.karmada import (
+    OPTIONAL_KINDS,
+    WORK_GROUP,
+    MemberPart,
+    binding_name,
+    member_status,
+    propagation_objects,
+    shared_objects,
+    shared_policy,
+)
+from autoglm.core.placement import MemberShare
+from autoglm.core.render import LABEL_CACHE_KEY, dns_label, drifted
+from autoglm.core.status import ConversionState, MemberOutcome, Observed
+from autoglm.shell.clusters import service_endpoint
+from autoglm.shell.problems import UNREACHABLE, short_reason
+from autoglm.shell.reconcile.conversion import job_state
+from autoglm.shell.reconcile.request import ARTIFACT_FINALIZER, Request, ref
+
+if TYPE_CHECKING:
+    from autoglm.shell.reconcile.reconciler import Reconciler
+
+logger = logging.getLogger(__name__)
+
+
+def propagate(r: Reconciler, req: Request, shares: Sequence[MemberShare], digest: str) -> list[MemberOutcome]:
+    """Karmada mode: convert where needed, write the template, policies and overrides to the Karmada API
+    server, and read each member's readiness back from the ResourceBindings."""
+    md, namespace, name = req.md, req.namespace, req.md.metadata.name
+    karmada = r.cluster
+    parts: list[MemberPart] = []
+    conversions: dict[str, list[ConversionState]] = {}
+    for share in shares:
+        assert share.plan is not None
+        conversions[share.name] = member_conversions(r, req, share)
+        states = conversions[share.name]
+        if all(c.phase == "Succeeded" for c in states):
+            parts.append(MemberPart(share.name, share.plan))
+    rendered = propagation_objects(md, parts, req.runtimes, optional_kinds(r, parts))
+    owned = karmada.owned(namespace, name) if req.current.plan_hash or req.current.clusters else []
+    live = {(o["kind"], o["metadata"]["name"]): o for o in owned}
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered}
+    same = req.current.inputs_hash == digest and req.current.observed_generation == req.generation
+    for obj in rendered:
+        key = (obj["kind"], obj["metadata"]["name"])
+        if not same or key not in live or drifted(obj, live[key], rendered):
+            karmada.apply(obj)
+            req.applied.append(ref(obj))
+    for key, obj in live.items():
+        if key not in wanted:
+            karmada.delete(obj)
+            req.deleted.append(ref(obj))
+    bindings = {
+        obj["metadata"]["name"]: karmada.get(
+            f"{WORK_GROUP}/v1alpha2",
+            "ResourceBinding",
+            binding_name(obj["kind"], obj["metadata"]["name"]),
+            namespace,
+        )
+        for obj in rendered
+        if obj["kind"] in ("Deployment", "StatefulSet")
+    }
+    outcomes = []
+    for share in shares:
+        part = next((p for p in parts if p.cluster == share.name), None)
+        ready, replicas, errors = 0, 0, []
+        for obj in rendered:
+            if obj["kind"] not in ("Deployment", "StatefulSet") or part is None:
+                continue
+            seen = member_status(bindings.get(obj["metadata"]["name"])).get(share.name)
+            if seen is None:
+                continue
+            got_ready, got, applied = seen
+            if not applied:
+                errors.append(f"did not apply {obj['kind']}/{obj['metadata']['name']} (its Karmada binding says)")
+            if obj["kind"] == "Deployment":
+                ready, replicas = ready + got_ready, replicas + got
+            else:
+                replicas += 1
+                ready += int(got > 0 and got_ready >= got)
+        address = endpoint(r, req, share.name) if part is not None else None
+        outcomes.append(
+            MemberOutcome(
+                share.name,
+                plan=share.plan,
+                observed=Observed(ready, replicas, conversions[share.name], address),
+                error="; ".join(errors) or None,
+            )
+        )
+    return outcomes
+
+
+def optional_kinds(r: Reconciler, parts: Sequence[MemberPart]) -> dict[str, set[tuple[str, str]]]:
+    """Karmada mode: member -> the optional kinds (InferencePool, PodMonitor) both the Karmada API server,
+    which keeps the template, and the member, asked through the cluster proxy, serve. An unreachable
+    member serves none this pass (the kind's object leaves it, and comes back with it)."""
+    stored = {k for k in OPTIONAL_KINDS if r.cluster.has_kind(*k)}
+    served: dict[str, set[tuple[str, str]]] = {}
+    for part in parts if stored else ():
+        member = r.member_client(part.cluster)
+        if member is None:
+            continue
+        try:
+            served[part.cluster] = {k for k in stored if member.has_kind(*k)}
+        except UNREACHABLE as exc:  # discovery through the proxy failed: as unreachable, for this pass
+            logger.debug("member %s: discovery failed: %s", part.cluster, short_reason(exc))
+    return served
+
+
+def endpoint(r: Reconciler, req: Request, member_name: str) -> str | None:
+    """Karmada mode: a LoadBalancer Service's address, read from the member through the cluster proxy (a
+    ClusterIP Service is not reachable from where the Karmada API server's clients are: no read)."""
+    if req.md.spec.expose.service.type != "LoadBalancer":
+        return None
+    member = r.member_client(member_name)
+    if member is None:
+        return None
+    try:
+        service = member.get("v1", "Service", dns_label(req.md.metadata.name), req.namespace)
+    except UNREACHABLE as exc:  # the member unreachable now: no endpoint this pass, not a failed reconcile
+        logger.debug("member %s: reading the Service failed: %s", member_name, short_reason(exc))
+        return None
+    return service_endpoint([service] if service else [], on_host=False)
+
+
+def member_conversions(r: Reconciler, req: Request, share: MemberShare) -> list[ConversionState]:
+    """Karmada mode: the member's conversion Jobs and cache go to it by shared policies (the union of the
+    members every deployment needs them on); their state is read from the member through the proxy."""
+    assert share.plan is not None
+    shared = shared_objects(req.md, [MemberPart(share.name, share.plan)], req.cache_bytes)
+    if any(obj["kind"] == "Job" for obj, _ in shared):
+        r.hold_finalizer(req, ARTIFACT_FINALIZER)
+    states = []
+    member = r.member_client(share.name)
+    for obj, clusters in shared:
+        policy = shared_policy(obj, clusters)
+        existing = r.cluster.get(policy["apiVersion"], "PropagationPolicy", policy["metadata"]["name"], req.namespace)
+        have = set(
+            ((existing or {}).get("spec") or {}).get("placement", {}).get("clusterAffinity", {}).get("clusterNames")
+            or []
+        )
+        if existing is None or not set(clusters) <= have:
+            policy["spec"]["placement"]["clusterAffinity"]["clusterNames"] = sorted(have | set(clusters))
+            r.cluster.ensure(obj)
+            r.cluster.apply(policy)
+            req.applied.append(ref(policy))
+        if obj["kind"] == "Job":
+            job = member.get("batch/v1", "Job", obj["metadata"]["name"], req.namespace) if member else None
+            key = obj["metadata"]["labels"][LABEL_CACHE_KEY]
+            states.append(job_state(job, obj["metadata"]["name"], key))
+    return states

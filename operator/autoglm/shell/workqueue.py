@@ -1,0 +1,189 @@
+"""A rate-limited, de-duplicating queue of object keys: client-go's workqueue, as every controller-runtime
+controller uses it, and the only way a reconcile is asked for in this operator.
+
+- A key added while it waits runs once (events, resyncs and retries of one object collapse).
+- A key is never handed to two workers at once: one added while a worker holds it is handed out again when
+  that worker is `done` with it, so one object's reconciles are serialized while unrelated objects never wait
+  on each other (no striped locks).
+- `add_after` holds a key back for a while (a requeue-after); the earliest of several delays wins.
+- `add_rate_limited` is a retry after a failure: per key, the delay doubles from `base_delay` up to `max_delay`
+  with jitter (so a thousand objects failing together do not retry together), and an overall token bucket
+  bounds retries of all keys together; `forget` clears a key's failures once it succeeds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+# Workers taking keys off one queue: reconciles mostly wait on API servers (the slowest writes, a Service's
+# ClusterIP, land after the reconcile), so a burst of creates is served side by side.
+DEFAULT_WORKERS = 16
+
+
+class TokenBucket:
+    """`qps` tokens a second, at most `burst` saved up; `reserve` says how long until the token it takes."""
+
+    def __init__(self, qps: float, burst: int, clock: Callable[[], float]):
+        self.qps, self.burst, self.clock = qps, burst, clock
+        self._tokens = float(burst)
+        self._at = clock()
+
+    def reserve(self) -> float:
+        now = self.clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.qps)
+        self._at = now
+        self._tokens -= 1.0
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.qps
+
+
+class WorkQueue(Generic[K]):
+    def __init__(
+        self,
+        base_delay: float = 0.5,
+        max_delay: float = 300.0,
+        jitter: float = 0.2,
+        qps: float = 10.0,
+        burst: int = 100,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ):
+        self.base_delay, self.max_delay, self.jitter = base_delay, max_delay, jitter
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._bucket = TokenBucket(qps, burst, clock)
+        self._cond = threading.Condition()
+        self._queue: deque[K] = deque()
+        self._dirty: set[K] = set()  # queued, or to be queued again when its worker is done
+        self._processing: set[K] = set()
+        self._waiting: list[tuple[float, int, K]] = []  # (due, tie-breaker, key): a heap
+        self._due: dict[K, float] = {}  # the earliest due time of each waiting key
+        self._seq = itertools.count()
+        self._failures: dict[K, int] = {}
+        self._shutting_down = False
+
+    # --- adding ------------------------------------------------------------------------------------------
+
+    def add(self, key: K) -> None:
+        with self._cond:
+            self._add(key)
+
+    def _add(self, key: K) -> None:
+        if self._shutting_down or key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
+            self._queue.append(key)
+            self._cond.notify()
+
+    def add_after(self, key: K, delay: float) -> None:
+        """Add the key once `delay` seconds have passed (at once when it is not positive)."""
+        with self._cond:
+            if delay <= 0:
+                self._add(key)
+                return
+            due = self._clock() + delay
+            if self._due.get(key, float("inf")) <= due:
+                return
+            self._due[key] = due
+            heapq.heappush(self._waiting, (due, next(self._seq), key))
+            self._cond.notify()
+
+    def add_rate_limited(self, key: K) -> float:
+        """Add the key after its backoff (doubling per failure, with jitter) or the bucket's wait, whichever is
+        longer; returns that delay."""
+        with self._cond:
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+            backoff = min(self.max_delay, self.base_delay * 2.0**failures)
+            backoff = min(self.max_delay, backoff * (1.0 + self.jitter * self._rng.random()))
+            delay = max(backoff, self._bucket.reserve())
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: K) -> None:
+        """The key succeeded: its next failure starts the backoff from the beginning."""
+        with self._cond:
+            self._failures.pop(key, None)
+
+    def failures(self, key: K) -> int:
+        with self._cond:
+            return self._failures.get(key, 0)
+
+    # --- taking ------------------------------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None) -> K | None:
+        """The next key, which the caller must hand back with `done`; None when shut down (or on timeout)."""
+        deadline = None if timeout is None else self._clock() + timeout
+        with self._cond:
+            while True:
+                self._release_due()
+                if self._queue:
+                    key = self._queue.popleft()
+                    self._processing.add(key)
+                    self._dirty.discard(key)
+                    return key
+                if self._shutting_down:
+                    return None
+                wait = self._waiting[0][0] - self._clock() if self._waiting else None
+                if deadline is not None:
+                    left = deadline - self._clock()
+                    if left <= 0:
+                        return None
+                    wait = left if wait is None else min(wait, left)
+                self._cond.wait(None if wait is None else max(0.0, wait))
+
+    def _release_due(self) -> None:
+        now = self._clock()
+        while self._waiting and self._waiting[0][0] <= now:
+            due, _, key = heapq.heappop(self._waiting)
+            if self._due.get(key) == due:
+                del self._due[key]
+                self._add(key)
+
+    def done(self, key: K) -> None:
+        with self._cond:
+            self._processing.discard(key)
+            if key in self._dirty:
+                self._queue.append(key)
+                self._cond.notify()
+
+    # --- lifecycle and metrics ---------------------------------------------------------------------------
+
+    def shut_down(self) -> None:
+        """Workers get None from now on (what they hold, they finish); keys still queued or waiting are dropped,
+        as nothing is added any more: the next leader lists every object again."""
+        with self._cond:
+            self._shutting_down = True
+            self._queue.clear()
+            self._dirty.clear()
+            self._waiting.clear()
+            self._due.clear()
+            self._cond.notify_all()
+
+    def drop(self, key: K) -> None:
+        """Forget everything about a key that no longer exists (its failures and any delayed add)."""
+        with self._cond:
+            self._failures.pop(key, None)
+            self._due.pop(key, None)
+
+    def depth(self) -> int:
+        """Keys ready to be handed out now."""
+        with self._cond:
+            return len(self._queue)
+
+    def waiting(self) -> int:
+        """Keys held back by add_after or a backoff."""
+        with self._cond:
+            return len(self._due)
+
+    def busy(self) -> int:
+        with self._cond:
+            return len(self._processing)
