@@ -81,8 +81,14 @@ def test_bad_spec_gets_condition_and_event(api: client.ApiClient, namespace: str
     _create(api, namespace, "bad", model={"name": "no-such-model"})
     planned = eventually(lambda: _condition(api, namespace, "bad", "Planned"))
     assert planned["reason"] == "InvalidSpec"
-    events = client.CoreV1Api(api).list_namespaced_event(namespace).items
-    assert any(e.involved_object.name == "bad" and e.reason == "InvalidSpec" for e in events)
+    # Events are posted after the status, in the background, as client-go's recorder does.
+    eventually(
+        lambda: any(
+            e.involved_object.name == "bad" and e.reason == "InvalidSpec"
+            for e in client.CoreV1Api(api).list_namespaced_event(namespace).items
+        ),
+        timeout=30,
+    )
 
 
 def test_delete_cascades(api: client.ApiClient, namespace: str) -> None:
