@@ -234,6 +234,18 @@ def test_forecast_ticks_fall_a_quarter_interval_past_the_clocks_multiples() -> N
     assert OperatorContext._until_next_tick(context, 135.0) == pytest.approx(60.0)  # type: ignore[arg-type]
 
 
+def test_a_late_refit_knows_how_many_steps_past_its_boundary_it_runs() -> None:
+    from autoglm.core.forecast.decision import refit_lateness
+
+    # Refits every 15 minutes of one-minute steps: the step at :15 is timely, the one at :17 two steps late.
+    assert refit_lateness(15 * 60, 900, 60) == 0
+    assert refit_lateness(17 * 60, 900, 60) == 2
+    assert refit_lateness(29 * 60, 900, 60) == 14
+    # Steps off the boundary (a grid that starts 30 s in): the first step past it is timely.
+    assert refit_lateness(15 * 60 + 30, 900, 60) == 0
+    assert refit_lateness(16 * 60 + 30, 900, 60) == 1
+
+
 def test_capacity_per_replica_comes_from_the_measured_profile_at_the_latency_targets() -> None:
     """The H100 profile committed in benchmarks/results: TTFT <= 1 s and ITL <= 100 ms hold up to 32 sequences
     (64 takes 1.19 s to the first token); an explicit capacityPerReplica still wins, and without either the

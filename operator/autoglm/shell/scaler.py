@@ -8,6 +8,7 @@ restart never drops the floor early. Prometheus unreachable or stale: the floor 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -25,6 +26,7 @@ from autoglm.core.forecast.decision import (
     lead_seconds,
     predictive_replicas,
     reactive_replicas,
+    refit_lateness,
     stabilized,
 )
 from autoglm.core.forecast.features import Horizon, table
@@ -42,6 +44,7 @@ SELECT_SECONDS = 86400.0
 # A newest sample older than this is stale: the deployment's metrics stopped arriving.
 STALE_SECONDS = 300.0
 DEFAULT_LEAD_SECONDS = 300.0
+logger = logging.getLogger(__name__)
 # Samples re-read on each tick (late scrapes land a little behind the newest step).
 OVERLAP_STEPS = 5
 
@@ -145,12 +148,8 @@ class ForecastScaler:
         )
         data = table(values, horizon)
         clock = self._stands_for(history.end)  # the newest step's: a refit comes with the first step past a boundary
-        if clock - memory.selected_at >= SELECT_SECONDS or memory.choice is None:
-            selection = select_predictor(data, QUANTILE)
-            memory.choice, memory.why, memory.selected_at = selection.name, selection.reason, clock
-        due = clock // self.refit_seconds != memory.fitted_at // self.refit_seconds
-        if memory.choice is not None and (due or memory.fitted is None):
-            memory.fitted, memory.fitted_at = fit_predictor(memory.choice, data, QUANTILE), clock
+        if memory.fitted is None or clock // self.refit_seconds != memory.fitted_at // self.refit_seconds:
+            self._refit(memory, values, horizon, clock)
         capacity = capacity_per_replica(spec)
         rule = ScalingRule(
             capacity,
@@ -195,6 +194,24 @@ class ForecastScaler:
                 f"{model}: peak {upper:.4g} expected in {lead:.0f} s, floor {floor} ({memory.why})",
             )
         return Tick(forecast, condition, event)
+
+    def _refit(self, memory: _Memory, values: np.ndarray, horizon: Horizon, clock: float) -> None:
+        """Choose (at most daily) and fit the predictor on what was known at the step the refit fell due: the first
+        step past the refit boundary. A tick that comes late (the one before it ran long, the operator was busy)
+        fits on the same rows as a timely one, as every replica and the simulator do, not on a step or two more."""
+        trace_step = self.step * self.compression
+        late = (
+            0 if memory.fitted is None else min(len(values) - 1, refit_lateness(clock, self.refit_seconds, trace_step))
+        )
+        known = table(values[: len(values) - late], horizon) if late else table(values, horizon)
+        at = clock - late * trace_step
+        if memory.choice is None or at - memory.selected_at >= SELECT_SECONDS:
+            selection = select_predictor(known, QUANTILE)
+            memory.choice, memory.why, memory.selected_at = selection.name, selection.reason, at
+        if memory.choice is not None:
+            memory.fitted, memory.fitted_at = fit_predictor(memory.choice, known, QUANTILE), at
+        if late:
+            logger.info("forecast: refit %d steps late, on the rows known when it fell due", late)
 
     def _stands_for(self, stamp: float) -> float:
         """The (trace) time of the step a value read at `stamp` stands for: the step ending there, as a gauge

@@ -153,3 +153,10 @@ def forecast_enabled(body: Mapping[str, Any]) -> bool:
     """Whether a ModelDeployment, as raw JSON (unvalidated), asks for forecasting."""
     forecast = ((body.get("spec") or {}).get("autoscaling") or {}).get("forecast") or {}
     return bool(forecast.get("enabled"))
+
+
+def refit_lateness(clock: float, refit_seconds: float, step_seconds: float) -> int:
+    """How many steps after the first step past its boundary a refit runs, for a refit made at the step of time
+    `clock` (steps lie on a grid): 0 for a timely one. Refits fall on the clock's multiples of `refit_seconds`."""
+    boundary = clock // refit_seconds * refit_seconds
+    return math.floor((clock - boundary) / step_seconds + 1e-9)
