@@ -20,7 +20,7 @@ LABEL = "autoglm.io/modeldeployment"
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = 100
-    settings.execution.max_workers = 8
+    settings.execution.max_workers = 16  # as many as autoglm run --workers by default
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="peer.autoglm.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="peer.autoglm.io", key="last-handled-configuration"

@@ -369,7 +369,7 @@ def test_the_argo_cd_health_check_reads_the_statuses_the_operator_wrote() -> Non
     assert healthy and all(m.endswith("replicas ready") for m in healthy)
     converting = [m for (s, m), o in verdicts["trt"] if _reason(o, "Converted") == "Converting"]
     assert converting == [m for (s, m), o in verdicts["trt"] if s == "Progressing" and "Job" in m] and converting
-    member_down = [m for (s, m), o in verdicts["chat"] if s == "Degraded" and "member: Unreachable" in m]
+    member_down = [m for (s, m), o in verdicts["chat"] if s == "Degraded" and "member unreachable" in m]
     assert member_down, "\n".join(f"{s}: {m[:160]}" for (s, m), _ in verdicts["chat"])
     status, message = verdicts["nowhere"][-1][0]
     assert status == "Degraded" and message.startswith("Unplaceable: ")

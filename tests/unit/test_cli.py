@@ -251,3 +251,17 @@ def test_render_of_a_deployment_that_cannot_be_placed_exits_1_with_the_reason() 
     )
     assert result.exit_code == 1
     assert "cannot be placed" in result.output
+
+
+def test_leader_election_outside_a_pod_asks_for_the_leases_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    monkeypatch.delenv("AUTOGLM_LEADER_ELECTION_NAMESPACE", raising=False)
+    result = CliRunner().invoke(app, ["run", "--leader-elect", "--kubeconfig", "/nonexistent", "--metrics-port", "0"])
+    assert result.exit_code == 2
+    assert "--leader-election-namespace is required outside a pod" in result.output
+
+
+def test_leader_election_timings_must_nest(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["run", "--leader-elect", "--leader-election-namespace", "ops", "--kubeconfig", "/nonexistent"]
+    result = CliRunner().invoke(app, [*args, "--leader-election-renew-deadline", "20", "--metrics-port", "0"])
+    assert result.exit_code == 2 and "lease duration > renew deadline > retry period" in result.output

@@ -137,3 +137,13 @@ def test_the_forecasting_condition_and_status_are_the_scalers_and_go_when_foreca
     assert kept.forecast == ForecastStatus(floor=4) and "Forecasting" in [c.type for c in kept.conditions]
     off = desired_status(scaled, 2, fleet, T1)
     assert off.forecast is None and "Forecasting" not in [c.type for c in off.conditions]
+
+
+def test_an_invalid_spec_keeps_the_artifacts_in_use_so_deletion_still_releases_them() -> None:
+    # What ran keeps running (an invalid spec changes nothing on the members) and keeps using its artifacts.
+    before = desired_status(None, 1, _local(_plan()), T0).model_copy(update={"artifacts": ["glm-trt-bf16-sm90"]})
+    invalid = desired_status(before, 2, None, T1, invalid="spec.placement.weights: every weight is 0")
+    assert invalid.artifacts == ["glm-trt-bf16-sm90"]
+    assert next(c for c in invalid.conditions if c.type == "Planned").reason == "InvalidSpec"
+    # A valid plan again says what it uses now.
+    assert desired_status(invalid, 3, _local(_plan()), T1).artifacts == []

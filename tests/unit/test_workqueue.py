@@ -6,7 +6,7 @@ import random
 import threading
 import time
 
-from autoglm.shell.workqueue import TokenBucket, WorkQueue
+from autoglm.shell.workqueue import LOW, TokenBucket, WorkQueue
 
 
 def test_a_key_added_twice_before_it_is_taken_runs_once() -> None:
@@ -123,3 +123,25 @@ def test_drop_cancels_a_delayed_add() -> None:
     queue.add_rate_limited("gone")
     queue.drop("gone")
     assert queue.get(0.2) is None and queue.failures("gone") == 0
+
+
+def test_a_change_goes_before_a_resync_pass_and_a_low_key_asked_for_again_moves_up() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    for key in ("r1", "r2", "r3"):
+        queue.add(key, LOW)  # a resync pass over everything
+    queue.add("new")  # a create meanwhile
+    queue.add("r3")  # an event of an object the pass had queued too
+    queue.add("r1", LOW)  # asked for again by the next pass: stays where it is
+    assert [queue.get(0) for _ in range(5)] == ["new", "r3", "r1", "r2", None]
+
+
+def test_a_low_key_added_while_it_runs_comes_back_at_its_priority() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a", LOW)
+    assert queue.get(0) == "a"
+    queue.add("a", LOW)
+    queue.add("b", LOW)
+    queue.add("c")
+    queue.done("a")
+    assert [queue.get(0), queue.get(0), queue.get(0)] == ["c", "b", "a"]
+    assert queue.depth() == 0

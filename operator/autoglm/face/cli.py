@@ -514,9 +514,6 @@ def run(
     them on the member clusters (the host is member `local` unless --no-local); with --prometheus-url, scale
     deployments with forecasting on ahead of their predicted load. With --leader-elect, one process of several
     reconciles at a time."""
-    import faulthandler
-    import signal
-
     import kopf
 
     from autoglm.shell.controllers import OperatorContext
@@ -524,8 +521,6 @@ def run(
     from autoglm.shell.leader import LeaderElector, LeaseSettings, default_identity
     from autoglm.shell.process import serve
 
-    # `kill -USR1 PID` prints every thread's stack to stderr (a stuck operator says where it is stuck).
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
     identity = default_identity()
     settings = None
     if leader_elect:

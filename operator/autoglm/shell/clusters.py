@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,8 @@ NODES_SETTLE_SECONDS = 1.0
 # Connections kept open per API server: reconcile workers, their side-by-side applies, watches and Events
 # (the client's default, 5 per core, makes a busy operator open and drop TLS connections all the time).
 CONNECTIONS = 64
+# Reads of one reconcile that do not depend on each other (the lists of each owned kind) run side by side here.
+_READS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="autoglm-read")
 EVENT_QUEUE = 1000  # Events waiting to be posted; past this they are dropped (an API server that slow has worse)
 # Kinds the operator owns per ModelDeployment, for pruning what a new plan no longer renders.
 # How long `ensure` trusts that an object it found or created is still there.
@@ -221,21 +224,24 @@ class ClusterClient:
         return found
 
     def owned(self, namespace: str, md_name: str) -> list[Manifest]:
-        """Objects labelled as rendered for this ModelDeployment."""
+        """Objects labelled as rendered for this ModelDeployment: one list per kind the cluster serves, side by side
+        (a reconcile waits for one round trip, not for one per kind)."""
+        served = [(key, r) for key in OWNED_KINDS if (r := self._resource(*key)) is not None]
+        selector = f"{LABEL_DEPLOYMENT}={md_name}"
+        lists = [
+            (key, _READS.submit(resource.get, namespace=namespace, label_selector=selector, **self.timeout))
+            for key, resource in served
+        ]
         found: list[Manifest] = []
-        for api_version, kind in OWNED_KINDS:
-            resource = self._resource(api_version, kind)
-            if resource is None:
-                continue
-            selector = f"{LABEL_DEPLOYMENT}={md_name}"
+        for key, listed in lists:
             try:
-                items = resource.get(namespace=namespace, label_selector=selector, **self.timeout).items
+                items = listed.result().items
             except ApiException as exc:
                 if exc.status != 404:
                     raise
                 # The kind's CRD was removed since discovery: unserved now (asked again later), nothing owned.
                 with self._discovery_lock:
-                    self._resources[(api_version, kind)] = (None, time.monotonic())
+                    self._resources[key] = (None, time.monotonic())
                 continue
             found += [item.to_dict() for item in items]
         return found

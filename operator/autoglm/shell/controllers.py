@@ -56,7 +56,7 @@ from autoglm.shell.metrics import OperatorMetrics
 from autoglm.shell.problems import UNREACHABLE, short_reason
 from autoglm.shell.reconcile import DeferredApplyStuck, ObjectGone, Outcome, Reconciler
 from autoglm.shell.store import ObjectStore, key_of
-from autoglm.shell.workqueue import DEFAULT_WORKERS, WorkQueue
+from autoglm.shell.workqueue import DEFAULT_WORKERS, LOW, NORMAL, WorkQueue
 
 MD = (API_GROUP, API_VERSION, "modeldeployments")
 RUNTIMES = (API_GROUP, API_VERSION, "backendruntimes")
@@ -202,11 +202,13 @@ class OperatorContext:
             return
         held, kept = self.store.put(body)
         if kept and (held is None or _asks_for_reconcile(held, body)):
-            self.queue.add(key)
+            # The initial list (a start, a new leader) is a resync of everything; a change is news.
+            self.queue.add(key, LOW if event is None else NORMAL)
 
     def enqueue_all(self) -> None:
+        """Every deployment, behind whatever a change of its own asked for (low priority)."""
         for namespace, name in self.store.known():
-            self.queue.add(ObjectKey(DEPLOYMENT, namespace, name))
+            self.queue.add(ObjectKey(DEPLOYMENT, namespace, name), LOW)
 
     def runtime_observed(self, name: str) -> None:
         self.reconciler.cluster.invalidate()

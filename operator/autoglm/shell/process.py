@@ -11,6 +11,8 @@ takes over within its retry period.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import io
 import logging
 import os
 import signal
@@ -32,6 +34,7 @@ def serve(
     health_url: str | None = None,
 ) -> int:
     """Run until stopped; the process's exit status."""
+    _dump_stacks_on_usr1()
     running = threading.Event()
 
     def readiness() -> tuple[bool, str]:
@@ -59,6 +62,14 @@ def serve(
         if health is not None:
             health.stop()
     return 0
+
+
+def _dump_stacks_on_usr1() -> None:
+    """`kill -USR1 PID` prints every thread's stack to stderr: a stuck operator says where it is stuck."""
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except io.UnsupportedOperation:  # stderr is no file (the process runs embedded, e.g. under a test runner)
+        logger.debug("no stack dumps on SIGUSR1: stderr is not a file")
 
 
 def _wait_for_lease(elector: LeaderElector) -> bool:

@@ -2,6 +2,10 @@
 controller uses it, and the only way a reconcile is asked for in this operator.
 
 - A key added while it waits runs once (events, resyncs and retries of one object collapse).
+- Two priorities, as controller-runtime's priority queue has: what a watch event, a retry or a forecast tick asks
+  for is handed out before what a periodic resync or a fleet-wide change asks for (LOW), so a new or changed
+  object never waits behind a pass over a thousand unchanged ones. A low key added again at normal priority
+  moves up.
 - A key is never handed to two workers at once: one added while a worker holds it is handed out again when
   that worker is `done` with it, so one object's reconciles are serialized while unrelated objects never wait
   on each other (no striped locks).
@@ -23,6 +27,7 @@ from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+NORMAL, LOW = 0, 1
 # Workers taking keys off one queue: reconciles mostly wait on API servers (the slowest writes, a Service's
 # ClusterIP, land after the reconcile), so a burst of creates is served side by side.
 DEFAULT_WORKERS = 16
@@ -60,8 +65,9 @@ class WorkQueue(Generic[K]):
         self._rng = rng or random.Random()
         self._bucket = TokenBucket(qps, burst, clock)
         self._cond = threading.Condition()
-        self._queue: deque[K] = deque()
-        self._dirty: set[K] = set()  # queued, or to be queued again when its worker is done
+        # One FIFO per priority; a key moved up stays behind in the low one, skipped when its turn comes.
+        self._queues: tuple[deque[K], deque[K]] = (deque(), deque())
+        self._dirty: dict[K, int] = {}  # queued (or to be queued again when its worker is done) -> its priority
         self._processing: set[K] = set()
         self._waiting: list[tuple[float, int, K]] = []  # (due, tie-breaker, key): a heap
         self._due: dict[K, float] = {}  # the earliest due time of each waiting key
@@ -71,16 +77,19 @@ class WorkQueue(Generic[K]):
 
     # --- adding ------------------------------------------------------------------------------------------
 
-    def add(self, key: K) -> None:
+    def add(self, key: K, priority: int = NORMAL) -> None:
         with self._cond:
-            self._add(key)
+            self._add(key, priority)
 
-    def _add(self, key: K) -> None:
-        if self._shutting_down or key in self._dirty:
+    def _add(self, key: K, priority: int = NORMAL) -> None:
+        if self._shutting_down:
             return
-        self._dirty.add(key)
+        held = self._dirty.get(key)
+        if held is not None and held <= priority:
+            return
+        self._dirty[key] = priority
         if key not in self._processing:
-            self._queue.append(key)
+            self._queues[priority].append(key)
             self._cond.notify()
 
     def add_after(self, key: K, delay: float) -> None:
@@ -125,10 +134,10 @@ class WorkQueue(Generic[K]):
         with self._cond:
             while True:
                 self._release_due()
-                if self._queue:
-                    key = self._queue.popleft()
+                key = self._next()
+                if key is not None:
                     self._processing.add(key)
-                    self._dirty.discard(key)
+                    del self._dirty[key]
                     return key
                 if self._shutting_down:
                     return None
@@ -139,6 +148,15 @@ class WorkQueue(Generic[K]):
                         return None
                     wait = left if wait is None else min(wait, left)
                 self._cond.wait(None if wait is None else max(0.0, wait))
+
+    def _next(self) -> K | None:
+        """The first key of the highest priority that still waits there (a key moved up is skipped below)."""
+        for priority, queue in enumerate(self._queues):
+            while queue:
+                key = queue.popleft()
+                if self._dirty.get(key) == priority and key not in self._processing:
+                    return key
+        return None
 
     def _release_due(self) -> None:
         now = self._clock()
@@ -152,7 +170,7 @@ class WorkQueue(Generic[K]):
         with self._cond:
             self._processing.discard(key)
             if key in self._dirty:
-                self._queue.append(key)
+                self._queues[self._dirty[key]].append(key)
                 self._cond.notify()
 
     # --- lifecycle and metrics ---------------------------------------------------------------------------
@@ -162,7 +180,8 @@ class WorkQueue(Generic[K]):
         as nothing is added any more: the next leader lists every object again."""
         with self._cond:
             self._shutting_down = True
-            self._queue.clear()
+            for queue in self._queues:
+                queue.clear()
             self._dirty.clear()
             self._waiting.clear()
             self._due.clear()
@@ -177,7 +196,7 @@ class WorkQueue(Generic[K]):
     def depth(self) -> int:
         """Keys ready to be handed out now."""
         with self._cond:
-            return len(self._queue)
+            return sum(1 for key in self._dirty if key not in self._processing)
 
     def waiting(self) -> int:
         """Keys held back by add_after or a backoff."""
