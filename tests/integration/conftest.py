@@ -164,3 +164,24 @@ def extra_runtime(cluster: Cluster, name: str, priority: int) -> Iterator[dict[s
         yield body
     finally:
         custom.delete_cluster_custom_object("autoglm.io", "v1alpha1", "backendruntimes", name)
+
+
+def token_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig holding a TokenRequest token of a ServiceAccount, as its Pod would mount it (the sandbox audits
+    ServiceAccounts' requests, not the admin's)."""
+    from autoglm.shell.members import flatten_kubeconfig
+
+    request = {"spec": {"expirationSeconds": 3600, "audiences": []}}
+    token = cluster.core.create_namespaced_service_account_token(account, namespace, request).status.token
+    admin = yaml.safe_load(cluster.state.kubeconfig.read_text())
+    server = admin["clusters"][0]
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [server],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": server["name"], "user": account}}],
+        "current-context": account,
+    }
+    path.write_text(yaml.safe_dump(flatten_kubeconfig(doc, cluster.state.kubeconfig.parent)))
+    return path

@@ -29,7 +29,7 @@ from autoglm.shell.members import flatten_kubeconfig, join
 from tests.argocd import health
 from tests.chart import CHART, run
 from tests.conftest import EXAMPLES, load_nodes
-from tests.integration.conftest import Cluster, _start
+from tests.integration.conftest import Cluster, _start, token_kubeconfig
 from tests.integration.test_sandbox import eventually
 
 RELEASE, NAMESPACE = "autoglm", "autoglm-system"
@@ -107,23 +107,8 @@ def test_helm_install_lands_crds_rbac_catalog_and_a_hardened_operator(installed:
 
 
 def _token_kubeconfig(host: Cluster, path: Path, account: str = SERVICE_ACCOUNT) -> Path:
-    """A kubeconfig holding a TokenRequest token of one of the chart's ServiceAccounts, as its Pod would mount."""
-    name = account.rsplit(":", 1)[1]
-    request = {"spec": {"expirationSeconds": 3600, "audiences": []}}
-    token = host.core.create_namespaced_service_account_token(name, NAMESPACE, request).status.token
-    admin = yaml.safe_load(host.state.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [cluster],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}],
-        "current-context": "operator",
-    }
-    base = host.state.kubeconfig.parent
-    path.write_text(yaml.safe_dump(flatten_kubeconfig(doc, base)))
-    return path
+    """A token of one of the chart's ServiceAccounts (system:serviceaccount:NAMESPACE:NAME)."""
+    return token_kubeconfig(host, NAMESPACE, account.rsplit(":", 1)[1], path)
 
 
 def _audit(host: Cluster, account: str = SERVICE_ACCOUNT) -> list[dict[str, Any]]:

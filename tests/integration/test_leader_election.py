@@ -21,16 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from autoglm.core.render import LABEL_DEPLOYMENT
 from autoglm.sandbox.cluster import free_port
 from autoglm.shell.clusters import install_crds
 from autoglm.shell.kubeconfig import user_agent
-from autoglm.shell.members import flatten_kubeconfig
 from tests.conftest import load_nodes
-from tests.integration.conftest import Cluster, _start
+from tests.integration.conftest import Cluster, _start, token_kubeconfig
 from tests.integration.test_sandbox import eventually
 
 GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
@@ -70,21 +68,7 @@ def kubeconfig(elect_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory)
             "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": LEASE_NAMESPACE}],
         }
     )
-    request = {"spec": {"expirationSeconds": 3600, "audiences": []}}
-    token = core.create_namespaced_service_account_token(ACCOUNT, LEASE_NAMESPACE, request).status.token
-    admin = yaml.safe_load(elect_cluster.state.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [cluster],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}],
-        "current-context": "operator",
-    }
-    path = tmp_path_factory.mktemp("elect") / "operator.kubeconfig"
-    path.write_text(yaml.safe_dump(flatten_kubeconfig(doc, elect_cluster.state.kubeconfig.parent)))
-    return path
+    return token_kubeconfig(elect_cluster, LEASE_NAMESPACE, ACCOUNT, tmp_path_factory.mktemp("elect") / "kubeconfig")
 
 
 @dataclass
