@@ -8,7 +8,6 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from autoglm.api.modeldeployment import Failover
 from autoglm.core.render import artifact_cleanup_job, conversion_job_name
 from autoglm.core.status import MemberOutcome
 from autoglm.shell.members import LOCAL
@@ -18,7 +17,6 @@ from autoglm.shell.reconcile.request import ARTIFACT_FINALIZER, PROPAGATION_FINA
 if TYPE_CHECKING:
     from autoglm.shell.reconcile.reconciler import Reconciler
 
-DEFAULT_TOLERATION_SECONDS = float(Failover().toleration_seconds)
 logger = logging.getLogger(__name__)
 
 
@@ -46,10 +44,12 @@ def finalize(r: Reconciler, body: Mapping[str, Any]) -> Outcome:
     """On deletion: remove the deployment's objects from every remote member, then release the conversion
     artifacts no other deployment uses, removing each finalizer once its job is done.
 
-    A member that is unreachable but still within its failover toleration holds the deletion: the outcome says
-    why it waits (the caller retries with backoff); one past it is given up on with a Warning Event, so a
-    member that is gone for good never blocks a delete forever. The spec is not validated: an object whose
-    spec no longer passes the API's rules can still be deleted."""
+    A joined member that cannot be reached holds the deletion, however long it is gone (Karmada's Works wait for
+    their cluster the same way): the outcome says why it waits, and the caller retries with backoff and an Event.
+    Objects on a member cannot be owned across clusters, so a deletion that let go early would leave them there
+    for good. A member that is gone for good is unjoined (`autoglm unjoin`, or the MemberCluster deleted): that
+    releases every deletion waiting for it. The spec is not validated: an object whose spec no longer passes the
+    API's rules can still be deleted."""
     meta = body["metadata"]
     finalizers = list(meta.get("finalizers") or [])
     outcome = Outcome(plan=None, status_written=False, deleting=True, body=dict(body))
@@ -69,17 +69,18 @@ def finalize(r: Reconciler, body: Mapping[str, Any]) -> Outcome:
 
 
 def clean_members(r: Reconciler, body: Mapping[str, Any], removed: list[str]) -> str | None:
-    """Remove the deployment's objects from every remote member; what it still waits for, or None."""
+    """Remove the deployment's objects from every joined remote member (and any its status still names); what it
+    still waits for, or None once every one of them holds none."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    toleration = toleration_seconds(body)
     clusters = ((body.get("status") or {}).get("clusters")) or []
     names = {str(c.get("name")) for c in clusters if isinstance(c, dict) and c.get("name")}
     names |= set(r.members.names()) if r.members else set()
-    views = {v.name: v for v in r.member_views()}
     waiting = []
     for member_name in sorted(names - {LOCAL}):
         member = r.member_client(member_name)
+        if member is None and (r.members is None or r.members.get(member_name) is None):
+            continue  # unjoined: nothing to reach it with, and nothing that waits for it any more
         try:
             if member is None:
                 raise ConnectionError("not connected")
@@ -87,19 +88,7 @@ def clean_members(r: Reconciler, body: Mapping[str, Any], removed: list[str]) ->
                 member.delete(obj)
                 removed.append(ref(obj, member_name))
         except UNREACHABLE as exc:
-            view = views.get(member_name)
-            since = view.since if view and view.since and not view.ready else None
-            waited = (r.clock() - since).total_seconds() if since else 0.0
-            if view is not None and waited < toleration:
-                waiting.append(f"{member_name} {r.unreachable(member_name, exc)}")
-                continue
-            r.cluster.event(
-                body,
-                "Warning",
-                "CleanupSkipped",
-                f"{member_name} has been unreachable for longer than {toleration:g} s; objects of {name} "
-                "there are left for its garbage collection",
-            )
+            waiting.append(f"{member_name} {r.unreachable(member_name, exc)}")
     if waiting:
         return "waiting to remove its objects from " + "; ".join(waiting)
     return None
@@ -134,15 +123,3 @@ def release(r: Reconciler, body: Mapping[str, Any]) -> list[str]:
             )
             member.ensure(artifact_cleanup_job(meta["namespace"], key))
     return released
-
-
-def toleration_seconds(body: Mapping[str, Any]) -> float:
-    """spec.placement.failover.tolerationSeconds as stored, without validating the spec (a deletion must work
-    for an object whose spec no longer passes); the API's default when absent or not a number."""
-    try:
-        value = body["spec"]["placement"]["failover"]["tolerationSeconds"]
-    except (KeyError, TypeError):
-        return DEFAULT_TOLERATION_SECONDS
-    return (
-        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else DEFAULT_TOLERATION_SECONDS
-    )
