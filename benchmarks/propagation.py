@@ -1,25 +1,35 @@
-"""Direct vs Karmada propagation, side by side on one sandbox with three member clusters.
+"""Direct vs Karmada propagation, and Karmada's own round trip with no operator, side by side on one sandbox.
 
-    python benchmarks/propagation.py [--counts 1 50 200] [--rate 5] [--nodes 30]
+    python benchmarks/propagation.py [--counts 1 50 200] [--rate 5] [--nodes 40] [--rounds 2]
 
-One sandbox: members gpu (8x H100 nodes), ascend (8x 910B3 nodes) and rocm (8x MI300X nodes), a host cluster the
-members are joined to (direct mode), and a Karmada control plane joined to the same members (Karmada mode).
-For each mode and count, the operator runs as its own process (`autoglm run`, `--propagation direct` on the
-host or `karmada` on the Karmada API server), ModelDeployments are created at a steady rate, each divided
-1:1:1 over the three members, and the time from a create call until all three of its pods run Ready in the
-members is measured; p50/p99 are printed with the operator's resident memory. Goal: direct <= Karmada.
+One sandbox: members gpu (H100 nodes), ascend (910B3 nodes) and rocm (MI300X nodes), a host cluster the members
+are joined to (direct mode), and a Karmada control plane joined to the same members (Karmada mode). For each
+count and mode, ModelDeployments are created at a steady rate, each divided 1:1:1 over the three members, and the
+time from a create call until all three of its pods run Ready in the members is measured; p50/p99 are printed
+with the operator's resident memory. Modes:
+
+- direct: `autoglm run --no-local` on the host, applying to each member itself;
+- karmada: `autoglm run --propagation karmada` on the Karmada API server;
+- peer: no operator. The same Deployments, Services, PropagationPolicies and OverridePolicies the operator's
+  Karmada mode renders (the same pure functions, from plans over the same node sets) are applied straight to the
+  Karmada API server at the same rate: what is left is Karmada's own round trip (template -> binding ->
+  scheduling -> Work per member -> member pods).
+
+Every count runs `--rounds` times, the order of the modes reversed each round (the sandbox warms as it goes).
+Goals: direct <= Karmada mode; Karmada mode <= 1.5x the peer's p50 and p99 (issue 25: the operator adds little
+to Karmada's own round trip).
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,12 @@ from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
+from autoglm.api import ModelDeployment
+from autoglm.core.backends import load_default_catalog
+from autoglm.core.hardware import build_inventory
+from autoglm.core.karmada import MemberPart, propagation_objects
+from autoglm.core.models import load_model_catalog, profile_for
+from autoglm.core.placement import fleet_plan
 from autoglm.sandbox import fleet
 from autoglm.sandbox.cluster import ClusterState
 from autoglm.shell.clusters import ClusterClient, install_crds
@@ -74,10 +90,60 @@ def running_ready(pod: Any) -> bool:
     )
 
 
-def cleanup(custom: client.CustomObjectsApi, member_core: dict[str, client.CoreV1Api], namespace: str) -> None:
-    """Delete the run's ModelDeployments while the operator still runs, and wait until the members hold none
-    of their pods, so the next run starts with the same free devices."""
-    custom.delete_collection_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments")
+def body_of(name: str, members: list[str]) -> dict[str, Any]:
+    """A ModelDeployment divided 1:1 over the members."""
+    placement = {"clusters": members, "weights": {"static": [{"cluster": m, "weight": 1} for m in members]}}
+    return {
+        "apiVersion": "autoglm.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": "glm-4-9b-chat"},
+            "modelCache": {"enabled": False},
+            "replicas": {"min": len(members), "max": len(members)},
+            "placement": placement,
+        },
+    }
+
+
+class PeerObjects:
+    """What the operator's Karmada mode applies for one ModelDeployment, rendered by the same pure functions from
+    plans over the members' node sets, without the ownerReference (there is no ModelDeployment on the Karmada
+    API server to own them, and its garbage collector would delete them)."""
+
+    def __init__(self, nodes: dict[str, list[dict[str, Any]]]):
+        self.inventories = {name: build_inventory(member) for name, member in nodes.items()}
+        self.catalog = load_default_catalog()
+        self.models = load_model_catalog()
+
+    def objects(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        md = ModelDeployment.model_validate(
+            body_of(name, list(self.inventories)) | {"metadata": {"name": name, "namespace": namespace}}
+        )
+        profile = profile_for(md.spec.model, self.models)
+        placed = fleet_plan(self.inventories, {}, profile, self.catalog, md.spec, name, datetime.now(UTC))
+        parts = [MemberPart(s.name, s.plan) for s in placed.shares if s.replicas > 0 and s.plan and s.plan.feasible]
+        rendered = propagation_objects(md, parts, {b.metadata.name: b for b in self.catalog})
+        for obj in rendered:
+            obj["metadata"].pop("ownerReferences", None)
+        return rendered
+
+
+def cleanup(
+    custom: client.CustomObjectsApi,
+    karmada: ClusterClient | None,
+    member_core: dict[str, client.CoreV1Api],
+    namespace: str,
+    names: list[str],
+) -> None:
+    """Delete the run's ModelDeployments while the operator still runs (or the peer's objects), and wait until
+    the members hold none of their pods, so the next run starts with the same free devices."""
+    if karmada is None:
+        custom.delete_collection_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments")
+    else:
+        for name in names:
+            for obj in karmada.owned(namespace, name):
+                karmada.delete(obj)
     deadline = time.monotonic() + 900
     left = -1
     while time.monotonic() < deadline:
@@ -89,25 +155,33 @@ def cleanup(custom: client.CustomObjectsApi, member_core: dict[str, client.CoreV
 
 
 def measure(
-    mode: str, host: ClusterState, members: dict[str, ClusterState], count: int, rate: float, timeout: float
+    mode: str,
+    host: ClusterState,
+    members: dict[str, ClusterState],
+    count: int,
+    rate: float,
+    timeout: float,
+    namespace: str,
+    peer: PeerObjects,
 ) -> Run:
     api = host.api_client()
-    namespace = f"bench-{mode}-{count}"
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
-    command = ["autoglm", "run", "--kubeconfig", str(host.kubeconfig), "-n", namespace, "--metrics-port", "0",
-               "--liveness", "", "--resync", "30", "--member-heartbeat", "2"]  # fmt: skip
-    command += ["--propagation", "karmada"] if mode == "karmada" else ["--no-local"]
-    operator = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    operator = None
+    karmada = None
+    if mode == "peer":
+        karmada = ClusterClient("karmada", api)
+        rendered = {f"md-{i:04d}": peer.objects(namespace, f"md-{i:04d}") for i in range(count)}
+    else:
+        command = ["autoglm", "run", "--kubeconfig", str(host.kubeconfig), "-n", namespace, "--metrics-port", "0",
+                   "--liveness", "", "--resync", "30", "--member-heartbeat", "2"]  # fmt: skip
+        command += ["--propagation", "karmada"] if mode == "karmada" else ["--no-local"]
+        operator = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     member_core = {name: client.CoreV1Api(state.api_client()) for name, state in members.items()}
     created: dict[str, float] = {}
     done: dict[str, float] = {}
     try:
-        time.sleep(4)  # operator start-up and first heartbeat
+        time.sleep(4)  # operator start-up and first heartbeat (the peer waits the same)
         custom = client.CustomObjectsApi(api)
-        placement = {
-            "clusters": list(members),
-            "weights": {"static": [{"cluster": name, "weight": 1} for name in members]},
-        }
         next_create = time.monotonic()
         index = 0
         deadline = None
@@ -115,19 +189,14 @@ def measure(
             now = time.monotonic()
             while index < count and now >= next_create:
                 name = f"md-{index:04d}"
-                body = {
-                    "apiVersion": "autoglm.io/v1alpha1",
-                    "kind": "ModelDeployment",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "model": {"name": "glm-4-9b-chat"},
-                        "modelCache": {"enabled": False},
-                        "replicas": {"min": len(members), "max": len(members)},
-                        "placement": placement,
-                    },
-                }
                 created[name] = time.monotonic()
-                custom.create_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments", body)
+                if karmada is not None:
+                    for obj in rendered[name]:
+                        karmada.apply(obj)
+                else:
+                    custom.create_namespaced_custom_object(
+                        "autoglm.io", "v1alpha1", namespace, "modeldeployments", body_of(name, list(members))
+                    )
                 index += 1
                 next_create += 1 / rate
             if index == count and deadline is None:
@@ -146,8 +215,8 @@ def measure(
             if len(done) == count or (deadline is not None and time.monotonic() > deadline):
                 break
             time.sleep(0.25)
-        rss = rss_mib(operator.pid)
-        if len(done) < count:
+        rss = rss_mib(operator.pid) if operator is not None else 0.0
+        if len(done) < count and operator is not None:
             for md in custom.list_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments")[
                 "items"
             ]:
@@ -158,14 +227,15 @@ def measure(
                     }
                     print(f"  {mode} not done: {md['metadata']['name']} {conds}", flush=True)
                     break
-        cleanup(custom, member_core, namespace)
+        cleanup(custom, karmada, member_core, namespace, list(created))
     finally:
-        operator.terminate()
-        try:
-            operator.wait(30)
-        except subprocess.TimeoutExpired:
-            operator.kill()
-            operator.wait()
+        if operator is not None:
+            operator.terminate()
+            try:
+                operator.wait(30)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+                operator.wait()
     return Run([done[n] - created[n] for n in created if n in done], count - len(done), rss)
 
 
@@ -177,13 +247,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="Creates per second.")
     parser.add_argument("--nodes", type=int, default=40, help="Nodes per member (8 devices each).")
     parser.add_argument("--timeout", type=float, default=240.0, help="Seconds to wait after the last create.")
-    parser.add_argument("--modes", nargs="+", default=["direct", "karmada"])
+    parser.add_argument("--modes", nargs="+", default=["direct", "karmada", "peer"])
+    parser.add_argument("--rounds", type=int, default=2, help="Runs of every count; the modes' order reversed each.")
+    parser.add_argument("--out", type=Path, help="Also write the table here.")
     args = parser.parse_args()
     clusters: dict[str, list[dict[str, Any]]] = {
         name: member_nodes(file, template, args.nodes) for name, (file, template) in MEMBERS.items()
     }
+    peer = PeerObjects({name: clusters[name] for name in MEMBERS})
     clusters["hub"] = []
-    results: dict[tuple[str, int], Run] = {}
+    results: dict[tuple[int, str, int], Run] = {}
     with tempfile.TemporaryDirectory(prefix="propagation-") as tmp:
         state_dir = Path(tmp)
         try:
@@ -195,42 +268,59 @@ def main() -> None:
                 kubeconfig = flatten_kubeconfig(yaml.safe_load(state.kubeconfig.read_text()), state.kubeconfig.parent)
                 join(hub, name, kubeconfig)
             install_crds(states["karmada"].api_client())
-            hosts = {"direct": states["hub"], "karmada": states["karmada"]}
+            hosts = {"direct": states["hub"], "karmada": states["karmada"], "peer": states["karmada"]}
             for count in args.counts:
-                for mode in args.modes:
-                    results[mode, count] = measure(mode, hosts[mode], members, count, args.rate, args.timeout)
-                    print(f"{mode} {count}: done", flush=True)
+                for round_ in range(1, args.rounds + 1):
+                    order = args.modes if round_ % 2 else list(reversed(args.modes))
+                    for mode in order:
+                        namespace = f"bench-{mode}-{count}-r{round_}"
+                        results[round_, mode, count] = measure(
+                            mode, hosts[mode], members, count, args.rate, args.timeout, namespace, peer
+                        )
+                        print(f"{mode} {count} round {round_}: done", flush=True)
         finally:
             fleet.down(state_dir)
     table = Table(
         title=f"propagation: create -> all 3 member pods Running and Ready, {args.rate:.0f} creates/s, "
         f"{args.nodes} nodes per member (2-core machine)"
     )
-    for col in ("ModelDeployments", "mode", "p50", "p99", "not done", "operator RSS", "p50 direct/karmada"):
+    for col in (
+        "ModelDeployments",
+        "round",
+        "mode",
+        "p50",
+        "p99",
+        "not done",
+        "operator RSS",
+        "karmada/peer p50 | p99",
+    ):
         table.add_column(col)
     for count in args.counts:
-        for mode in args.modes:
-            run = results[mode, count]
-            ratio = ""
-            if (
-                mode == "karmada"
-                and run.latencies
-                and ("direct", count) in results
-                and results["direct", count].latencies
-            ):
-                ratio = (
-                    f"{statistics.median(results['direct', count].latencies) / statistics.median(run.latencies):.2f}"
+        for round_ in range(1, args.rounds + 1):
+            order = args.modes if round_ % 2 else list(reversed(args.modes))
+            for mode in order:
+                run = results[round_, mode, count]
+                ratio = ""
+                other = results.get((round_, "peer", count))
+                if mode == "karmada" and run.latencies and other is not None and other.latencies:
+                    ratio = (
+                        f"{percentile(run.latencies, 0.5) / percentile(other.latencies, 0.5):.2f} | "
+                        f"{percentile(run.latencies, 0.99) / percentile(other.latencies, 0.99):.2f}"
+                    )
+                table.add_row(
+                    str(count),
+                    str(round_),
+                    mode,
+                    f"{percentile(run.latencies, 0.5):.2f} s",
+                    f"{percentile(run.latencies, 0.99):.2f} s",
+                    str(run.missing),
+                    f"{run.rss:.0f} MiB" if mode != "peer" else "-",
+                    ratio,
                 )
-            table.add_row(
-                str(count),
-                mode,
-                f"{percentile(run.latencies, 0.5):.2f} s",
-                f"{percentile(run.latencies, 0.99):.2f} s",
-                str(run.missing),
-                f"{run.rss:.0f} MiB",
-                ratio,
-            )
-    Console(width=160).print(table)
+    console = Console(width=160, record=True)
+    console.print(table)
+    if args.out:
+        args.out.write_text(console.export_text())
 
 
 if __name__ == "__main__":

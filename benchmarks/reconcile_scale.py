@@ -116,6 +116,7 @@ def check_readiness(core: client.CoreV1Api, custom: client.CustomObjectsApi, nam
 @dataclass
 class Result:
     done: list[float] = field(default_factory=list)  # create -> Planned=True and Deployment applied
+    complete: list[float] = field(default_factory=list)  # create -> every object of the kinds it renders applied
     ready: list[float] = field(default_factory=list)
     missing: int = 0
     rss: float = 0.0
@@ -124,6 +125,7 @@ class Result:
     def add(self, run: Result) -> None:
         """Another round's run of the same operator: latencies pooled, the largest RSS kept."""
         self.done += run.done
+        self.complete += run.complete
         self.ready += run.ready
         self.missing += run.missing
         self.rss = max(self.rss, run.rss)
@@ -158,6 +160,8 @@ def run_operator(
     created: dict[str, float] = {}
     planned: dict[str, float] = {}
     applied: dict[str, float] = {}
+    # owner -> kind -> when its first object of that kind was seen (Deployment, Service, HPA)
+    objects: dict[str, dict[str, float]] = {}
     ready: dict[str, float] = {}
     stop = threading.Event()
 
@@ -169,10 +173,15 @@ def run_operator(
         if md_name not in ready and any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
             ready[md_name] = time.monotonic()
 
-    def on_deployment(deployment: Any) -> None:
-        owner = (deployment.metadata.labels or {}).get(LABEL_DEPLOYMENT)
-        if owner and owner not in applied:
-            applied[owner] = time.monotonic()
+    def on_object(kind: str) -> Any:
+        def seen(obj: Any) -> None:
+            owner = (obj.metadata.labels or {}).get(LABEL_DEPLOYMENT)
+            if owner:
+                objects.setdefault(owner, {}).setdefault(kind, time.monotonic())
+                if kind == "Deployment" and owner not in applied:
+                    applied[owner] = objects[owner][kind]
+
+        return seen
 
     watchers = [
         threading.Thread(
@@ -185,8 +194,13 @@ def run_operator(
             ),
             daemon=True,
         ),
-        threading.Thread(
-            target=_watch, args=(stop, apps.list_namespaced_deployment, (namespace,), on_deployment), daemon=True
+        *(
+            threading.Thread(target=_watch, args=(stop, list_call, (namespace,), on_object(kind)), daemon=True)
+            for kind, list_call in (
+                ("Deployment", apps.list_namespaced_deployment),
+                ("Service", core.list_namespaced_service),
+                ("HorizontalPodAutoscaler", client.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler),
+            )
         ),
     ]
     for watcher in watchers:
@@ -225,6 +239,10 @@ def run_operator(
             len(set(planned) & set(applied)) < count or (wait_ready and len(ready) < count)
         ):
             time.sleep(0.5)
+        # Every deployment of a run renders the same kinds; the deferred ones (Service, HPA) may land later.
+        kinds = {kind for seen in objects.values() for kind in seen}
+        while time.monotonic() < deadline and sum(kinds <= set(objects.get(n, {})) for n in created) < count:
+            time.sleep(0.5)
         result.rss = rss_mib(process.pid)
         if wait_ready:
             time.sleep(HOLD_SECONDS)
@@ -246,9 +264,18 @@ def run_operator(
         ):
             time.sleep(1)
     result.done = [max(planned[n], applied[n]) - created[n] for n in created if n in planned and n in applied]
+    result.complete = [
+        max(planned[n], *objects[n].values()) - created[n]
+        for n in created
+        if n in planned and set(objects.get(n, {})) == kinds
+    ]
     result.ready = [ready[n] - created[n] for n in created if n in ready]
     result.missing = count - len(result.done)
-    print(f"{name}: {len(result.done)}/{count} done, p50 {percentile(result.done, 0.5):.3f} s", flush=True)
+    print(
+        f"{name}: {len(result.done)}/{count} done, p50 {percentile(result.done, 0.5):.3f} s; every object "
+        f"({', '.join(sorted(kinds))}) p50 {percentile(result.complete, 0.5):.3f} s",
+        flush=True,
+    )
     return result
 
 
@@ -301,19 +328,27 @@ def main() -> None:
     table = Table(
         title=f"reconcile_scale: {args.deployments} ModelDeployments ({', '.join(models)}), {args.nodes} "
         f"{'identical 8x H100' if args.fleet == 'h100' else 'mixed-vendor'} nodes, {args.rate:.0f} creates/s, "
-        f"{args.rounds} rounds (2-core machine); create -> Planned=True and Deployment applied"
+        f"{args.rounds} rounds (2-core machine); create -> Planned=True and Deployment applied, and -> every "
+        "object it renders applied (ours: Deployment and Service, the HPA where it scales; the peer: its Deployment)"
     )
-    for col in ("operator", "p50", "p99", "left behind", "RSS", "p50 / peer", "p99 / peer", "RSS / peer"):
+    columns = ("operator", "p50", "p99", "left behind", "RSS", "p50 / peer", "p99 / peer", "RSS / peer")
+    for col in (*columns, "all objects p50", "all objects p99", "all p50 / peer", "all p99 / peer"):
         table.add_column(col)
     peer_result = results.get("peer (bare kopf)")
     for name, r in results.items():
         ratios = ["", "", ""]
+        complete_ratios = ["", ""]
         if peer_result is not None and r is not peer_result and peer_result.done and r.done:
             ratios = [
                 f"{percentile(r.done, 0.5) / percentile(peer_result.done, 0.5):.1f}x",
                 f"{percentile(r.done, 0.99) / percentile(peer_result.done, 0.99):.1f}x",
                 f"{r.rss / peer_result.rss:.1f}x",
             ]
+            if r.complete and peer_result.complete:
+                complete_ratios = [
+                    f"{percentile(r.complete, 0.5) / percentile(peer_result.complete, 0.5):.1f}x",
+                    f"{percentile(r.complete, 0.99) / percentile(peer_result.complete, 0.99):.1f}x",
+                ]
         table.add_row(
             name,
             f"{percentile(r.done, 0.5):.3f} s",
@@ -321,8 +356,11 @@ def main() -> None:
             str(r.missing),
             f"{r.rss:.0f} MiB",
             *ratios,
+            f"{percentile(r.complete, 0.5):.3f} s",
+            f"{percentile(r.complete, 0.99):.3f} s",
+            *complete_ratios,
         )
-    console = Console(width=180)
+    console = Console(width=230)
     console.print(table)
     ours_result = results["autoglm"]
     if args.ready and ours_result.readiness is not None:

@@ -442,8 +442,8 @@ def run(args: argparse.Namespace, state_dir: Path, states: dict[str, Any], conso
     outage: tuple[str, float] | None = None
     outages = 0
     notes: list[str] = []
-    # name -> (minutes since that process started, pid, MiB)
-    rss_series: dict[str, list[tuple[float, int, float]]] = defaultdict(list)
+    # name -> (minutes since that process started, pid, MiB, whether it held the Lease)
+    rss_series: dict[str, list[tuple[float, int, float, bool]]] = defaultdict(list)
     tick = 1.0 / args.rate
     next_op = started
     try:
@@ -469,11 +469,13 @@ def run(args: argparse.Namespace, state_dir: Path, states: dict[str, Any], conso
                 next_kill += args.kill_every
             if now - window_start >= WINDOW:
                 report(table, args, started, window_start, now, host, members, candidates, peer_process, trackers)
+                leader = candidates.identities.get(holder(host))
                 for name, process in candidates.processes.items():
                     age = (now - candidates.started_at[process.pid]) / 60
-                    rss_series[name].append((age, process.pid, rss_mib(process.pid)))
+                    rss_series[name].append((age, process.pid, rss_mib(process.pid), name == leader))
                 if peer_process is not None:
-                    rss_series["peer"].append(((now - started) / 60, peer_process.pid, rss_mib(peer_process.pid)))
+                    peer_sample = ((now - started) / 60, peer_process.pid, rss_mib(peer_process.pid), True)
+                    rss_series["peer"].append(peer_sample)
                 window_start = now
             time.sleep(max(0.0, min(next_op, window_start + WINDOW) - time.monotonic()))
         if outage is not None:
@@ -546,20 +548,28 @@ def report(
     print(f"window to {(now - started) / 60:.0f} min: {len(done)} ops, {len(ours.live)} live", flush=True)
 
 
-def growth(console: Console, series: dict[str, list[tuple[float, int, float]]], args: argparse.Namespace) -> None:
-    """RSS growth of each process instance (one pid) from its first sample 10 minutes or more after it started
-    to its last."""
+def growth(console: Console, series: dict[str, list[tuple[float, int, float, bool]]], args: argparse.Namespace) -> None:
+    """RSS growth of each process instance (one pid): from its first sample 10 minutes or more after it started to
+    its last, and over its term as leader (a standby holds no caches of the deployments: it takes them on when
+    it leads, so a standby's figure 10 minutes in is not the baseline of its term)."""
     for name, points in series.items():
-        by_pid: dict[int, list[tuple[float, float]]] = defaultdict(list)
-        for minute, pid, mib in points:
-            by_pid[pid].append((minute, mib))
+        by_pid: dict[int, list[tuple[float, float, bool]]] = defaultdict(list)
+        for minute, pid, mib, leading in points:
+            by_pid[pid].append((minute, mib, leading))
         for pid, samples in by_pid.items():
-            settled = [(m, v) for m, v in samples if m >= 10]
+            settled = [(m, v) for m, v, _ in samples if m >= 10]
             if len(settled) >= 2 and settled[0][1] > 0:
                 change = settled[-1][1] / settled[0][1] - 1
                 console.print(
                     f"RSS {name} (pid {pid}): {settled[0][1]:.0f} MiB {settled[0][0]:.0f} min after it started -> "
                     f"{settled[-1][1]:.0f} MiB at {settled[-1][0]:.0f} min ({100 * change:+.1f}%)"
+                )
+            term = [(m, v) for m, v, leading in samples if leading and name != "peer"]
+            if len(term) >= 2 and term[0][1] > 0:
+                change = term[-1][1] / term[0][1] - 1
+                console.print(
+                    f"  as leader: {term[0][1]:.0f} MiB at its first sample as leader ({term[0][0]:.0f} min after it "
+                    f"started) -> {term[-1][1]:.0f} MiB {term[-1][0] - term[0][0]:.0f} min later ({100 * change:+.1f}%)"
                 )
 
 
