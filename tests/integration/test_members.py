@@ -557,6 +557,48 @@ def test_deletions_wait_for_a_stopped_member_with_events_and_finish_soon_after_i
         assert not client.CoreV1Api(joined[member].api).list_namespaced_service(namespace).items, member
 
 
+def test_a_deletion_waits_for_a_joined_member_however_long_and_unjoining_it_releases_the_deletion(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    host = _host(sandbox)
+    # A member that was joined and is gone for good: its API server's address answers nothing.
+    path = joined["gpu"].state.kubeconfig
+    ghost = flatten_kubeconfig(yaml.safe_load(path.read_text()), path.parent)
+    for entry in ghost["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    join(host, "ghost", ghost, verify=False)
+    custom = client.CustomObjectsApi(sandbox.api)
+    try:
+        # A 1 s toleration, which the ghost outlasts from the start: no toleration lets a deletion go.
+        placement = {"clusters": ["gpu"], "failover": {"tolerationSeconds": 1, "rebalanceSeconds": 0}}
+        _create(sandbox, namespace, "haunted", placement=placement)
+        eventually(lambda: len(_deployments(joined["gpu"], namespace)) == 1, timeout=60)
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments", "haunted")
+
+        def waiting_for_ghost() -> list[str]:
+            events = client.CoreV1Api(sandbox.api).list_namespaced_event(namespace).items
+            return [
+                e.message
+                for e in events
+                if e.reason == "DeletionWaiting" and e.involved_object.name == "haunted" and "ghost" in e.message
+            ]
+
+        eventually(waiting_for_ghost, timeout=60)
+        # The reachable member is emptied meanwhile; the deletion holds on, well past the toleration.
+        eventually(lambda: not _deployments(joined["gpu"], namespace), timeout=30)
+        time.sleep(10)
+        listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments")["items"]
+        assert "haunted" in {i["metadata"]["name"] for i in listed}
+    finally:
+        unjoin(host, "ghost")
+
+    def gone() -> bool:
+        listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments")["items"]
+        return "haunted" not in {i["metadata"]["name"] for i in listed}
+
+    eventually(gone, timeout=60)
+
+
 @contextlib.contextmanager
 def _frozen_api_server(member: Cluster) -> Iterator[None]:
     """The member's kube-apiserver SIGSTOPped: it accepts connections and never answers (a hung server, which a
