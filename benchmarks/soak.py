@@ -21,7 +21,6 @@ deployment), duplicate Deployments, stuck deletions, and every status checked ag
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import random
 import signal
@@ -46,8 +45,12 @@ from autoglm.sandbox import fleet
 from autoglm.shell.clusters import ClusterClient, install_crds
 from autoglm.shell.members import flatten_kubeconfig, join
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from propagation import member_nodes
+from reconcile_scale import percentile
+from reconcile_scale import rss_mib as process_rss_mib
+
 HERE = Path(__file__).resolve().parent
-NODE_SETS = HERE.parent / "manifests" / "examples" / "nodes"
 GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
 MEMBERS = ("gpu", "ascend", "edge")
 OURS, PEER = "soak", "peer"
@@ -58,30 +61,12 @@ STUCK_SECONDS = 120.0
 PLACEMENTS: list[list[str]] = [["gpu"], ["ascend"], ["edge"], ["gpu", "ascend"]]
 
 
-def nodes(file: str, keep: str, count: int) -> list[dict[str, Any]]:
-    """`count` copies of the node named `keep` in the example set `file`, named apart."""
-    base = next(n for n in yaml.safe_load((NODE_SETS / file).read_text())["items"] if n["metadata"]["name"] == keep)
-    made = []
-    for i in range(count):
-        node = copy.deepcopy(base)
-        node["metadata"]["name"] = node["metadata"]["labels"]["kubernetes.io/hostname"] = f"{keep}-{i}"
-        made.append(node)
-    return made
-
-
 def rss_mib(pid: int) -> float:
+    """reconcile_scale's figure, 0 for a process already gone (a killed leader sampled after its death)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        return process_rss_mib(pid)
     except OSError:
-        pass
-    return 0.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
+        return 0.0
 
 
 @dataclass
@@ -369,10 +354,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         state_dir = Path(tmp)
         clusters = {
-            "host": nodes("cpu.yaml", "cpu-spr-0", 1),
-            "gpu": nodes("nvidia-h100.yaml", "h100-0", args.nodes),
-            "ascend": nodes("huawei-ascend.yaml", "ascend-910b3-0", args.nodes),
-            "edge": nodes("cpu.yaml", "cpu-spr-0", args.nodes),
+            "host": member_nodes("cpu.yaml", "cpu-spr-0", 1),
+            "gpu": member_nodes("nvidia-h100.yaml", "h100-0", args.nodes),
+            "ascend": member_nodes("huawei-ascend.yaml", "ascend-910b3-0", args.nodes),
+            "edge": member_nodes("cpu.yaml", "cpu-spr-0", args.nodes),
         }
         states, _ = fleet.up(state_dir, clusters)
         try:
