@@ -32,17 +32,20 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client, config, watch
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
 from autoglm.core.render import LABEL_DEPLOYMENT
 from autoglm.sandbox import fleet
+from autoglm.sandbox.cluster import free_port
 from autoglm.sandbox.nodes import wait_pods_synced
 from autoglm.shell.clusters import install_crds
 
@@ -66,6 +69,25 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """The upper bound of the histogram bucket that holds quantile q (buckets: (le, cumulative count))."""
+    total = buckets[-1][1] if buckets else 0.0
+    return next((le for le, count in buckets if total and count >= q * total), float("nan"))
+
+
+def operator_histograms(port: int) -> dict[str, list[tuple[float, float]]]:
+    """Our operator's histograms from its /metrics: name -> [(le, cumulative count)]."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    found: dict[str, list[tuple[float, float]]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.type != "histogram":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                found.setdefault(family.name, []).append((float(sample.labels["le"]), sample.value))
+    return {name: sorted(buckets) for name, buckets in found.items()}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -121,6 +143,8 @@ class Result:
     missing: int = 0
     rss: float = 0.0
     readiness: Readiness | None = None
+    # Our operator's own view (its /metrics): where a create's time went, reconciling or waiting for a worker.
+    histograms: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def add(self, run: Result) -> None:
         """Another round's run of the same operator: latencies pooled, the largest RSS kept."""
@@ -153,6 +177,7 @@ def run_operator(
     count: int,
     rate: float,
     wait_ready: bool,
+    metrics_port: int | None = None,
 ) -> Result:
     api = config.new_client_from_config(config_file=kubeconfig)
     core, custom, apps = client.CoreV1Api(api), client.CustomObjectsApi(api), client.AppsV1Api(api)
@@ -244,6 +269,8 @@ def run_operator(
         while time.monotonic() < deadline and sum(kinds <= set(objects.get(n, {})) for n in created) < count:
             time.sleep(0.5)
         result.rss = rss_mib(process.pid)
+        if metrics_port is not None:
+            result.histograms = operator_histograms(metrics_port)
         if wait_ready:
             time.sleep(HOLD_SECONDS)
             result.readiness = check_readiness(core, custom, namespace)
@@ -276,6 +303,13 @@ def run_operator(
         f"({', '.join(sorted(kinds))}) p50 {percentile(result.complete, 0.5):.3f} s",
         flush=True,
     )
+    for family, buckets in sorted(result.histograms.items()):
+        if family.startswith(("autoglm_reconcile_duration", "autoglm_workqueue_queue_duration")):
+            print(
+                f"  {family}: {buckets[-1][1]:.0f} observed, p50 <= {bucket_quantile(buckets, 0.5)} s, "
+                f"p99 <= {bucket_quantile(buckets, 0.99)} s",
+                flush=True,
+            )
     return result
 
 
@@ -316,12 +350,15 @@ def main() -> None:
                         one = run_operator("peer", [*peer, "--quiet"], kubeconfig, namespace, *common, wait_ready=False)
                         results.setdefault("peer (bare kopf)", Result()).add(one)
                     elif who == "ours":
-                        ours = ["autoglm", "run", "-n", namespace, "--metrics-port", "0", "--liveness", ""]
+                        port = free_port()
+                        ours = ["autoglm", "run", "-n", namespace, "--metrics-port", str(port), "--liveness", ""]
                         ours += ["--resync", "60"]
                         if args.profile:
                             profile = str(args.profile.with_suffix(f".{round_}{args.profile.suffix}"))
                             ours = ["py-spy", "record", "--format", "raw", "--rate", "50", "-o", profile, "--", *ours]
-                        one = run_operator("autoglm", ours, kubeconfig, namespace, *common, wait_ready=args.ready)
+                        one = run_operator(
+                            "autoglm", ours, kubeconfig, namespace, *common, wait_ready=args.ready, metrics_port=port
+                        )
                         results.setdefault("autoglm", Result()).add(one)
         finally:
             fleet.down(Path(tmp))

@@ -24,8 +24,10 @@ GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
 
 
 @contextmanager
-def running_operator(cluster: Cluster, resync: float = 2.0) -> Iterator[OperatorContext]:
-    context = OperatorContext.from_kubeconfig(str(cluster.state.kubeconfig), resync_seconds=resync)
+def running_operator(cluster: Cluster, resync: float = 2.0, heartbeat: float = 10.0) -> Iterator[OperatorContext]:
+    context = OperatorContext.from_kubeconfig(
+        str(cluster.state.kubeconfig), resync_seconds=resync, heartbeat_seconds=heartbeat
+    )
     with operator_thread(context):
         yield context
 
@@ -157,6 +159,58 @@ def test_node_capacity_change_replans_without_touching_the_spec(
     # The periodic pass is 10 minutes away: only the capacity watch can make this re-plan in time.
     with running_operator(sandbox, resync=600):
         _node_change_scenario(sandbox, namespace)
+
+
+def _gpu_pod(sandbox: Cluster, namespace: str, name: str, gpus: int) -> None:
+    """Someone else's pod holding GPUs (not the operator's)."""
+    amount = {"nvidia.com/gpu": str(gpus)}
+    container = {"name": "c", "image": "busybox", "resources": {"limits": amount, "requests": amount}}
+    tolerate = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    pod = {"metadata": {"name": name}, "spec": {"containers": [container], "tolerations": tolerate}}
+    sandbox.core.create_namespaced_pod(namespace, pod)
+    eventually(lambda: sandbox.core.read_namespaced_pod(name, namespace).spec.node_name, timeout=30)
+
+
+def test_pods_coming_and_going_reconcile_only_the_deployments_waiting_for_room(
+    sandbox: Cluster,
+    namespace: str,
+    crds_installed: None,  # noqa: F811
+) -> None:
+    # The periodic pass is 10 minutes away: what is reconciled here is what the heartbeat's news asked for.
+    with running_operator(sandbox, resync=600, heartbeat=1) as context:
+        reconciled: list[str] = []
+        reconcile = context.reconciler.reconcile
+
+        def counted(body: Any) -> Any:
+            reconciled.append(body["metadata"]["name"])
+            return reconcile(body)
+
+        context.reconciler.reconcile = counted  # type: ignore[method-assign]
+        small = {"contextLength": 4096, "maxConcurrentSequences": 2}
+        _create(sandbox, namespace, "bystander", resources=small)
+        eventually(lambda: _is(sandbox, namespace, "bystander", "Planned", "True"), timeout=30)
+        # Others' pods take every other GPU of the two 8-GPU nodes: GLM-4.5-Air falls back to CPU.
+        _gpu_pod(sandbox, namespace, "leaver", 8)
+        _gpu_pod(sandbox, namespace, "stayer", 7)
+
+        def free_gpus() -> int:
+            member = context.members.get("local")
+            return sum(c.free for c in member.status.capacity) if member is not None else -1
+
+        eventually(lambda: free_gpus() == 0, timeout=30)  # the heartbeat has seen them
+        _create(sandbox, namespace, "air", model={"name": "GLM-4.5-Air"}, resources=small)
+
+        def backend() -> str | None:
+            return (_get(sandbox, namespace, "air").get("status") or {}).get("backend")
+
+        eventually(lambda: backend() == "llama-cpp-cpu", timeout=30)
+        assert (_condition(sandbox, namespace, "air", "Planned") or {}).get("reason") == "CPUFallback"
+        time.sleep(3)  # a few heartbeats: the pods above are no news any more
+        reconciled.clear()
+        # Eight GPUs come free: the deployment on CPU moves to them; the one placed in full is left alone.
+        sandbox.core.delete_namespaced_pod("leaver", namespace, grace_period_seconds=0)
+        eventually(lambda: backend() == "vllm-cuda", timeout=30)
+        assert "air" in reconciled and "bystander" not in reconciled, reconciled
 
 
 def test_backend_runtime_change_replans_deployments(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from autoglm.core.backends import load_default_catalog
+from autoglm.core.placement import MemberView
 from autoglm.shell.clusters import ClusterClient
+from autoglm.shell.controllers import DEPLOYMENT, ObjectKey, OperatorContext
+from autoglm.shell.members import MemberChange
+from autoglm.shell.metrics import OperatorMetrics
 from autoglm.shell.reconcile import Reconciler
 from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
@@ -253,3 +258,50 @@ def test_ensure_trusts_what_it_found_for_a_while_then_looks_again(sandbox: Clust
     assert cluster.get("v1", "ConfigMap", "claimlike", namespace) is not None
     cluster.delete(config)  # what the client deletes itself it forgets at once
     assert cluster.ensure(config) is True
+
+
+class _HostAndADownMember:
+    """Members as placement sees them: the host, and `down`, NotReady since `since` (never connected)."""
+
+    def __init__(self, host: ClusterClient, since: datetime):
+        self.host, self.since = host, since
+
+    def heartbeat(self) -> MemberChange:
+        return MemberChange.NONE
+
+    def views(self) -> list[MemberView]:
+        down = MemberView(name="down", ready=False, since=self.since, reason="connection refused")
+        return [MemberView(name="local"), down]
+
+    def client(self, name: str) -> ClusterClient | None:
+        return self.host if name == "local" else None
+
+    def get(self, name: str) -> object | None:
+        return None
+
+    def names(self) -> list[str]:
+        return ["down", "local"]
+
+
+def test_a_member_inside_its_toleration_has_the_deployment_reconciled_again_when_the_toleration_ends(
+    sandbox: Cluster,
+    namespace: str,
+    crds_installed: None,  # noqa: F811
+) -> None:
+    host = ClusterClient("local", sandbox.api, snapshot_ttl=0)
+    now = datetime.now(UTC)
+    members = _HostAndADownMember(host, now - timedelta(seconds=2))
+    reconciler = Reconciler(host, load_default_catalog(), members=members, clock=lambda: now)
+    _create(sandbox, namespace, "fo", replicas={"min": 2, "max": 2}, placement={"failover": {"tolerationSeconds": 30}})
+    # No event will say when the 30 s run out: the reconcile asks to be run again then.
+    outcome = reconciler.reconcile(_get(sandbox, namespace, "fo"))
+    assert outcome.requeue_after == 28.0
+    # The controller holds the key back for that long (not a retry: nothing failed).
+    context = OperatorContext(reconciler, OperatorMetrics(), client.Configuration())
+    context.store.put(_get(sandbox, namespace, "fo"))
+    key = ObjectKey(DEPLOYMENT, namespace, "fo")
+    context.handle(key)
+    assert context.queue.waiting() == 1 and context.queue.depth() == 0 and context.queue.failures(key) == 0
+    # Past the toleration the member is no candidate: nothing more falls due.
+    members.since = now - timedelta(seconds=31)
+    assert reconciler.reconcile(_get(sandbox, namespace, "fo")).requeue_after is None

@@ -10,7 +10,7 @@ import pytest
 from autoglm.api import ModelDeploymentSpec
 from autoglm.core.backends import load_default_catalog
 from autoglm.core.models import load_model_catalog, profile_for
-from autoglm.core.placement import MemberView, candidates, capacity, divide, place
+from autoglm.core.placement import MemberView, candidates, capacity, divide, place, recheck_at
 from autoglm.core.planner import Plan, plan
 from tests.conftest import inventory_of, spec
 
@@ -85,6 +85,24 @@ def test_candidates_by_name_selector_taint_and_readiness() -> None:
     # A member that only just joined (never down) is used at once.
     joined = members("gpu", gpu={**prod, "since": NOW - timedelta(seconds=1)})
     assert [m.name for m in candidates(joined, s.model_copy(update={"placement": s.placement}), NOW)[0]] == ["gpu"]
+
+
+def test_recheck_at_is_when_a_toleration_or_a_rebalance_window_ends() -> None:
+    s = spec(
+        model={"name": "glm-4-9b-chat"},
+        placement={"failover": {"tolerationSeconds": 60, "rebalanceSeconds": 120}},
+    )
+    down = {"ready": False, "since": NOW - timedelta(seconds=30)}
+    back = {"recovered": True, "since": NOW - timedelta(seconds=100)}
+    # The down member's replicas fail over at +30 s; the recovered one's return at +20 s: the earlier wins.
+    assert recheck_at(members("a", "b", a=down, b=back), s, NOW) == NOW + timedelta(seconds=20)
+    assert recheck_at(members("a", a=down), s, NOW) == NOW + timedelta(seconds=30)
+    # Past both windows, or a member that only joined (never down): nothing falls due.
+    past = {"ready": False, "since": NOW - timedelta(seconds=61)}
+    joined = {"since": NOW - timedelta(seconds=5)}
+    assert recheck_at(members("a", "b", a=past, b=joined), s, NOW) is None
+    fleet = place(members("gpu", gpu=back), s, planner_for(s), NOW)
+    assert fleet.recheck_at == NOW + timedelta(seconds=20)
 
 
 def test_divided_three_to_one_gives_each_member_its_own_runtime() -> None:

@@ -17,6 +17,7 @@ from autoglm.core.status import (
     condition_events,
     desired_status,
     set_condition,
+    waits_for_capacity,
 )
 from tests.conftest import inventory_of, spec
 
@@ -120,6 +121,25 @@ def test_members_aggregate_and_a_failing_member_is_named() -> None:
     assert {e.cluster for e in status.plan} == {"gpu", "ascend"}
     assert status.backend == "vllm-cuda"  # the member serving the most replicas
     assert "1 of 5 replicas fit on no member" in by_type["Degraded"].message
+    assert (by_type["Planned"].status, by_type["Planned"].reason) == (ConditionStatus.TRUE, "PartiallyPlaced")
+
+
+def _stored(spec_: dict[str, object], planned: tuple[str, str] | None) -> dict[str, object]:
+    conditions = [{"type": "Planned", "status": planned[0], "reason": planned[1]}] if planned else []
+    return {"metadata": {"name": "m"}, "spec": spec_, "status": {"conditions": conditions}}
+
+
+def test_waits_for_capacity_only_where_free_devices_can_change_the_placement() -> None:
+    plain = {"model": {"name": "glm-4-9b-chat"}}
+    dynamic = {**plain, "placement": {"weights": {"dynamic": "FreeAccelerators"}}}
+    assert waits_for_capacity(_stored(plain, None))  # not reconciled yet
+    assert waits_for_capacity(_stored(plain, ("False", "Unplaceable")))
+    assert waits_for_capacity(_stored(plain, ("True", "PartiallyPlaced")))
+    assert waits_for_capacity(_stored(plain, ("True", "CPUFallback")))
+    assert waits_for_capacity(_stored(dynamic, ("True", "Planned")))  # its split follows what members hold
+    # Placed in full on devices that stay its own, or invalid whatever the devices: no news to it.
+    assert not waits_for_capacity(_stored(plain, ("True", "Planned")))
+    assert not waits_for_capacity(_stored(plain, ("False", "InvalidSpec")))
 
 
 def test_the_forecasting_condition_and_status_are_the_scalers_and_go_when_forecasting_is_off() -> None:

@@ -145,3 +145,23 @@ def test_a_low_key_added_while_it_runs_comes_back_at_its_priority() -> None:
     queue.done("a")
     assert [queue.get(0), queue.get(0), queue.get(0)] == ["c", "b", "a"]
     assert queue.depth() == 0
+
+
+def test_queue_wait_is_measured_from_the_first_ask_to_the_hand_out() -> None:
+    now = [0.0]
+    queue: WorkQueue[str] = WorkQueue(clock=lambda: now[0])
+    waits: list[float] = []
+    queue.on_wait = waits.append
+    queue.add("a")
+    now[0] = 2.0
+    queue.add("a")  # asked for again while it waits: still measured from the first ask
+    queue.add("b")
+    now[0] = 5.0
+    assert queue.get(0) == "a"
+    queue.add("a")  # asked for while a worker holds it: waits from now until handed out again
+    now[0] = 6.0
+    assert queue.get(0) == "b"
+    queue.done("a")
+    now[0] = 7.5
+    assert queue.get(0) == "a"
+    assert waits == [5.0, 4.0, 2.5]

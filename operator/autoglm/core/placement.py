@@ -62,6 +62,8 @@ class FleetPlan(_Frozen):
     unschedulable: int
     excluded: dict[str, str] = Field(description="Members that are no candidates, and why.")
     summary: str
+    # When a member's candidacy next changes with no event: its failover toleration or rebalance window ends.
+    recheck_at: datetime | None = None
 
     @property
     def placed(self) -> int:
@@ -117,6 +119,23 @@ def candidates(
     for name in sorted(named - {m.name for m in members}):
         excluded[name] = "no such member cluster"
     return chosen, excluded
+
+
+def recheck_at(members: Sequence[MemberView], spec: ModelDeploymentSpec, now: datetime) -> datetime | None:
+    """The earliest time after `now` at which a member's candidacy changes only because time passed: a NotReady
+    member's toleration runs out (its replicas fail over), or a recovered one's rebalance window ends (they
+    return). Nothing else announces these moments, so the deployment is reconciled again then."""
+    failover = (spec.placement.failover.toleration_seconds, spec.placement.failover.rebalance_seconds)
+    due = []
+    for member in members:
+        if member.since is None:
+            continue
+        if not member.ready:
+            due.append(member.since + timedelta(seconds=failover[0]))
+        elif member.recovered:
+            due.append(member.since + timedelta(seconds=failover[1]))
+    later = [d for d in due if d > now]
+    return min(later) if later else None
 
 
 def _weights(
@@ -229,6 +248,7 @@ def place(
         unschedulable=max(unschedulable, 0),
         excluded=excluded,
         summary=_summary(shares, wanted, unschedulable, excluded),
+        recheck_at=recheck_at(members, spec, now),
     )
 
 

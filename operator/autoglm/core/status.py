@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from autoglm.api.common import Condition, ConditionStatus
 from autoglm.api.modeldeployment import ClusterStatus, ModelDeploymentStatus, RolloutPhase, RolloutStatus
 from autoglm.core.planner import Plan
 
 PLANNED = "Planned"
+# Planned's reasons that say the plan is not what it would be with more room (or a valid spec).
+CPU_FALLBACK, PARTIALLY_PLACED, INVALID_SPEC = "CPUFallback", "PartiallyPlaced", "InvalidSpec"
 CONVERTED = "Converted"
 READY = "Ready"
 DEGRADED = "Degraded"
@@ -109,13 +112,32 @@ def set_condition(
 
 def _planned(fleet: FleetOutcome | None, invalid: str | None) -> tuple[ConditionStatus, str, str]:
     if invalid:
-        return ConditionStatus.FALSE, "InvalidSpec", invalid
+        return ConditionStatus.FALSE, INVALID_SPEC, invalid
     if fleet is None:
         return ConditionStatus.UNKNOWN, "Pending", "not planned yet"
     if not fleet.serving:
         return ConditionStatus.FALSE, "Unplaceable", fleet.summary
-    fallback = any(m.plan is not None and m.plan.fallback for m in fleet.serving)
-    return ConditionStatus.TRUE, "CPUFallback" if fallback else "Planned", fleet.summary
+    if any(m.plan is not None and m.plan.fallback for m in fleet.serving):
+        return ConditionStatus.TRUE, CPU_FALLBACK, fleet.summary
+    return ConditionStatus.TRUE, PARTIALLY_PLACED if fleet.unschedulable > 0 else "Planned", fleet.summary
+
+
+def waits_for_capacity(body: Mapping[str, Any]) -> bool:
+    """Whether devices freed or taken on a member may change a ModelDeployment's placement or plan (raw JSON,
+    as the controller stores it): not planned yet or placed nowhere, placed in part, fallen back to CPU, or
+    divided by dynamic weights (what each member holds). Any other is placed in full on devices that stay its
+    own, so pods of others coming and going are no news to it (the periodic resync still visits it)."""
+    spec = body.get("spec") or {}
+    if ((spec.get("placement") or {}).get("weights") or {}).get("dynamic") is not None:
+        return True
+    conditions = (body.get("status") or {}).get("conditions") or []
+    planned = next((c for c in conditions if c.get("type") == PLANNED), None)
+    if planned is None:
+        return True
+    reason = str(planned.get("reason"))
+    if planned.get("status") == "True":
+        return reason in (CPU_FALLBACK, PARTIALLY_PLACED)
+    return reason != INVALID_SPEC  # an invalid spec waits for its author, not for devices
 
 
 def _where(cluster: str, fleet: FleetOutcome) -> str:

@@ -41,7 +41,7 @@ from autoglm.api.modeldeployment import ModelDeploymentStatus
 from autoglm.core.backends import load_default_catalog
 from autoglm.core.forecast.decision import forecast_enabled
 from autoglm.core.hardware import load_accelerator_table
-from autoglm.core.status import DEGRADED, condition_events, set_condition
+from autoglm.core.status import DEGRADED, condition_events, set_condition, waits_for_capacity
 from autoglm.shell.clusters import CONNECTIONS, ClusterClient, FinalizerNotUpdated
 from autoglm.shell.inventories import InventoryCache
 from autoglm.shell.karmada import KarmadaMembers
@@ -51,7 +51,7 @@ from autoglm.shell.kubeconfig import (
     BoundedApiClient,
     client_configuration,
 )
-from autoglm.shell.members import MemberRegistry, MemberSource
+from autoglm.shell.members import MemberChange, MemberRegistry, MemberSource
 from autoglm.shell.metrics import OperatorMetrics
 from autoglm.shell.problems import UNREACHABLE, short_reason
 from autoglm.shell.reconcile import DeferredApplyStuck, ObjectGone, Outcome, Reconciler
@@ -62,6 +62,7 @@ MD = (API_GROUP, API_VERSION, "modeldeployments")
 RUNTIMES = (API_GROUP, API_VERSION, "backendruntimes")
 MEMBERS = (API_GROUP, API_VERSION, "memberclusters")
 KARMADA_CLUSTERS = ("cluster.karmada.io", "v1alpha1", "clusters")
+REQUEUE_MARGIN_SECONDS = 1.0
 DEPLOYMENT, RUNTIME = "ModelDeployment", "BackendRuntime"
 VALID = "Valid"
 # Failures that are not bugs: an API server that refused or could not be reached, a finalizer edit that kept
@@ -110,6 +111,7 @@ class OperatorContext:
     catalog_changed: threading.Event = field(default_factory=threading.Event)
     members_changed: threading.Event = field(default_factory=threading.Event)
     members_dirty: threading.Event = field(default_factory=threading.Event)
+    usage_changed: threading.Event = field(default_factory=threading.Event)  # only devices in use changed
     _forecast_due: set[ObjectKey] = field(default_factory=set)
     _deferred: set[ObjectKey] = field(default_factory=set)  # keys whose deferred applies are in flight
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -117,6 +119,7 @@ class OperatorContext:
     def __post_init__(self) -> None:
         self.reconciler.deferred.on_landed = self._deferred_landed
         self.metrics.queue_depth.set_function(self.queue.depth)
+        self.queue.on_wait = self.metrics.queue_wait.observe
 
     @property
     def members(self) -> MemberSource:
@@ -210,6 +213,14 @@ class OperatorContext:
         for namespace, name in self.store.known():
             self.queue.add(ObjectKey(DEPLOYMENT, namespace, name), LOW)
 
+    def enqueue_waiting(self) -> None:
+        """The deployments that devices in use coming or going may concern (waits_for_capacity), at low
+        priority: a burst of pods changes what is free on every heartbeat, and the others are placed in full."""
+        for namespace, name in self.store.known():
+            body = self.store.get((namespace, name))
+            if body is not None and waits_for_capacity(body):
+                self.queue.add(ObjectKey(DEPLOYMENT, namespace, name), LOW)
+
     def runtime_observed(self, name: str) -> None:
         self.reconciler.cluster.invalidate()
         self.catalog_changed.set()
@@ -280,6 +291,10 @@ class OperatorContext:
             pending = key in self._deferred
         if not pending:
             self.queue.forget(key)
+        if done is not None and done.outcome is not None and done.outcome.requeue_after is not None:
+            # A member's toleration or rebalance window ends then: this deployment's placement changes with no
+            # event to say so (a little late rather than early: the window is compared in whole seconds).
+            self.queue.add_after(key, done.outcome.requeue_after + REQUEUE_MARGIN_SECONDS)
         return done
 
     def _retry(self, key: ObjectKey) -> float:
@@ -496,6 +511,9 @@ class OperatorContext:
             settled = current != fingerprint and current == previous
             previous = current
             if not (due or settled or self.catalog_changed.is_set() or members):
+                if self.usage_changed.is_set():
+                    self.usage_changed.clear()
+                    self.enqueue_waiting()
                 continue
             if current != fingerprint:
                 self.metrics.inventory_changes.labels("node").inc()
@@ -504,6 +522,7 @@ class OperatorContext:
             fingerprint, last_pass = current, time.monotonic()
             self.catalog_changed.clear()
             self.members_changed.clear()
+            self.usage_changed.clear()  # this pass visits the waiting ones too
             self.enqueue_all()
 
     def _fingerprint(self) -> int:
@@ -527,10 +546,11 @@ class OperatorContext:
                 changed = self.members.heartbeat()
             except UNREACHABLE as exc:
                 logger.warning("member heartbeat: the host did not answer: %s", short_reason(exc))
-                changed = False
-            views = self.members.views()
-            if changed or any(not v.ready or v.recovered for v in views):
+                changed = MemberChange.NONE
+            if changed is MemberChange.FLEET:
                 self.members_changed.set()
+            elif changed is MemberChange.USAGE:
+                self.usage_changed.set()
             self.members_dirty.wait(self.heartbeat_seconds)
             self.members_dirty.clear()
 

@@ -19,6 +19,7 @@ from kubernetes import client
 from autoglm.core.placement import MemberView
 from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.kubeconfig import BoundedApiClient
+from autoglm.shell.members import MemberChange
 
 CLUSTERS = ("cluster.karmada.io", "v1alpha1", "clusters")
 PROXY = "/apis/cluster.karmada.io/v1alpha1/clusters/{name}/proxy"
@@ -57,8 +58,9 @@ class KarmadaMembers:
         self._seen_down: set[str] = set()  # NotReady at some point while this process watched
         self._lock = threading.Lock()
 
-    def heartbeat(self) -> bool:
-        """Read Karmada's Clusters; True when the set or a member's readiness changed."""
+    def heartbeat(self) -> MemberChange:
+        """Read Karmada's Clusters; FLEET when the set or a member's readiness changed (Karmada keeps the
+        devices in use to itself: no USAGE here)."""
         raw: Any = self.host.custom.list_cluster_custom_object(*CLUSTERS)
         views: dict[str, MemberView] = {}
         for item in raw["items"]:
@@ -96,7 +98,7 @@ class KarmadaMembers:
                     self._clients[name] = proxy_client(self.host.api, name, self.request_timeout, self.user_agent)
             for name in set(self._clients) - set(views):
                 del self._clients[name]
-        return changed
+        return MemberChange.FLEET if changed else MemberChange.NONE
 
     def views(self) -> list[MemberView]:
         with self._lock:

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,11 +50,21 @@ logger = logging.getLogger(__name__)
 class MemberSource(Protocol):
     """Where the reconciler learns the fleet: MemberRegistry (direct mode) or KarmadaMembers (Karmada mode)."""
 
-    def heartbeat(self) -> bool: ...
+    def heartbeat(self) -> MemberChange: ...
     def views(self) -> list[MemberView]: ...
     def client(self, name: str) -> ClusterClient | None: ...
     def get(self, name: str) -> object | None: ...
     def names(self) -> list[str]: ...
+
+
+class MemberChange(IntEnum):
+    """What one heartbeat round saw change, least to most."""
+
+    NONE = 0
+    # Only the devices in use changed (pods came or went): news to the deployments waiting for room.
+    USAGE = 1
+    # A member joined or left, or its readiness or device totals changed: any placement may change.
+    FLEET = 2
 
 
 class MemberProblem(Exception):
@@ -201,8 +212,8 @@ class MemberRegistry:
 
     # --- refresh ---------------------------------------------------------------------------------------
 
-    def heartbeat(self) -> bool:
-        """One round over every MemberCluster; True when any member's readiness or capacity changed."""
+    def heartbeat(self) -> MemberChange:
+        """One round over every MemberCluster, and the largest change it saw."""
         objects = {o["metadata"]["name"]: o for o in self.host.member_clusters()}
         if self.include_local and LOCAL not in objects:
             # Created, never applied: the operator's role may create MemberClusters but not change them.
@@ -215,16 +226,16 @@ class MemberRegistry:
                 }
             )
             objects = {o["metadata"]["name"]: o for o in self.host.member_clusters()}
-        changed = False
+        changed = MemberChange.NONE
         with self._lock:
             for gone in set(self._members) - set(objects):
                 del self._members[gone]
-                changed = True
+                changed = MemberChange.FLEET
         for name, body in sorted(objects.items()):
-            changed |= self._beat(name, body)
+            changed = max(changed, self._beat(name, body))
         return changed
 
-    def _beat(self, name: str, body: dict[str, Any]) -> bool:
+    def _beat(self, name: str, body: dict[str, Any]) -> MemberChange:
         # A copy, changed here and put back whole by _record: readers on other threads see the member as it
         # was or as it is, never half-updated.
         with self._lock:
@@ -302,7 +313,7 @@ class MemberRegistry:
         current: MemberClusterStatus,
         problem: MemberProblem | None,
         capacity: list[AcceleratorCapacity] | None = None,
-    ) -> bool:
+    ) -> MemberChange:
         now = self.clock()
         was_ready = member.ready
         if problem is None:
@@ -346,7 +357,13 @@ class MemberRegistry:
         member.status = new
         with self._lock:
             self._members[member.name] = member
-        return member.ready != was_ready or (not beat_only and problem is None and capacity != current.capacity)
+        if member.ready != was_ready:
+            return MemberChange.FLEET
+        if beat_only or problem is not None or capacity == current.capacity:
+            return MemberChange.NONE
+        totals = [(c.accelerator, c.total) for c in capacity or []]
+        same_totals = totals == [(c.accelerator, c.total) for c in current.capacity]
+        return MemberChange.USAGE if same_totals else MemberChange.FLEET
 
 
 # --- joining -------------------------------------------------------------------------------------------

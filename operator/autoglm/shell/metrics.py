@@ -44,6 +44,12 @@ class OperatorMetrics:
             "Keys waiting for a worker (not those held back by a backoff).",
             registry=self.registry,
         )
+        self.queue_wait = Histogram(
+            "autoglm_workqueue_queue_duration_seconds",
+            "How long a key waited on the queue, from asked for to handed to a worker.",
+            registry=self.registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+        )
         self.retries = Counter(
             "autoglm_workqueue_retries_total", "Keys put back on the queue after a failure.", registry=self.registry
         )

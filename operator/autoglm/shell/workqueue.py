@@ -73,6 +73,9 @@ class WorkQueue(Generic[K]):
         self._due: dict[K, float] = {}  # the earliest due time of each waiting key
         self._seq = itertools.count()
         self._failures: dict[K, int] = {}
+        self._queued_at: dict[K, float] = {}  # when each queued key was first asked for
+        # Told how long each key handed out waited since it was asked for (client-go's queue duration).
+        self.on_wait: Callable[[float], None] | None = None
         self._shutting_down = False
 
     # --- adding ------------------------------------------------------------------------------------------
@@ -88,6 +91,7 @@ class WorkQueue(Generic[K]):
         if held is not None and held <= priority:
             return
         self._dirty[key] = priority
+        self._queued_at.setdefault(key, self._clock())
         if key not in self._processing:
             self._queues[priority].append(key)
             self._cond.notify()
@@ -138,6 +142,9 @@ class WorkQueue(Generic[K]):
                 if key is not None:
                     self._processing.add(key)
                     del self._dirty[key]
+                    asked = self._queued_at.pop(key, None)
+                    if asked is not None and self.on_wait is not None:
+                        self.on_wait(self._clock() - asked)
                     return key
                 if self._shutting_down:
                     return None
@@ -183,6 +190,7 @@ class WorkQueue(Generic[K]):
             for queue in self._queues:
                 queue.clear()
             self._dirty.clear()
+            self._queued_at.clear()
             self._waiting.clear()
             self._due.clear()
             self._cond.notify_all()

@@ -208,6 +208,8 @@ class Reconciler:
             req.applied += [ref for _, ref in req.pending]
             outcome.deferred = True
         outcome.applied, outcome.deleted = req.applied, req.deleted
+        if fleet.recheck_at is not None:
+            outcome.requeue_after = (fleet.recheck_at - now).total_seconds()
         outcome.plan = next((o.plan for o in outcomes if o.serving), None) or _probe(fleet.shares)
         return outcome
 

@@ -43,6 +43,7 @@ class Outcome:
     deferred: bool = False  # applies still landing (on_deferred hears how they ended)
     deleting: bool = False
     waiting: str | None = None  # a deletion that cannot complete yet: why (the caller retries with backoff)
+    requeue_after: float | None = None  # reconcile again after this long: a failover or rebalance falls due
 
 
 class ObjectGone(Exception):
