@@ -3,7 +3,8 @@ workers take keys off it and reconcile them (controller-runtime's model).
 
 Sources only enqueue: kopf's watch events (a new object, a changed spec, labels or annotations, a deletion; a
 status-only change, which is the operator's own write, is not a reason), the periodic resync, a member's readiness
-or capacity changing, the BackendRuntimes or the nodes' accelerators changing, a forecast tick falling due, a
+or capacity changing (devices in use: only the deployments waiting for room), a failover or rebalance window
+ending (a requeue-after), the BackendRuntimes or the nodes' accelerators changing, a forecast tick falling due, a
 deferred apply that failed, a retry after an error. The queue collapses a key queued twice, never hands one key
 to two workers (one object's reconciles are serialized; unrelated objects never wait on each other), and brings
 failures back after an exponential backoff with jitter.
@@ -538,9 +539,10 @@ class OperatorContext:
         return hash(tuple(parts))
 
     def member_loop(self, stop: threading.Event) -> None:
-        """Heartbeat every member every `heartbeat_seconds` (sooner when a MemberCluster changed); a change of
-        readiness or capacity, or a member not settled (NotReady, or back within its rebalance window), makes
-        the resync loop enqueue every deployment, so failover and rebalance happen without other events."""
+        """Heartbeat every member every `heartbeat_seconds` (sooner when a MemberCluster changed). A member joining
+        or leaving, or its readiness or device totals changing, makes the resync loop enqueue every deployment;
+        devices in use changing, only the deployments waiting for room. A failover toleration or rebalance window
+        running out is no heartbeat's news: the reconcile that saw the window asked to run again when it ends."""
         while not stop.is_set():
             try:
                 changed = self.members.heartbeat()
