@@ -534,27 +534,35 @@ def report(
 
 
 def growth(console: Console, series: dict[str, list[tuple[float, int, float, bool]]], args: argparse.Namespace) -> None:
-    """RSS growth of each process instance (one pid): from its first sample 10 minutes or more after it started to
-    its last, and over its term as leader (a standby holds no caches of the deployments: it takes them on when
-    it leads, so a standby's figure 10 minutes in is not the baseline of its term)."""
+    """RSS growth against the goal (<= 10% after the first 10 minutes), per leader term of each process (one pid,
+    its consecutive samples as leader): a standby holds no caches of the deployments and takes them on when it
+    leads, so a term's first 10 minutes are its warm-up and the baseline is its first sample 10 minutes or more
+    into the term. A term too short for a baseline and a later sample is said so, not counted. The peer has one
+    term: the whole run."""
     for name, points in series.items():
         by_pid: dict[int, list[tuple[float, float, bool]]] = defaultdict(list)
         for minute, pid, mib, leading in points:
-            by_pid[pid].append((minute, mib, leading))
+            if mib > 0:  # a process already gone reads 0
+                by_pid[pid].append((minute, mib, leading))
         for pid, samples in by_pid.items():
-            settled = [(m, v) for m, v, _ in samples if m >= 10]
-            if len(settled) >= 2 and settled[0][1] > 0:
+            terms: list[list[tuple[float, float]]] = []
+            for i, (minute, mib, leading) in enumerate(samples):
+                if not leading:
+                    continue
+                if i == 0 or not samples[i - 1][2]:
+                    terms.append([])
+                terms[-1].append((minute, mib))
+            for term in terms:
+                settled = [(m, v) for m, v in term if m - term[0][0] >= 10]
+                where = f"RSS {name} (pid {pid}), leading from {term[0][0]:.0f} to {term[-1][0]:.0f} min of its life"
+                if len(settled) < 2:
+                    shown = ", ".join(f"{v:.0f}" for _, v in term)
+                    console.print(f"{where}: too short for the goal (samples {shown} MiB)")
+                    continue
                 change = settled[-1][1] / settled[0][1] - 1
                 console.print(
-                    f"RSS {name} (pid {pid}): {settled[0][1]:.0f} MiB {settled[0][0]:.0f} min after it started -> "
-                    f"{settled[-1][1]:.0f} MiB at {settled[-1][0]:.0f} min ({100 * change:+.1f}%)"
-                )
-            term = [(m, v) for m, v, leading in samples if leading and name != "peer"]
-            if len(term) >= 2 and term[0][1] > 0:
-                change = term[-1][1] / term[0][1] - 1
-                console.print(
-                    f"  as leader: {term[0][1]:.0f} MiB at its first sample as leader ({term[0][0]:.0f} min after it "
-                    f"started) -> {term[-1][1]:.0f} MiB {term[-1][0] - term[0][0]:.0f} min later ({100 * change:+.1f}%)"
+                    f"{where}: {settled[0][1]:.0f} MiB 10+ min in -> {settled[-1][1]:.0f} MiB "
+                    f"{settled[-1][0] - settled[0][0]:.0f} min later ({100 * change:+.1f}%)"
                 )
 
 
