@@ -401,10 +401,11 @@ def run(args: argparse.Namespace, state_dir: Path, states: dict[str, Any], conso
     while not holder(host):
         time.sleep(0.5)
     churn = Churn(host, trackers, args.ramp_minutes * 60)
+    kills = f"the leader SIGKILLed every {args.kill_every / 60:.0f} min" if args.kill_every else "no leader killed"
     table = Table(
         title=f"soak: {args.minutes:.0f} min, {args.rate:g} operations/s on each operator, a member stopped for "
-        f"{args.outage_seconds:.0f} s every {args.outage_every / 60:.0f} min, the leader SIGKILLed every "
-        f"{args.kill_every / 60:.0f} min; members gpu/ascend/edge of {args.nodes} nodes each (2-core machine)"
+        f"{args.outage_seconds:.0f} s every {args.outage_every / 60:.0f} min, {kills}; members gpu/ascend/edge of "
+        f"{args.nodes} nodes each (2-core machine)"
     )
     for column in (
         "min",
