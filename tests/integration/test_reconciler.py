@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +19,8 @@ from kubernetes import client
 
 from autoglm.core.backends import load_default_catalog
 from autoglm.core.placement import MemberView
+from autoglm.sandbox.cluster import free_port
+from autoglm.sandbox.pki import CertificateAuthority
 from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.controllers import DEPLOYMENT, ObjectKey, OperatorContext
 from autoglm.shell.members import MemberChange
@@ -305,3 +316,139 @@ def test_a_member_inside_its_toleration_has_the_deployment_reconciled_again_when
     # Past the toleration the member is no candidate: nothing more falls due.
     members.since = now - timedelta(seconds=31)
     assert reconciler.reconcile(_get(sandbox, namespace, "fo")).requeue_after is None
+
+
+class _TheHostAsARemoteMember:
+    """One member, `far`, reached through the host's own API server: what lands there is applied as on any
+    remote member (side by side, nothing deferred, the propagation finalizer held)."""
+
+    def __init__(self, far: ClusterClient):
+        self.far = far
+
+    def heartbeat(self) -> MemberChange:
+        return MemberChange.NONE
+
+    def views(self) -> list[MemberView]:
+        return [MemberView(name="far")]
+
+    def client(self, name: str) -> ClusterClient | None:
+        return self.far if name == "far" else None
+
+    def get(self, name: str) -> object | None:
+        return self.far if name == "far" else None
+
+    def names(self) -> list[str]:
+        return ["far"]
+
+
+@contextmanager
+def _admission(sandbox: Cluster, namespace: str, tmp: Path, decide: Callable[[dict[str, Any]], bool]) -> Iterator[None]:
+    """A validating admission webhook for the namespace's Deployments and Services, served on 127.0.0.1:
+    `decide(request)` is called for each (it may take its time) and says whether the object is allowed."""
+    ca = CertificateAuthority(tmp / "webhook-ca", "autoglm-test-webhook-ca")
+    cert = ca.issue("webhook", "127.0.0.1", ips=("127.0.0.1",), server=True)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            request = review["request"]
+            allowed = decide(request)
+            answer: dict[str, Any] = {"uid": request["uid"], "allowed": allowed}
+            if not allowed:
+                answer["status"] = {"code": 403, "message": "refused by the test's webhook"}
+            data = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": answer})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data.encode())
+
+        def log_message(self, *_: Any) -> None:
+            return None
+
+    port = free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert.cert, cert.key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="test-webhook", daemon=True).start()
+    name = f"autoglm-test-{namespace}"
+    webhook = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "test.autoglm.io",
+                "clientConfig": {
+                    "url": f"https://127.0.0.1:{port}/validate",
+                    "caBundle": base64.b64encode(ca.cert_path.read_bytes()).decode(),
+                },
+                "rules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["deployments"],
+                    },
+                    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["services"]},
+                ],
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+            }
+        ],
+    }
+    admission = client.AdmissionregistrationV1Api(sandbox.api)
+    admission.create_validating_webhook_configuration(webhook)
+    try:
+        yield
+    finally:
+        admission.delete_validating_webhook_configuration(name)
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_reconcile_whose_apply_failed_returns_only_after_its_other_applies_ended_so_deletion_leaves_nothing(
+    sandbox: Cluster,
+    namespace: str,
+    tmp_path: Path,
+    crds_installed: None,  # noqa: F811
+) -> None:
+    """A member refuses the Deployment at once while its Service takes 3 s to be admitted. The reconcile must not
+    return (and the next one, a deletion, must not look) while the Service's apply is still on its way: the
+    deletion would find nothing, let go of the finalizer, and the Service would land afterwards, owned by nothing
+    (the soak's leftover on a member: an apply that outlived its reconcile)."""
+    host = ClusterClient("local", sandbox.api, snapshot_ttl=0)
+    far = ClusterClient("far", sandbox.api, snapshot_ttl=0)
+    reconciler = Reconciler(host, load_default_catalog(), members=_TheHostAsARemoteMember(far))
+    selector = "autoglm.io/modeldeployment=late"
+    admitted = threading.Event()
+
+    def decide(request: dict[str, Any]) -> bool:
+        if request["kind"]["kind"] == "Deployment":
+            return False
+        time.sleep(3)
+        admitted.set()
+        return True
+
+    _create(sandbox, namespace, "late", replicas={"min": 1, "max": 1})
+    with _admission(sandbox, namespace, tmp_path, decide):
+        outcome = reconciler.reconcile(_get(sandbox, namespace, "late"))
+        assert outcome.fleet is not None
+        far_outcome = next(o for o in outcome.fleet.members if o.cluster == "far")
+        assert far_outcome.error is not None and "refused by the test's webhook" in far_outcome.error
+        assert admitted.is_set(), "the reconcile returned while its Service's apply was still being admitted"
+        services = sandbox.core.list_namespaced_service(namespace, label_selector=selector).items
+        assert [s.metadata.name for s in services] == ["late"]
+        client.CustomObjectsApi(sandbox.api).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "late")
+        body = _get(sandbox, namespace, "late")
+        assert body["metadata"].get("deletionTimestamp")
+        done = reconciler.reconcile(body)
+        assert done.waiting is None and done.deleted == ["far:Service/late"]
+    eventually(lambda: not sandbox.core.list_namespaced_service(namespace, label_selector=selector).items, timeout=10)
+    time.sleep(1)  # nothing lands later either
+    assert not sandbox.core.list_namespaced_service(namespace, label_selector=selector).items

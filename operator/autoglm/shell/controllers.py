@@ -201,7 +201,7 @@ class OperatorContext:
         namespace, name = key_of(body)
         key = ObjectKey(DEPLOYMENT, namespace, name)
         if event == "DELETED":
-            self.store.remove((namespace, name))
+            self.store.remove((namespace, name), body)
             self.queue.add(key)
             return
         held, kept = self.store.put(body)
@@ -262,10 +262,13 @@ class OperatorContext:
                 self._retry(key)
                 logger.info("%s %s: changed while being reconciled; again with its newest version", key.kind, key)
                 return None
+            if exc.status == 404:  # the object (or something it needs) is gone: what is there now decides
+                self._refresh(key)
             self._failed(key, exc)
             return None
-        except ObjectGone as exc:  # deleted while being reconciled: its DELETED event drops the key
+        except ObjectGone as exc:  # deleted while being reconciled: no version of it is acted on again
             logger.info("%s %s: %s", key.kind, key, exc)
+            self._refresh(key)
             return None
         except RETRYABLE as exc:
             self._failed(key, exc)

@@ -51,6 +51,10 @@ def converge(
         # One deployment's objects do not depend on each other (an HPA may name a Deployment that is not
         # there yet): sent side by side, a create waits for the slowest write, not for the sum of them.
         futures = [_APPLIES.submit(member.apply, body) for body in bodies]
+        # Every apply the reconcile waits for has ended before one's failure is raised: an apply left running
+        # past its reconcile could land after the next one (a deletion's cleanup among them) had looked, and
+        # leave an object on a member that nothing owns.
+        wait([f for o, f in zip(stale, futures, strict=True) if not (defer and o["kind"] in DEFERRED_KINDS)])
         for obj, body, future in zip(stale, bodies, futures, strict=True):
             key = (obj["kind"], obj["metadata"]["name"])
             if defer and obj["kind"] in DEFERRED_KINDS:
