@@ -58,6 +58,8 @@ LEASE_NAMESPACE = "autoglm-system"
 WINDOW = 300.0
 STUCK_SECONDS = 120.0
 # Where a deployment goes, in turn: each member alone, and gpu and ascend divided.
+# The orphan collector's pass (the operator's default is 300 s): within the 5 minutes the end waits to settle.
+ORPHAN_INTERVAL = 120
 PLACEMENTS: list[list[str]] = [["gpu"], ["ascend"], ["edge"], ["gpu", "ascend"]]
 
 
@@ -178,7 +180,7 @@ class Candidates:
         command = [
             *("autoglm", "run", "--kubeconfig", self.kubeconfig, "-n", OURS, "--no-local", "--leader-elect"),
             *("--leader-election-namespace", LEASE_NAMESPACE, "--liveness", "", "--metrics-port", "0"),
-            *("--member-heartbeat", "5", "--resync", "30"),
+            *("--member-heartbeat", "5", "--resync", "30", "--orphan-interval", str(ORPHAN_INTERVAL)),
         ]
         log = (self.log_dir / f"operator-{identity}.log").open("ab")
         self.processes[name] = subprocess.Popen(
@@ -213,6 +215,16 @@ def holder(api: client.ApiClient) -> str:
     except client.ApiException:
         return ""
     return str(lease.spec.holder_identity or "")
+
+
+def orphans_removed(log_dir: Path) -> list[str]:
+    """What the operators' orphan collector removed (each removal is one log line: `removed MEMBER:KIND/NS/NAME`)."""
+    found = []
+    for log in sorted(log_dir.glob("operator-*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if "no longer exists" in line and "] removed " in line:
+                found.append(line.split("] removed ", 1)[1].split(": its ", 1)[0])
+    return found
 
 
 class Churn:
@@ -487,7 +499,8 @@ def run(args: argparse.Namespace, state_dir: Path, states: dict[str, Any], conso
             f"{end.rolling}; leftovers "
             f"{len(end.leftovers)} {end.leftovers[:5]}; stuck deletions {len(end.stuck)} {end.stuck[:5]}; "
             f"operations not seen done {unfinished}; "
-            f"operator restarts {dict(candidates.restarts)}; API errors of the churn {churn.errors}"
+            f"operator restarts {dict(candidates.restarts)}; API errors of the churn {churn.errors}; "
+            f"objects the orphan collector removed {orphans_removed(candidates.log_dir)}"
         )
         growth(console, rss_series, args)
     finally:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from autoglm.core.render import LABEL_DEPLOYMENT, LABEL_HOST, LABEL_OWNER_UID
 from autoglm.sandbox import fleet, llama
 from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import ClusterState, free_port, http_ok, wait_until
@@ -443,6 +444,43 @@ def test_drift_on_a_member_is_repaired_and_delete_cleans_every_member(
     for name in ("gpu", "ascend"):
         services = client.CoreV1Api(joined[name].api).list_namespaced_service(namespace).items
         assert not _deployments(joined[name], namespace) and not services, name
+
+
+def test_objects_on_a_member_whose_deployment_is_gone_are_collected_and_nothing_else(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    """An apply a member carried out after the deletion had cleaned it (its client had given up on the call) leaves
+    an object that no finalizer will remove: the collector does. What a live deployment owns, what another host made
+    and what a person made stay."""
+    _create(sandbox, namespace, "alive", replicas={"min": 1, "max": 1}, placement={"clusters": ["gpu"]})
+    eventually(lambda: len(_deployments(joined["gpu"], namespace)) == 1, timeout=60)
+    (alive,) = _deployments(joined["gpu"], namespace)
+    host = operator.reconciler.cluster.identity()
+    assert alive.metadata.labels[LABEL_HOST] == host
+    labels = dict(alive.metadata.labels)
+
+    def deployment(name: str, **changed: str) -> dict[str, Any]:
+        pod = {"containers": [{"name": "server", "image": "registry.k8s.io/pause:3.10"}]}
+        return {
+            "metadata": {"name": name, "labels": {**labels, **changed}},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"orphan-test": name}},
+                "template": {"metadata": {"labels": {"orphan-test": name}}, "spec": pod},
+            },
+        }
+
+    apps = client.AppsV1Api(joined["gpu"].api)
+    gone = {LABEL_OWNER_UID: "00000000-0000-0000-0000-000000000000", LABEL_DEPLOYMENT: "deleted-long-ago"}
+    apps.create_namespaced_deployment(namespace, deployment("landed-late", **gone))
+    apps.create_namespaced_deployment(namespace, deployment("another-hosts", **gone, **{LABEL_HOST: "another-host"}))
+    apps.create_namespaced_deployment(namespace, {**deployment("by-hand"), "metadata": {"name": "by-hand"}})
+    removed = operator.collect_orphans()
+    assert removed == [f"gpu:Deployment/{namespace}/landed-late"]
+    names = sorted(d.metadata.name for d in _deployments(joined["gpu"], namespace))
+    assert names == sorted(["another-hosts", "by-hand", alive.metadata.name])
+    assert operator.collect_orphans() == []  # nothing more: a second pass finds what the first left, and leaves it
+    assert operator.metrics.orphans.labels("gpu")._value.get() >= 1
 
 
 def test_deleting_many_at_once_leaves_nothing_behind_while_resyncs_run(

@@ -17,6 +17,7 @@ from autoglm.core.render import (
     ANNOTATION_PLAN_HASH,
     CACHE_CLAIM,
     LABEL_DEPLOYMENT,
+    LABEL_HOST,
     LABEL_OWNER_NAMESPACE,
     LABEL_OWNER_UID,
     Target,
@@ -239,7 +240,7 @@ def test_grpc_port_is_exposed_when_the_runtime_offers_one() -> None:
 def test_objects_for_a_remote_member_carry_the_owner_as_labels_not_references() -> None:
     md = _md(replicas={"min": 2, "max": 6})
     p = _plan(md, "nvidia-h100.yaml")
-    remote = serving_objects(md, p, RUNTIMES, replicas_max=3, target=Target(remote=True))
+    remote = serving_objects(md, p, RUNTIMES, replicas_max=3, target=Target(remote=True, host="host-uid"))
     _validate(remote)
     for obj in remote:
         assert "ownerReferences" not in obj["metadata"]
@@ -249,10 +250,12 @@ def test_objects_for_a_remote_member_carry_the_owner_as_labels_not_references() 
             "1234-uid",
             "glm",
         )
+        assert labels[LABEL_HOST] == "host-uid"  # the orphan collector finds what this host made by it
     (hpa,) = _by_kind(remote, "HorizontalPodAutoscaler")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 3)  # this member's share of the ceiling
     local = serving_objects(md, p, RUNTIMES)
     assert all(o["metadata"]["ownerReferences"][0]["uid"] == "1234-uid" for o in local)
+    assert not any(LABEL_HOST in o["metadata"]["labels"] for o in local)
     assert _by_kind(local, "HorizontalPodAutoscaler")[0]["spec"]["maxReplicas"] == 6
 
 

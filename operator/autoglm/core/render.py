@@ -30,6 +30,9 @@ LABEL_CACHE_KEY = "autoglm.io/cache-key"
 # Who owns an object on a member cluster, where ownerReferences cannot point (they stay within one cluster).
 LABEL_OWNER_NAMESPACE = "autoglm.io/owner-namespace"
 LABEL_OWNER_UID = "autoglm.io/owner-uid"
+# Which host cluster's operator made an object on a member (the host's kube-system namespace uid): a member may
+# be joined to more than one host, and only the owner's host may collect the object once its owner is gone.
+LABEL_HOST = "autoglm.io/host"
 ANNOTATION_PLAN_HASH = "autoglm.io/plan-hash"
 ANNOTATION_RENDERED = "autoglm.io/rendered"  # a hash of the object as rendered (see stamped)
 # Which revision a workload runs, when a deployment spans members: the Services select one revision, so a new
@@ -117,12 +120,17 @@ def workload_labels(md: ModelDeployment, pool: str | None = None) -> dict[str, s
     return labels
 
 
-def object_meta(md: ModelDeployment, name: str, pool: str | None = None, remote: bool = False) -> dict[str, Any]:
+def object_meta(
+    md: ModelDeployment, name: str, pool: str | None = None, remote: bool = False, host: str = ""
+) -> dict[str, Any]:
     """Object metadata: on the host an ownerReference (garbage collection deletes it with its owner); on a
-    member cluster the owner's namespace and uid as labels, which the propagation finalizer deletes by."""
+    member cluster the owner's namespace and uid as labels, which the propagation finalizer deletes by, and the
+    host's identity, by which the host's orphan collector finds what it made there (see core.orphans)."""
     meta: dict[str, Any] = {"name": name, "namespace": md.metadata.namespace, "labels": workload_labels(md, pool)}
     if remote:
         meta["labels"] |= {LABEL_OWNER_NAMESPACE: md.metadata.namespace or "", LABEL_OWNER_UID: md.metadata.uid or ""}
+        if host:
+            meta["labels"][LABEL_HOST] = host
     else:
         meta["ownerReferences"] = [owner_reference(md)]
     return meta
@@ -270,12 +278,13 @@ class Target:
     remote: bool = False
     suffix: str = ""
     revision: str | None = None
+    host: str = ""  # the host cluster's identity, on remote objects (LABEL_HOST)
 
     def labels(self, md: ModelDeployment, pool: str | None = None) -> dict[str, str]:
         return workload_labels(md, pool) | ({LABEL_REVISION: self.revision} if self.revision else {})
 
     def meta(self, md: ModelDeployment, name: str, pool: str | None = None) -> dict[str, Any]:
-        meta = object_meta(md, name, pool, self.remote)
+        meta = object_meta(md, name, pool, self.remote, self.host)
         if self.revision:
             meta["labels"] = {**meta["labels"], LABEL_REVISION: self.revision}
         return meta
@@ -473,7 +482,9 @@ def serving_objects(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": object_meta(md, name, remote=target.remote),  # no revision: it outlives revisions
+            "metadata": object_meta(
+                md, name, remote=target.remote, host=target.host
+            ),  # no revision: it outlives revisions
             "spec": service_spec(md, selector, plan.assignments, runtimes),
         }
     )
@@ -491,7 +502,9 @@ def serving_objects(
             {
                 "apiVersion": "autoscaling/v2",
                 "kind": "HorizontalPodAutoscaler",
-                "metadata": object_meta(md, name, remote=target.remote),  # no revision: it outlives revisions
+                "metadata": object_meta(
+                    md, name, remote=target.remote, host=target.host
+                ),  # no revision: it outlives revisions
                 "spec": {
                     "scaleTargetRef": {
                         "apiVersion": "apps/v1",
@@ -537,7 +550,8 @@ def serving_objects(
             {
                 "apiVersion": INFERENCE_POOL_API,
                 "kind": "InferencePool",
-                "metadata": object_meta(md, name, remote=target.remote),  # no revision: it outlives revisions
+                # no revision: it outlives revisions
+                "metadata": object_meta(md, name, remote=target.remote, host=target.host),
                 "spec": {"selector": {"matchLabels": selector}, "targetPorts": [{"number": http}],
                          "endpointPickerRef": picker},
             }
@@ -548,7 +562,9 @@ def serving_objects(
             {
                 "apiVersion": "monitoring.coreos.com/v1",
                 "kind": "PodMonitor",
-                "metadata": object_meta(md, name, remote=target.remote),  # no revision: it outlives revisions
+                "metadata": object_meta(
+                    md, name, remote=target.remote, host=target.host
+                ),  # no revision: it outlives revisions
                 "spec": {
                     "selector": {"matchLabels": selector},
                     "podMetricsEndpoints": [{"port": "http", "path": path, "interval": "15s"}],

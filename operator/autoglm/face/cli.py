@@ -443,6 +443,15 @@ def run(
     resync: Annotated[
         float, typer.Option("--resync", envvar="AUTOGLM_RESYNC_SECONDS", help="Seconds between re-plans.")
     ] = 30.0,
+    orphan_interval: Annotated[
+        float,
+        typer.Option(
+            "--orphan-interval",
+            envvar="AUTOGLM_ORPHAN_INTERVAL",
+            help="Seconds between passes that remove members' objects whose ModelDeployment is gone (0 = none).",
+            min=0,
+        ),
+    ] = 300.0,
     workers: Annotated[
         int,
         typer.Option(
@@ -552,6 +561,7 @@ def run(
     context.prometheus_timeout = prometheus_timeout
     context.forecast_seconds = forecast_interval
     context.workers = workers
+    context.orphan_seconds = orphan_interval
     if metrics_port:
         context.metrics.serve(metrics_port)
     elector = LeaderElector(context.reconciler.cluster.api, settings) if settings is not None else None

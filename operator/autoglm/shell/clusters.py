@@ -121,6 +121,7 @@ class ClusterClient:
         self.custom = client.CustomObjectsApi(api)
         self._dynamic: DynamicClient | None = None
         self._resources: dict[tuple[str, str], tuple[Any, float]] = {}  # (resource or None, when looked up)
+        self._identity: str | None = None
         self._events: queue.Queue[tuple[Manifest, str, str, str]] = queue.Queue(maxsize=EVENT_QUEUE)
         self._event_thread: threading.Thread | None = None
         self._nodes = WatchCache(f"{name}-nodes", self._node_request, _node_facts, settle_seconds=NODES_SETTLE_SECONDS)
@@ -246,6 +247,22 @@ class ClusterClient:
             found += [item.to_dict() for item in items]
         return found
 
+    def labelled(self, selector: str) -> list[Manifest]:
+        """Objects of the kinds the operator renders, in every namespace, that match a label selector (one list
+        per kind served, side by side)."""
+        served = [r for key in OWNED_KINDS if (r := self._resource(*key)) is not None]
+        lists = [_READS.submit(r.get, label_selector=selector, **self.timeout) for r in served]
+        found: list[Manifest] = []
+        for listed in lists:
+            try:
+                items = listed.result().items
+            except ApiException as exc:
+                if exc.status != 404:  # a CRD removed since discovery: nothing of that kind
+                    raise
+                continue
+            found += [item.to_dict() for item in items]
+        return found
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Manifest | None:
         """The live object as JSON (camelCase, like apply's answer), or None when it does not exist."""
         try:
@@ -256,6 +273,16 @@ class ClusterClient:
             if exc.status == 404:
                 return None
             raise
+
+    def identity(self) -> str:
+        """The cluster's identity: its kube-system namespace's uid (what cluster-api and Karmada's cluster ID use),
+        read once."""
+        if self._identity is None:
+            found = self.get("v1", "Namespace", "kube-system", None)
+            if found is None:
+                raise LookupError(f"cluster {self.name} has no kube-system namespace to be identified by")
+            self._identity = str(found["metadata"]["uid"])
+        return self._identity
 
     def namespace_terminating(self, namespace: str) -> bool:
         found = self.get("v1", "Namespace", namespace, None)

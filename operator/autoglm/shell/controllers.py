@@ -42,6 +42,8 @@ from autoglm.api.modeldeployment import ModelDeploymentStatus
 from autoglm.core.backends import load_default_catalog
 from autoglm.core.forecast.decision import forecast_enabled
 from autoglm.core.hardware import load_accelerator_table
+from autoglm.core.orphans import orphans
+from autoglm.core.render import LABEL_DEPLOYMENT, LABEL_HOST, LABEL_OWNER_UID
 from autoglm.core.status import DEGRADED, condition_events, set_condition, waits_for_capacity
 from autoglm.shell.clusters import CONNECTIONS, ClusterClient, FinalizerNotUpdated
 from autoglm.shell.inventories import InventoryCache
@@ -52,7 +54,7 @@ from autoglm.shell.kubeconfig import (
     BoundedApiClient,
     client_configuration,
 )
-from autoglm.shell.members import MemberChange, MemberRegistry, MemberSource
+from autoglm.shell.members import LOCAL, MemberChange, MemberRegistry, MemberSource
 from autoglm.shell.metrics import OperatorMetrics
 from autoglm.shell.problems import UNREACHABLE, short_reason
 from autoglm.shell.reconcile import DeferredApplyStuck, ObjectGone, Outcome, Reconciler
@@ -103,6 +105,7 @@ class OperatorContext:
     prometheus_url: str | None = None
     prometheus_timeout: float = 10.0
     forecast_seconds: float = 60.0
+    orphan_seconds: float = 300.0  # between passes of the orphan collector (0: none)
     workers: int = DEFAULT_WORKERS
     api_timeout: float = DEFAULT_API_TIMEOUT
     user_agent: str | None = None
@@ -579,6 +582,60 @@ class OperatorContext:
                 elif self.scaler is not None:
                     self.scaler.forget(str(key))
 
+    def orphan_loop(self, stop: threading.Event) -> None:
+        """Every `orphan_seconds`, the objects on members whose owner is gone are removed (collect_orphans)."""
+        while not stop.wait(self.orphan_seconds):
+            try:
+                self.collect_orphans()
+            except UNREACHABLE as exc:
+                logger.warning("orphans not collected: the host did not answer: %s", short_reason(exc))
+
+    def collect_orphans(self) -> list[str]:
+        """Remove from every connected member what this host made there for a ModelDeployment that no longer
+        exists (core.orphans); returns them as `member:Kind/namespace/name`. The members are listed before the
+        host: an object found there was made for an owner that existed then, so an owner missing from the host's
+        list made afterwards is gone, never one not yet seen. Karmada mode: Karmada keeps its members' objects."""
+        if self.reconciler.karmada:
+            return []
+        found: dict[str, list[dict[str, Any]]] = {}
+        host = self.reconciler.cluster.identity()
+        for name in self.members.names():
+            member = self.members.client(name)
+            if member is None or name == LOCAL:
+                continue  # the host's own objects have ownerReferences: its garbage collector removes them
+            try:
+                found[name] = member.labelled(f"{LABEL_HOST}={host}")
+            except UNREACHABLE as exc:
+                logger.info("orphans on %s not looked for: %s", name, short_reason(exc))
+        if not found:
+            return []
+        live = {md["metadata"]["uid"] for md in self.reconciler.cluster.model_deployments(self.namespaces)}
+        removed = []
+        for name, objects in found.items():
+            member = self.members.client(name)
+            if member is None:
+                continue
+            for obj in orphans(objects, host, live, self.namespaces):
+                meta = obj["metadata"]
+                what = f"{name}:{obj['kind']}/{meta.get('namespace')}/{meta['name']}"
+                try:
+                    member.delete(obj)
+                except UNREACHABLE as exc:
+                    logger.info("orphan %s not removed: %s", what, short_reason(exc))
+                    continue
+                labels = meta.get("labels") or {}
+                logger.warning(
+                    "removed %s (made %s): its ModelDeployment %s/%s (uid %s) no longer exists",
+                    what,
+                    meta.get("creationTimestamp"),
+                    meta.get("namespace"),
+                    labels.get(LABEL_DEPLOYMENT),
+                    labels.get(LABEL_OWNER_UID),
+                )
+                self.metrics.orphans.labels(name).inc()
+                removed.append(what)
+        return removed
+
     def _until_next_tick(self, now: float) -> float:
         interval = self.forecast_seconds
         phase = interval / 4
@@ -593,6 +650,8 @@ class OperatorContext:
             threading.Thread(target=self.resync_loop, args=(stop,), name="autoglm-resync"),
             threading.Thread(target=self.forecast_loop, args=(stop,), name="autoglm-forecast"),
         ]
+        if self.orphan_seconds > 0:
+            threads.append(threading.Thread(target=self.orphan_loop, args=(stop,), name="autoglm-orphans"))
         for thread in threads:
             thread.daemon = True
             thread.start()

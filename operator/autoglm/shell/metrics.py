@@ -50,6 +50,12 @@ class OperatorMetrics:
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
         )
+        self.orphans = Counter(
+            "autoglm_orphans_removed_total",
+            "Objects removed from a member because their ModelDeployment no longer exists.",
+            ["member"],
+            registry=self.registry,
+        )
         self.retries = Counter(
             "autoglm_workqueue_retries_total", "Keys put back on the queue after a failure.", registry=self.registry
         )

@@ -268,7 +268,12 @@ class Reconciler:
                 result,
                 req.runtimes,
                 replicas_max=share.max_replicas,
-                target=Target(remote=remote, suffix=f"-{revision}" if revision else "", revision=revision),
+                target=Target(
+                    remote=remote,
+                    suffix=f"-{revision}" if revision else "",
+                    revision=revision,
+                    host=self.cluster.identity() if remote else "",
+                ),
             )
             if member.has_kind(o["apiVersion"], o["kind"])  # optional kinds the member does not serve are left out
         ]
