@@ -359,18 +359,23 @@ class ClusterClient:
             raise
         return True
 
-    def delete(self, obj: Mapping[str, Any]) -> None:
+    def delete(self, obj: Mapping[str, Any], exact: bool = False) -> bool:
+        """Delete the object (its dependents in the background); False when it was not there. With `exact`, only
+        the very object given (a uid precondition): one made again under the same name meanwhile stays."""
         resource = self._resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         with self._lock:
             self._ensured.pop((obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"]), None)
+        options: dict[str, Any] = {"propagationPolicy": "Background"}
+        if exact:
+            options["preconditions"] = {"uid": meta["uid"]}
         try:
-            resource.delete(
-                name=meta["name"], namespace=meta.get("namespace"), propagation_policy="Background", **self.timeout
-            )
+            resource.delete(name=meta["name"], namespace=meta.get("namespace"), body=options, **self.timeout)
         except ApiException as exc:
-            if exc.status != 404:
-                raise
+            if exc.status == 404 or (exact and exc.status == 409):
+                return False
+            raise
+        return True
 
     def write_status(self, body: Mapping[str, Any], status: Manifest) -> Manifest:
         """Replace a ModelDeployment's whole status, on the condition that the object is still the version

@@ -619,7 +619,8 @@ class OperatorContext:
                 meta = obj["metadata"]
                 what = f"{name}:{obj['kind']}/{meta.get('namespace')}/{meta['name']}"
                 try:
-                    member.delete(obj)
+                    if not member.delete(obj, exact=True):
+                        continue  # removed meanwhile (by the deletion that was cleaning it up), or made anew
                 except UNREACHABLE as exc:
                     logger.info("orphan %s not removed: %s", what, short_reason(exc))
                     continue
