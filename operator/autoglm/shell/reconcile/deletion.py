@@ -60,6 +60,13 @@ def finalize(r: Reconciler, body: Mapping[str, Any]) -> Outcome:
             outcome.waiting = waiting
             return outcome
         outcome.body = r.cluster.remove_finalizer(namespace, name, PROPAGATION_FINALIZER)
+        logger.info(
+            "%s/%s (uid %s): deleted; removed from members: %s",
+            namespace,
+            name,
+            meta.get("uid"),
+            ", ".join(outcome.deleted) or "nothing",
+        )
     if ARTIFACT_FINALIZER in finalizers:
         released = release(r, body)
         if released:
