@@ -307,6 +307,7 @@ class Consistency:
     rolling: int  # (deployment, member) pairs running two revisions: a coordinated rollout in flight
     leftovers: list[str]  # member:Deployment of ModelDeployments that no longer exist
     stuck: list[str]  # deployments deleted more than STUCK_SECONDS ago and still there
+    pairs: list[str] = field(default_factory=list)  # the differing pairs: "held" or "said" only, deployment@member
 
 
 def consistency(host: client.ApiClient, members: dict[str, client.ApiClient]) -> Consistency:
@@ -345,7 +346,9 @@ def consistency(host: client.ApiClient, members: dict[str, client.ApiClient]) ->
     held = set(counts)
     duplicates = sum(len(r) != len(set(r)) for r in revisions.values())
     rolling = sum(len(set(r)) > 1 for r in revisions.values())
-    return Consistency(len(held), len(said), len(held ^ said), duplicates, rolling, leftovers, stuck)
+    pairs = [f"held only {d}@{m}" for d, m in sorted(held - said)]
+    pairs += [f"said only {d}@{m}" for d, m in sorted(said - held)]
+    return Consistency(len(held), len(said), len(held ^ said), duplicates, rolling, leftovers, stuck, pairs)
 
 
 def main() -> None:
@@ -495,7 +498,8 @@ def run(args: argparse.Namespace, state_dir: Path, states: dict[str, Any], conso
         unfinished = {t.namespace: len(t.waiting) for t in trackers}
         console.print(
             f"end: {len(ours.live)} live; members hold {end.held} (deployment, member) pairs, statuses say "
-            f"{end.said}, {end.differing} differ; duplicate Deployments {end.duplicates}; rollouts in flight "
+            f"{end.said}, {end.differing} differ {end.pairs[:5]}; duplicate Deployments {end.duplicates}; "
+            f"rollouts in flight "
             f"{end.rolling}; leftovers "
             f"{len(end.leftovers)} {end.leftovers[:5]}; stuck deletions {len(end.stuck)} {end.stuck[:5]}; "
             f"operations not seen done {unfinished}; "
