@@ -13,8 +13,6 @@ from typing import Any
 
 from autoglm.core.render import LABEL_HOST, LABEL_OWNER_NAMESPACE, LABEL_OWNER_UID
 
-Manifest = dict[str, Any]
-
 
 def orphans(
     objects: Sequence[Mapping[str, Any]], host: str, live: Collection[str], namespaces: Collection[str] = ()

@@ -283,8 +283,12 @@ class Target:
     def labels(self, md: ModelDeployment, pool: str | None = None) -> dict[str, str]:
         return workload_labels(md, pool) | ({LABEL_REVISION: self.revision} if self.revision else {})
 
+    def shared_meta(self, md: ModelDeployment, name: str, pool: str | None = None) -> dict[str, Any]:
+        """Metadata of an object every revision shares (a Service, an HPA, ...): no revision label."""
+        return object_meta(md, name, pool, self.remote, self.host)
+
     def meta(self, md: ModelDeployment, name: str, pool: str | None = None) -> dict[str, Any]:
-        meta = object_meta(md, name, pool, self.remote, self.host)
+        meta = self.shared_meta(md, name, pool)
         if self.revision:
             meta["labels"] = {**meta["labels"], LABEL_REVISION: self.revision}
         return meta
@@ -482,9 +486,7 @@ def serving_objects(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": object_meta(
-                md, name, remote=target.remote, host=target.host
-            ),  # no revision: it outlives revisions
+            "metadata": target.shared_meta(md, name),  # no revision: it outlives revisions
             "spec": service_spec(md, selector, plan.assignments, runtimes),
         }
     )
@@ -502,9 +504,7 @@ def serving_objects(
             {
                 "apiVersion": "autoscaling/v2",
                 "kind": "HorizontalPodAutoscaler",
-                "metadata": object_meta(
-                    md, name, remote=target.remote, host=target.host
-                ),  # no revision: it outlives revisions
+                "metadata": target.shared_meta(md, name),  # no revision: it outlives revisions
                 "spec": {
                     "scaleTargetRef": {
                         "apiVersion": "apps/v1",
@@ -550,8 +550,7 @@ def serving_objects(
             {
                 "apiVersion": INFERENCE_POOL_API,
                 "kind": "InferencePool",
-                # no revision: it outlives revisions
-                "metadata": object_meta(md, name, remote=target.remote, host=target.host),
+                "metadata": target.shared_meta(md, name),  # no revision: it outlives revisions
                 "spec": {"selector": {"matchLabels": selector}, "targetPorts": [{"number": http}],
                          "endpointPickerRef": picker},
             }
@@ -562,9 +561,7 @@ def serving_objects(
             {
                 "apiVersion": "monitoring.coreos.com/v1",
                 "kind": "PodMonitor",
-                "metadata": object_meta(
-                    md, name, remote=target.remote, host=target.host
-                ),  # no revision: it outlives revisions
+                "metadata": target.shared_meta(md, name),  # no revision: it outlives revisions
                 "spec": {
                     "selector": {"matchLabels": selector},
                     "podMetricsEndpoints": [{"port": "http", "path": path, "interval": "15s"}],

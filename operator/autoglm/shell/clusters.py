@@ -227,8 +227,12 @@ class ClusterClient:
     def owned(self, namespace: str, md_name: str) -> list[Manifest]:
         """Objects labelled as rendered for this ModelDeployment: one list per kind the cluster serves, side by side
         (a reconcile waits for one round trip, not for one per kind)."""
+        return self.labelled(f"{LABEL_DEPLOYMENT}={md_name}", namespace)
+
+    def labelled(self, selector: str, namespace: str | None = None) -> list[Manifest]:
+        """Objects of the kinds the operator renders that match a label selector, in the namespace (every
+        namespace when None): one list per kind the cluster serves, side by side."""
         served = [(key, r) for key in OWNED_KINDS if (r := self._resource(*key)) is not None]
-        selector = f"{LABEL_DEPLOYMENT}={md_name}"
         lists = [
             (key, _READS.submit(resource.get, namespace=namespace, label_selector=selector, **self.timeout))
             for key, resource in served
@@ -240,25 +244,9 @@ class ClusterClient:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-                # The kind's CRD was removed since discovery: unserved now (asked again later), nothing owned.
+                # The kind's CRD was removed since discovery: unserved now (asked again later), nothing of it.
                 with self._discovery_lock:
                     self._resources[key] = (None, time.monotonic())
-                continue
-            found += [item.to_dict() for item in items]
-        return found
-
-    def labelled(self, selector: str) -> list[Manifest]:
-        """Objects of the kinds the operator renders, in every namespace, that match a label selector (one list
-        per kind served, side by side)."""
-        served = [r for key in OWNED_KINDS if (r := self._resource(*key)) is not None]
-        lists = [_READS.submit(r.get, label_selector=selector, **self.timeout) for r in served]
-        found: list[Manifest] = []
-        for listed in lists:
-            try:
-                items = listed.result().items
-            except ApiException as exc:
-                if exc.status != 404:  # a CRD removed since discovery: nothing of that kind
-                    raise
                 continue
             found += [item.to_dict() for item in items]
         return found

@@ -597,24 +597,21 @@ class OperatorContext:
         list made afterwards is gone, never one not yet seen. Karmada mode: Karmada keeps its members' objects."""
         if self.reconciler.karmada:
             return []
-        found: dict[str, list[dict[str, Any]]] = {}
+        found: dict[str, tuple[ClusterClient, list[dict[str, Any]]]] = {}
         host = self.reconciler.cluster.identity()
         for name in self.members.names():
             member = self.members.client(name)
             if member is None or name == LOCAL:
                 continue  # the host's own objects have ownerReferences: its garbage collector removes them
             try:
-                found[name] = member.labelled(f"{LABEL_HOST}={host}")
+                found[name] = (member, member.labelled(f"{LABEL_HOST}={host}"))
             except UNREACHABLE as exc:
                 logger.info("orphans on %s not looked for: %s", name, short_reason(exc))
         if not found:
             return []
         live = {md["metadata"]["uid"] for md in self.reconciler.cluster.model_deployments(self.namespaces)}
         removed = []
-        for name, objects in found.items():
-            member = self.members.client(name)
-            if member is None:
-                continue
+        for name, (member, objects) in found.items():
             for obj in orphans(objects, host, live, self.namespaces):
                 meta = obj["metadata"]
                 what = f"{name}:{obj['kind']}/{meta.get('namespace')}/{meta['name']}"
