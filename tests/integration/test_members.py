@@ -491,6 +491,40 @@ def test_objects_on_a_member_whose_deployment_is_gone_are_collected_and_nothing_
     assert operator.metrics.orphans.labels("gpu")._value.get() >= 1
 
 
+def test_objects_on_a_member_a_live_deployments_status_does_not_name_are_withdrawn_after_the_collector_finds_them(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    """Objects of a live deployment on a member its status does not name (applied there, then the status write
+    failed and the operator restarted: its memory of where it applied is gone) are removed by the deployment's own
+    next reconcile once the collector has pointed at them; another deployment's objects that its status does name
+    stay."""
+    _create(sandbox, namespace, "placed", replicas={"min": 1, "max": 1}, placement={"clusters": ["gpu"]})
+    _create(sandbox, namespace, "named", replicas={"min": 1, "max": 1}, placement={"clusters": ["ascend"]})
+    eventually(lambda: len(_deployments(joined["gpu"], namespace)) == 1, timeout=60)
+    eventually(lambda: len(_deployments(joined["ascend"], namespace)) == 1, timeout=60)
+    (placed,) = _deployments(joined["gpu"], namespace)
+    (named,) = _deployments(joined["ascend"], namespace)
+    stray = {
+        "metadata": {"name": placed.metadata.name, "labels": dict(placed.metadata.labels)},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"stray-test": "placed"}},
+            "template": {
+                "metadata": {"labels": {"stray-test": "placed"}},
+                "spec": {"containers": [{"name": "server", "image": "registry.k8s.io/pause:3.10"}]},
+            },
+        },
+    }
+    client.AppsV1Api(joined["ascend"].api).create_namespaced_deployment(namespace, stray)
+    assert operator.collect_orphans() == []  # its owner lives: not an orphan
+    eventually(
+        lambda: [d.metadata.name for d in _deployments(joined["ascend"], namespace)] == [named.metadata.name],
+        timeout=30,
+    )
+    assert [d.metadata.name for d in _deployments(joined["gpu"], namespace)] == [placed.metadata.name]
+    assert _condition(sandbox, namespace, "placed", "Ready").get("status") == "True"
+
+
 def test_deleting_many_at_once_leaves_nothing_behind_while_resyncs_run(
     sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
 ) -> None:

@@ -25,7 +25,7 @@ from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.controllers import DEPLOYMENT, ObjectKey, OperatorContext
 from autoglm.shell.members import MemberChange
 from autoglm.shell.metrics import OperatorMetrics
-from autoglm.shell.reconcile import Reconciler
+from autoglm.shell.reconcile import PROPAGATION_FINALIZER, Reconciler
 from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
 
@@ -452,3 +452,50 @@ def test_a_reconcile_whose_apply_failed_returns_only_after_its_other_applies_end
     eventually(lambda: not sandbox.core.list_namespaced_service(namespace, label_selector=selector).items, timeout=10)
     time.sleep(1)  # nothing lands later either
     assert not sandbox.core.list_namespaced_service(namespace, label_selector=selector).items
+
+
+def test_a_member_applied_to_whose_status_write_failed_is_withdrawn_when_the_placement_leaves_it(
+    sandbox: Cluster,
+    namespace: str,
+    crds_installed: None,  # noqa: F811
+) -> None:
+    """A reconcile applies to member `far`, then its status write conflicts (the object changed meanwhile): no
+    status names `far`. The placement then leaves `far` out. Withdrawal goes by what the status names, so without
+    the reconciler remembering where it applied, `far` would keep the objects for good, counted by nobody."""
+    host = ClusterClient("local", sandbox.api, snapshot_ttl=0)
+    far = ClusterClient("far", sandbox.api, snapshot_ttl=0)
+    reconciler = Reconciler(host, load_default_catalog(), members=_TheHostAsARemoteMember(far))
+    selector = "autoglm.io/modeldeployment=unsaid"
+    custom = client.CustomObjectsApi(sandbox.api)
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        # Held as the first reconcile would hold it: this reconcile's only write to the object is its status.
+        "metadata": {"name": "unsaid", "finalizers": [PROPAGATION_FINALIZER]},
+        "spec": {
+            "model": {"name": "glm-4-9b-chat"},
+            "replicas": {"min": 1, "max": 1},
+            "placement": {"clusters": ["far"]},
+        },
+    }
+    read = dict(custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body))
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "unsaid", {"metadata": {"labels": {"edited": "meanwhile"}}}
+    )
+    with pytest.raises(client.ApiException) as conflict:
+        reconciler.reconcile(read)
+    assert conflict.value.status == 409
+    assert (
+        client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace, label_selector=selector).items
+    )  # landed on far
+    assert not (_get(sandbox, namespace, "unsaid").get("status") or {}).get("clusters")  # named nowhere
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "unsaid", {"spec": {"placement": {"clusters": ["elsewhere"]}}}
+    )
+    outcome = reconciler.reconcile(_get(sandbox, namespace, "unsaid"))
+    assert any(ref.startswith("far:Deployment/") for ref in outcome.deleted), outcome.deleted
+    assert not client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace, label_selector=selector).items
+    assert len(reconciler.strays) == 0  # its status landed: nothing more to look for
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "unsaid", {"metadata": {"finalizers": None}}
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autoglm.core.orphans import orphans
+from autoglm.core.orphans import orphans, strays
 from autoglm.core.render import LABEL_HOST, LABEL_OWNER_NAMESPACE, LABEL_OWNER_UID
 
 HOST = "0b2c5a1e-host"
@@ -37,3 +37,16 @@ def test_a_namespaced_operator_judges_only_owners_in_its_namespaces() -> None:
     objects = [_made("mine", "uid-1", "team-a"), _made("elsewhere", "uid-2", "team-b")]
     assert [o["metadata"]["name"] for o in orphans(objects, HOST, set(), namespaces=("team-a",))] == ["mine"]
     assert len(orphans(objects, HOST, set())) == 2
+
+
+def test_a_live_owner_whose_status_does_not_name_the_member_is_a_stray_owner() -> None:
+    objects = [
+        _made("said", "uid-a"),
+        _made("unsaid", "uid-b"),
+        _made("gone", "uid-c"),
+        _made("theirs", "uid-b", host="x"),
+    ]
+    named = {"uid-a": {"gpu", "ascend"}, "uid-b": {"gpu"}}
+    assert strays(objects, HOST, named, "ascend") == {"uid-b"}
+    assert strays(objects, HOST, named, "gpu") == set()
+    assert strays(objects, "", named, "ascend") == set()  # no identity known: nothing is ours

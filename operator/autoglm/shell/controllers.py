@@ -42,7 +42,7 @@ from autoglm.api.modeldeployment import ModelDeploymentStatus
 from autoglm.core.backends import load_default_catalog
 from autoglm.core.forecast.decision import forecast_enabled
 from autoglm.core.hardware import load_accelerator_table
-from autoglm.core.orphans import orphans
+from autoglm.core.orphans import orphans, strays
 from autoglm.core.render import LABEL_DEPLOYMENT, LABEL_HOST, LABEL_OWNER_UID
 from autoglm.core.status import DEGRADED, condition_events, set_condition, waits_for_capacity
 from autoglm.shell.clusters import CONNECTIONS, ClusterClient, FinalizerNotUpdated
@@ -373,6 +373,7 @@ class OperatorContext:
             self._forecast_due.discard(key)
             self._deferred.discard(key)
         self.reconciler.deferred.forget(key.namespace, key.name)
+        self.reconciler.strays.forget((key.namespace, key.name))
         if self.scaler is not None:
             self.scaler.forget(str(key))
 
@@ -609,7 +610,9 @@ class OperatorContext:
                 logger.info("orphans on %s not looked for: %s", name, short_reason(exc))
         if not found:
             return []
-        live = {md["metadata"]["uid"] for md in self.reconciler.cluster.model_deployments(self.namespaces)}
+        owners = self.reconciler.cluster.model_deployments(self.namespaces)
+        live = {md["metadata"]["uid"] for md in owners}
+        self._look_for_strays(owners, host, found)
         removed = []
         for name, (member, objects) in found.items():
             for obj in orphans(objects, host, live, self.namespaces):
@@ -633,6 +636,26 @@ class OperatorContext:
                 self.metrics.orphans.labels(name).inc()
                 removed.append(what)
         return removed
+
+    def _look_for_strays(
+        self, owners: list[dict[str, Any]], host: str, found: dict[str, tuple[ClusterClient, list[dict[str, Any]]]]
+    ) -> None:
+        """A live deployment whose objects are on a member its status does not name is reconciled with that
+        member among those to withdraw from (reconcile/strays.py), so they do not stay there unseen."""
+        named = {
+            md["metadata"]["uid"]: {str(c.get("name")) for c in (md.get("status") or {}).get("clusters") or []}
+            for md in owners
+            if not md["metadata"].get("deletionTimestamp")
+        }
+        keys = {md["metadata"]["uid"]: (md["metadata"]["namespace"], md["metadata"]["name"]) for md in owners}
+        for name, (_, objects) in found.items():
+            for uid in sorted(strays(objects, host, named, name)):
+                namespace, md_name = keys[uid]
+                logger.info(
+                    "%s/%s has objects on %s, which its status does not name: looked at again", namespace, md_name, name
+                )
+                self.reconciler.strays.add((namespace, md_name), {name})
+                self.queue.add(ObjectKey(DEPLOYMENT, namespace, md_name))
 
     def _until_next_tick(self, now: float) -> float:
         interval = self.forecast_seconds

@@ -59,6 +59,7 @@ from autoglm.shell.reconcile.request import (
     with_replicas,
 )
 from autoglm.shell.reconcile.snapshots import Snapshots
+from autoglm.shell.reconcile.strays import StrayMembers
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +78,14 @@ class Reconciler:
     apply_timeout: float = 30.0  # how long a reconcile waits for the last one's deferred applies
     snapshots: Snapshots = field(init=False, repr=False)
     deferred: DeferredApplies = field(init=False, repr=False)
+    strays: StrayMembers = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.inventories is None:
             self.inventories = InventoryCache(self.accelerators)
         self.snapshots = Snapshots(self.cluster, self.defaults, self.inventories, self.member_client)
         self.deferred = DeferredApplies(self.cluster, self.apply_timeout)
+        self.strays = StrayMembers()
 
     # --- members ---------------------------------------------------------------------------------------
 
@@ -178,9 +181,14 @@ class Reconciler:
         )
         shares = [s for s in fleet.shares if s.replicas > 0 and s.plan is not None and s.plan.feasible]
         progress = None
+        key = (namespace, name)
+        suspects: set[str] = set()
         if self.karmada:
             outcomes = karmada_mode.propagate(self, req, shares, inputs)
         else:
+            # Members that may hold its objects beyond what its status names (strays.py), and those about to.
+            suspects = self.strays.get(key) | {s.name for s in shares}
+            self.strays.add(key, suspects)
             req.coordinated = len(shares) > 1 or any(c.revision for c in current.clusters)
             req.serving = {c.name: c.revision or "" for c in current.clusters}
             if current.rollout is not None and current.rollout.phase is RolloutPhase.ROLLED_BACK:
@@ -189,7 +197,7 @@ class Reconciler:
             if req.coordinated:
                 outcomes, progress = rollout.coordinate(self, req, outcomes)
             serving = {o.cluster for o in outcomes}
-            for member in sorted(set(previous) - serving):
+            for member in sorted((set(previous) | suspects) - serving):
                 leftover = deletion.withdraw(self, req, member)
                 if leftover is not None:
                     outcomes.append(leftover)
@@ -198,6 +206,8 @@ class Reconciler:
             outcomes, fleet.wanted, fleet.unschedulable, fleet.summary, coordinated=req.coordinated, rollout=progress
         )
         outcome = self._finish(req.body, current, generation, result, None, inputs, phash)
+        # Its status now names every member that holds its objects (or they were withdrawn).
+        self.strays.discard(key, suspects)
         written = outcome.body or req.body
         if ARTIFACT_FINALIZER in req.finalizers and not (written.get("status") or {}).get("artifacts"):
             # No plan uses a conversion artifact any more: deletion has nothing to release.
