@@ -109,6 +109,7 @@ class ClusterState:
 _PORTS_GIVEN: set[int] = set()
 _PORTS_LOCK = threading.Lock()
 LOWEST_PORT = 20000
+PORTS_ENV = "AUTOGLM_SANDBOX_PORTS"
 
 
 def _ephemeral_low() -> int:
@@ -119,15 +120,28 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+def port_range() -> tuple[int, int]:
+    """Where sandbox ports are drawn from: $AUTOGLM_SANDBOX_PORTS (`LOW-HIGH`) when set, so that sandboxes
+    started by separate processes at once (two demos, a test run beside a demo) never draw the same port;
+    otherwise from 20000 to the kernel's ephemeral range."""
+    text = os.environ.get(PORTS_ENV, "")
+    if text:
+        low, _, high = text.partition("-")
+        if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
+            raise SandboxError(f"${PORTS_ENV}={text!r}: expected LOW-HIGH, two ports with 1024 <= LOW < HIGH")
+        return int(low), int(high)
+    return LOWEST_PORT, min(_ephemeral_low(), 32768)
+
+
 def free_port() -> int:
     """A port nothing listens on, below the kernel's ephemeral range. bind(0) hands out a port from that
     range, which any outgoing connection (a client of another component) may take before the server binds
     it: "address already in use" at start-up, seen here. Ports given once are not given again by this
     process, so components started together never share one."""
-    high = min(_ephemeral_low(), 32768)
+    low, high = port_range()
     with _PORTS_LOCK:
         for _ in range(500):
-            port = random.randrange(LOWEST_PORT, high)
+            port = random.randrange(low, high)
             if port in _PORTS_GIVEN:
                 continue
             with socket.socket() as s:
