@@ -20,6 +20,7 @@ from kubernetes import client
 from autoglm.sandbox import build, fleet
 from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import ClusterState
+from autoglm.shell.clusters import install_crds
 from tests.conftest import EXAMPLES, load_nodes
 
 
@@ -47,9 +48,19 @@ def _start(
     clusters: dict[str, list[dict[str, Any]]],
     karmada: bool = False,
     audit: bool = False,
+    crds: bool = True,
 ) -> Iterator[dict[str, Cluster]]:
     state_dir = tmp_path_factory.mktemp("sandbox")
-    states, _ = fleet.up(state_dir, clusters, cold_start_seconds=0.0, karmada=karmada, audit=audit)
+    # The CRDs before the controllers: the garbage collector watches ModelDeployments from its first discovery, so
+    # a deletion's cascade is not 30 s late in the first module that installs them (the e2e scenarios' was).
+    states, _ = fleet.up(
+        state_dir,
+        clusters,
+        cold_start_seconds=0.0,
+        karmada=karmada,
+        audit=audit,
+        before_controllers=(lambda state: install_crds(state.api_client())) if crds else None,
+    )
     try:
         yield {name: Cluster(state, state.api_client()) for name, state in states.items()}
     finally:

@@ -61,7 +61,7 @@ def install_fleet(sandbox_binaries: dict[str, Path], tmp_path_factory: pytest.Te
         "host": load_nodes("nvidia-h100.yaml") + load_nodes("cpu.yaml"),
         "member": load_nodes("huawei-ascend.yaml"),
     }
-    yield from _start(tmp_path_factory, clusters, audit=True)
+    yield from _start(tmp_path_factory, clusters, audit=True, crds=False)
 
 
 def helm(host: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

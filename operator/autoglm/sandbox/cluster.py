@@ -379,9 +379,13 @@ def start_cluster(
     node_lease_seconds: int = NODE_LEASE_SECONDS,
     hpa_sync_seconds: float = HPA_SYNC_SECONDS,
     audit: bool = False,
+    before_controllers: Callable[[ClusterState], None] | None = None,
 ) -> ClusterState:
     """Start one control plane; returns once kube-apiserver answers /readyz and the controllers are healthy.
-    With `audit`, ServiceAccounts' requests are written to `state.audit_log`."""
+    With `audit`, ServiceAccounts' requests are written to `state.audit_log`. `before_controllers` is called
+    once the API server answers and before the controllers start: CRDs made there are watched by the garbage
+    collector from its first discovery (it looks for new kinds only every 30 s, which a test deleting a custom
+    resource right after installing its CRD waits for)."""
     state = prepare_directory(name, directory)
     state.node_lease_seconds = node_lease_seconds
     state.ports = {c: free_port() for c in COMPONENTS}
@@ -436,6 +440,8 @@ def start_cluster(
         health=f"{server}/readyz",
     )
     launch.wait("kube-apiserver", timeout)
+    if before_controllers is not None:
+        before_controllers(state)
 
     common = ["--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false"]
     launch.start(

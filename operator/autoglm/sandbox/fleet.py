@@ -51,10 +51,12 @@ def up(
     hpa_sync_seconds: float = HPA_SYNC_SECONDS,
     prometheus: bool = False,
     audit: bool = False,
+    before_controllers: Callable[[ClusterState], None] | None = None,
 ) -> tuple[dict[str, ClusterState], list[ClusterTimings]]:
     """Start every cluster with its nodes, and with `karmada` a Karmada control plane that every cluster joins
     in Push mode (its state under the key "karmada"), with `prometheus` a Prometheus (key "prometheus"), with
-    `audit` an audit log of ServiceAccounts' requests per cluster; on any failure, stop what was started and raise.
+    `audit` an audit log of ServiceAccounts' requests per cluster, `before_controllers` called on each cluster
+    before its controllers start (start_cluster); on any failure, stop what was started and raise.
 
     The control planes start side by side (Karmada's too): each mostly waits for its own processes to answer,
     so a fleet of four is up in little more than the slowest one takes."""
@@ -75,6 +77,7 @@ def up(
             node_lease_seconds=node_lease_seconds,
             hpa_sync_seconds=hpa_sync_seconds,
             audit=audit,
+            before_controllers=before_controllers,
         )
         states[name] = state
         control_plane = time.monotonic() - start
