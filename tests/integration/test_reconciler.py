@@ -23,7 +23,7 @@ from autoglm.sandbox.cluster import free_port
 from autoglm.sandbox.pki import CertificateAuthority
 from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.controllers import DEPLOYMENT, ObjectKey, OperatorContext
-from autoglm.shell.members import MemberChange
+from autoglm.shell.members import MemberChange, MemberRegistry, MembersNotListed
 from autoglm.shell.metrics import OperatorMetrics
 from autoglm.shell.reconcile import PROPAGATION_FINALIZER, Reconciler
 from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn
@@ -293,6 +293,9 @@ class _HostAndADownMember:
     def names(self) -> list[str]:
         return ["down", "local"]
 
+    def synced(self) -> bool:
+        return True
+
 
 def test_a_member_inside_its_toleration_has_the_deployment_reconciled_again_when_the_toleration_ends(
     sandbox: Cluster,
@@ -339,6 +342,9 @@ class _TheHostAsARemoteMember:
 
     def names(self) -> list[str]:
         return ["far"]
+
+    def synced(self) -> bool:
+        return True
 
 
 @contextmanager
@@ -499,3 +505,33 @@ def test_a_member_applied_to_whose_status_write_failed_is_withdrawn_when_the_pla
     custom.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "unsaid", {"metadata": {"finalizers": None}}
     )
+
+
+def test_nothing_is_reconciled_before_the_member_clusters_were_listed_so_a_deletion_waits(
+    sandbox: Cluster,
+    namespace: str,
+    crds_installed: None,  # noqa: F811
+) -> None:
+    """Before a heartbeat has listed the MemberClusters (the host did not answer the first one), every member would
+    look unjoined: a deletion would let go with its objects still on them. It waits for the list instead."""
+    host = ClusterClient("local", sandbox.api, snapshot_ttl=0)
+    registry = MemberRegistry(host, include_local=False)
+    reconciler = Reconciler(host, load_default_catalog(), members=registry)
+    custom = client.CustomObjectsApi(sandbox.api)
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "early", "finalizers": [PROPAGATION_FINALIZER]},
+        "spec": {"model": {"name": "glm-4-9b-chat"}},
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "early")
+    with pytest.raises(MembersNotListed):
+        reconciler.reconcile(_get(sandbox, namespace, "early"))
+    assert _get(sandbox, namespace, "early")["metadata"]["finalizers"] == [PROPAGATION_FINALIZER]
+    registry.heartbeat()
+    done = reconciler.reconcile(_get(sandbox, namespace, "early"))
+    assert done.deleting and done.waiting is None
+    with pytest.raises(client.ApiException) as gone:
+        _get(sandbox, namespace, "early")
+    assert gone.value.status == 404

@@ -54,7 +54,7 @@ from autoglm.shell.kubeconfig import (
     BoundedApiClient,
     client_configuration,
 )
-from autoglm.shell.members import LOCAL, MemberChange, MemberRegistry, MemberSource
+from autoglm.shell.members import LOCAL, MemberChange, MemberRegistry, MembersNotListed, MemberSource
 from autoglm.shell.metrics import OperatorMetrics
 from autoglm.shell.problems import UNREACHABLE, short_reason
 from autoglm.shell.reconcile import DeferredApplyStuck, ObjectGone, Outcome, Reconciler
@@ -70,7 +70,7 @@ DEPLOYMENT, RUNTIME = "ModelDeployment", "BackendRuntime"
 VALID = "Valid"
 # Failures that are not bugs: an API server that refused or could not be reached, a finalizer edit that kept
 # conflicting. Retried with backoff, said in one line.
-RETRYABLE: tuple[type[BaseException], ...] = (FinalizerNotUpdated, DeferredApplyStuck, *UNREACHABLE)
+RETRYABLE: tuple[type[BaseException], ...] = (FinalizerNotUpdated, DeferredApplyStuck, MembersNotListed, *UNREACHABLE)
 logger = logging.getLogger(__name__)
 
 

@@ -56,6 +56,7 @@ class KarmadaMembers:
         self._views: dict[str, MemberView] = {}
         self._clients: dict[str, ClusterClient] = {}
         self._seen_down: set[str] = set()  # NotReady at some point while this process watched
+        self._listed = False  # Karmada's Clusters have been read at least once
         self._lock = threading.Lock()
 
     def heartbeat(self) -> MemberChange:
@@ -93,6 +94,7 @@ class KarmadaMembers:
                 n: (v.ready, v.no_schedule) for n, v in self._views.items()
             }
             self._views = views
+            self._listed = True
             for name in views:
                 if name not in self._clients:
                     self._clients[name] = proxy_client(self.host.api, name, self.request_timeout, self.user_agent)
@@ -115,3 +117,7 @@ class KarmadaMembers:
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._views)
+
+    def synced(self) -> bool:
+        with self._lock:
+            return self._listed

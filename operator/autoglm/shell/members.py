@@ -55,6 +55,13 @@ class MemberSource(Protocol):
     def client(self, name: str) -> ClusterClient | None: ...
     def get(self, name: str) -> object | None: ...
     def names(self) -> list[str]: ...
+    def synced(self) -> bool: ...
+
+
+class MembersNotListed(Exception):
+    """The member clusters have not been listed yet (the host did not answer the first heartbeat): a reconcile
+    would take every member for unjoined, withdraw deployments from none and let deletions go with their objects
+    still on the members. Retried with backoff until a heartbeat has listed them."""
 
 
 class MemberChange(IntEnum):
@@ -189,9 +196,14 @@ class MemberRegistry:
         self.inventories = inventories or InventoryCache(self.accelerators)
         self.clock = clock
         self._members: dict[str, Member] = {}
+        self._listed = False  # a heartbeat has listed the MemberClusters at least once
         self._lock = threading.Lock()
 
     # --- read ------------------------------------------------------------------------------------------
+
+    def synced(self) -> bool:
+        with self._lock:
+            return self._listed
 
     def views(self) -> list[MemberView]:
         with self._lock:
@@ -233,6 +245,8 @@ class MemberRegistry:
                 changed = MemberChange.FLEET
         for name, body in sorted(objects.items()):
             changed = max(changed, self._beat(name, body))
+        with self._lock:
+            self._listed = True
         return changed
 
     def _beat(self, name: str, body: dict[str, Any]) -> MemberChange:

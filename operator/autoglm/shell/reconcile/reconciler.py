@@ -42,7 +42,7 @@ from autoglm.core.render import (
 from autoglm.core.status import FleetOutcome, MemberOutcome, condition_events, desired_status
 from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.inventories import InventoryCache
-from autoglm.shell.members import LOCAL, MemberSource
+from autoglm.shell.members import LOCAL, MembersNotListed, MemberSource
 from autoglm.shell.problems import UNREACHABLE, short_reason
 from autoglm.shell.reconcile import deletion, karmada_mode, rollout
 from autoglm.shell.reconcile.apply import DeferredApplies, converge
@@ -132,6 +132,8 @@ class Reconciler:
         # The last reconcile's deferred applies land before this one sends anything (the queue never runs one
         # deployment twice at once): two applies of one object in flight could land in either order.
         self.deferred.settle(namespace, name)
+        if self.members is not None and not self.members.synced():
+            raise MembersNotListed("the member clusters have not been listed yet (the host did not answer)")
         if meta.get("deletionTimestamp"):
             return deletion.finalize(self, body)
         try:
