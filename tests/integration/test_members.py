@@ -74,16 +74,20 @@ def _member(sandbox: Cluster, name: str) -> dict[str, Any]:
     return dict(client.CustomObjectsApi(sandbox.api).get_cluster_custom_object(GROUP, VERSION, "memberclusters", name))
 
 
-def _ready_reason(sandbox: Cluster, name: str) -> tuple[str, str, str] | None:
+def _ready_condition(sandbox: Cluster, name: str) -> dict[str, Any] | None:
     conds = (_member(sandbox, name).get("status") or {}).get("conditions") or []
-    ready = next((c for c in conds if c["type"] == "Ready"), None)
+    return next((c for c in conds if c["type"] == "Ready"), None)
+
+
+def _ready_reason(sandbox: Cluster, name: str) -> tuple[str, str, str] | None:
+    ready = _ready_condition(sandbox, name)
     return (ready["status"], ready["reason"], ready["message"]) if ready else None
 
 
 def _ready_since(sandbox: Cluster, name: str) -> float:
     """When the member's Ready condition last changed (epoch seconds, as precise as the operator wrote it)."""
-    conds = (_member(sandbox, name).get("status") or {}).get("conditions") or []
-    ready = next(c for c in conds if c["type"] == "Ready")
+    ready = _ready_condition(sandbox, name)
+    assert ready is not None, f"member {name} has no Ready condition"
     return datetime.fromisoformat(ready["lastTransitionTime"].replace("Z", "+00:00")).timestamp()
 
 

@@ -188,9 +188,10 @@ class Reconciler:
         if self.karmada:
             outcomes = karmada_mode.propagate(self, req, shares, inputs)
         else:
-            # Members that may hold its objects beyond what its status names (strays.py), and those about to.
-            suspects = self.strays.get(key) | {s.name for s in shares}
-            self.strays.add(key, suspects)
+            # The members about to be applied to are remembered until a status naming them lands (strays.py);
+            # with those remembered before, they may hold its objects beyond what its status names.
+            self.strays.add(key, (s.name for s in shares))
+            suspects = self.strays.get(key)
             req.coordinated = len(shares) > 1 or any(c.revision for c in current.clusters)
             req.serving = {c.name: c.revision or "" for c in current.clusters}
             if current.rollout is not None and current.rollout.phase is RolloutPhase.ROLLED_BACK:
