@@ -30,7 +30,7 @@ from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import ClusterState, free_port, http_ok, wait_until
 from autoglm.sandbox.tiny_model import write_tiny_llama
 from autoglm.shell.clusters import ClusterClient
-from autoglm.shell.controllers import OperatorContext, operator_thread
+from autoglm.shell.controllers import DEPLOYMENT, ObjectKey, OperatorContext, operator_thread
 from autoglm.shell.members import flatten_kubeconfig, join, unjoin
 from autoglm.shell.reconcile import PROPAGATION_FINALIZER
 from tests.integration.conftest import Cluster, devices_withdrawn
@@ -500,8 +500,9 @@ def test_objects_on_a_member_a_live_deployments_status_does_not_name_are_withdra
 ) -> None:
     """Objects of a live deployment on a member its status does not name (applied there, then the status write
     failed and the operator restarted: its memory of where it applied is gone) are removed by the deployment's own
-    next reconcile once the collector has pointed at them; another deployment's objects that its status does name
-    stay."""
+    next reconcile once the collector has pointed at them, but not while a worker holds its key (a reconcile in
+    flight has applied to members its status does not name yet); another deployment's objects that its status
+    does name stay."""
     _create(sandbox, namespace, "placed", replicas={"min": 1, "max": 1}, placement={"clusters": ["gpu"]})
     _create(sandbox, namespace, "named", replicas={"min": 1, "max": 1}, placement={"clusters": ["ascend"]})
     eventually(lambda: len(_deployments(joined["gpu"], namespace)) == 1, timeout=60)
@@ -520,6 +521,19 @@ def test_objects_on_a_member_a_live_deployments_status_does_not_name_are_withdra
         },
     }
     client.AppsV1Api(joined["ascend"].api).create_namespaced_deployment(namespace, stray)
+    # A reconcile in flight applies to members before its status names them: while a worker holds the key, the
+    # collector leaves it alone. A second operator context with no workers, whose queue the test holds.
+    idle = OperatorContext.from_kubeconfig(str(sandbox.state.kubeconfig), include_local=False)
+    idle.members.heartbeat()
+    key = ObjectKey(DEPLOYMENT, namespace, "placed")
+    idle.queue.add(key)
+    assert idle.queue.get(0) == key
+    assert idle.collect_orphans() == []
+    assert idle.reconciler.strays.get((namespace, "placed")) == set() and idle.queue.depth() == 0
+    idle.queue.done(key)
+    assert idle.queue.get(0) is None
+    assert idle.collect_orphans() == []
+    assert idle.reconciler.strays.get((namespace, "placed")) == {"ascend"} and idle.queue.get(0) == key
     assert operator.collect_orphans() == []  # its owner lives: not an orphan
     eventually(
         lambda: [d.metadata.name for d in _deployments(joined["ascend"], namespace)] == [named.metadata.name],

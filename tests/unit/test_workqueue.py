@@ -165,3 +165,24 @@ def test_queue_wait_is_measured_from_the_first_ask_to_the_hand_out() -> None:
     now[0] = 7.5
     assert queue.get(0) == "a"
     assert waits == [5.0, 4.0, 2.5]
+
+
+def test_busy_since_names_the_keys_held_or_handed_back_since_then_and_forgets_old_ones() -> None:
+    clock = [100.0]
+    queue: WorkQueue[str] = WorkQueue(clock=lambda: clock[0], remember_done=60.0)
+    for key in ("before", "held", "finished"):
+        queue.add(key)
+    assert queue.get(0) == "before"
+    queue.done("before")
+    clock[0] = 110.0
+    since = queue.now()
+    assert queue.get(0) == "held"
+    assert queue.get(0) == "finished"
+    clock[0] = 111.0
+    queue.done("finished")
+    assert queue.busy_since(since) == {"held", "finished"}
+    clock[0] = 200.0
+    queue.done("held")
+    # "finished" was handed back 89 s ago, beyond the 60 s remembered: only "held" is still known.
+    assert queue.busy_since(since) == {"held"}
+    assert queue.busy_since(queue.now() + 1) == set()

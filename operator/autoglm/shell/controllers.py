@@ -600,6 +600,7 @@ class OperatorContext:
             return []
         found: dict[str, tuple[ClusterClient, list[dict[str, Any]]]] = {}
         host = self.reconciler.cluster.identity()
+        since = self.queue.now()
         for name in self.members.names():
             member = self.members.client(name)
             if member is None or name == LOCAL:
@@ -612,7 +613,7 @@ class OperatorContext:
             return []
         owners = self.reconciler.cluster.model_deployments(self.namespaces)
         live = {md["metadata"]["uid"] for md in owners}
-        self._look_for_strays(owners, host, found)
+        self._look_for_strays(owners, host, found, in_flight=self.queue.busy_since(since))
         removed = []
         for name, (member, objects) in found.items():
             for obj in orphans(objects, host, live, self.namespaces):
@@ -638,10 +639,19 @@ class OperatorContext:
         return removed
 
     def _look_for_strays(
-        self, owners: list[dict[str, Any]], host: str, found: dict[str, tuple[ClusterClient, list[dict[str, Any]]]]
+        self,
+        owners: list[dict[str, Any]],
+        host: str,
+        found: dict[str, tuple[ClusterClient, list[dict[str, Any]]]],
+        in_flight: set[ObjectKey],
     ) -> None:
         """A live deployment whose objects are on a member its status does not name is reconciled with that
-        member among those to withdraw from (reconcile/strays.py), so they do not stay there unseen."""
+        member among those to withdraw from (reconcile/strays.py), so they do not stay there unseen.
+
+        Not one a worker held while the members and the host were read (`in_flight`): a reconcile applies to the
+        members before it writes the status naming them, so one in flight looks like this for a moment (the
+        soak's collector pointed at two right after a member came back, while hundreds were being placed on it
+        again); that reconcile remembers where it applied until its status lands anyway."""
         named = {
             md["metadata"]["uid"]: {str(c.get("name")) for c in (md.get("status") or {}).get("clusters") or []}
             for md in owners
@@ -651,6 +661,8 @@ class OperatorContext:
         for name, (_, objects) in found.items():
             for uid in sorted(strays(objects, host, named, name)):
                 namespace, md_name = keys[uid]
+                if ObjectKey(DEPLOYMENT, namespace, md_name) in in_flight:
+                    continue
                 logger.info(
                     "%s/%s has objects on %s, which its status does not name: looked at again", namespace, md_name, name
                 )

@@ -10,6 +10,8 @@ controller uses it, and the only way a reconcile is asked for in this operator.
   that worker is `done` with it, so one object's reconciles are serialized while unrelated objects never wait
   on each other (no striped locks).
 - `add_after` holds a key back for a while (a requeue-after); the earliest of several delays wins.
+- `busy_since` says which keys a worker held at any moment since a time (`now`): a pass that reads state in
+  several steps (the orphan collector) leaves alone what a reconcile in flight may have half written.
 - `add_rate_limited` is a retry after a failure: per key, the delay doubles from `base_delay` up to `max_delay`
   with jitter (so a thousand objects failing together do not retry together), and an overall token bucket
   bounds retries of all keys together; `forget` clears a key's failures once it succeeds.
@@ -59,6 +61,7 @@ class WorkQueue(Generic[K]):
         burst: int = 100,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        remember_done: float = 900.0,
     ):
         self.base_delay, self.max_delay, self.jitter = base_delay, max_delay, jitter
         self._clock = clock
@@ -69,6 +72,10 @@ class WorkQueue(Generic[K]):
         self._queues: tuple[deque[K], deque[K]] = (deque(), deque())
         self._dirty: dict[K, int] = {}  # queued (or to be queued again when its worker is done) -> its priority
         self._processing: set[K] = set()
+        # When each key was last handed back, for `remember_done` seconds (oldest first, to forget in order).
+        self.remember_done = remember_done
+        self._finished: dict[K, float] = {}
+        self._finished_order: deque[tuple[float, K]] = deque()
         self._waiting: list[tuple[float, int, K]] = []  # (due, tie-breaker, key): a heap
         self._due: dict[K, float] = {}  # the earliest due time of each waiting key
         self._seq = itertools.count()
@@ -176,9 +183,26 @@ class WorkQueue(Generic[K]):
     def done(self, key: K) -> None:
         with self._cond:
             self._processing.discard(key)
+            now = self._clock()
+            self._finished[key] = now
+            self._finished_order.append((now, key))
+            while self._finished_order and self._finished_order[0][0] < now - self.remember_done:
+                at, old = self._finished_order.popleft()
+                if self._finished.get(old) == at:
+                    del self._finished[old]
             if key in self._dirty:
                 self._queues[self._dirty[key]].append(key)
                 self._cond.notify()
+
+    def now(self) -> float:
+        """The queue's clock, for `busy_since`."""
+        return self._clock()
+
+    def busy_since(self, since: float) -> set[K]:
+        """The keys a worker holds now or handed back at or after `since` (a time from `now`, at most
+        `remember_done` seconds ago)."""
+        with self._cond:
+            return self._processing | {key for key, at in self._finished.items() if at >= since}
 
     # --- lifecycle and metrics ---------------------------------------------------------------------------
 
