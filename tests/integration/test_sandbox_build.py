@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,17 @@ def test_karmada_builds_from_the_release_archive_with_its_version(offline: Path,
     assert not (result.directory / "src").exists()  # the extracted source is not kept
     # Cached: a second build does nothing, and the environment variable serves as well as the flag.
     assert not build.build(components=(KARMADA,), src=offline)[0].built
+
+
+def test_two_builds_at_once_take_turns_and_the_second_finds_the_firsts(offline: Path, tmp_path: Path) -> None:
+    """Two processes may build on a fresh machine at once (a demo started beside the test suite): one builds, the
+    other waits for it and finds the cache entry complete, instead of building too and replacing it under it."""
+    archive = _release(tmp_path)
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: build.build(components=(KARMADA,), src=offline, karmada_archive=archive), "ab"))
+    assert sorted(r.built for (r,) in runs) == [False, True]
+    found = build.binaries(src=offline, components=(KARMADA,))
+    assert all(found[program].exists() for program in KARMADA.programs)
 
 
 @pytest.mark.parametrize(

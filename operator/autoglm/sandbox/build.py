@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -180,25 +181,51 @@ def build(
             raise SandboxError(f"{component.name}: no Go module at {folder} (set {SOURCE_ENV} to e2e/sandbox/go)")
         target = binary_dir(component, src)
         version = pinned_version(component, src)
-        if (target / ".complete").exists():
-            log(f"{component.name} {version}: up to date in {target}")
-            results.append(BuildResult(component.name, version, target, built=False))
-            continue
-        log(f"{component.name} {version}: building {', '.join(component.programs)} ...")
-        with staged(target) as staging:
-            try:
-                source = _build_module(component, version, folder, staging)
-            except SandboxError as refused:
-                if component is not KARMADA or archive is None:
-                    raise
-                log(f"{component.name}: the module could not be built ({_first_line(refused)}); building {archive}")
-                source = _build_archive(component, version, archive, staging)
-            for asset in component.assets:
-                _copy(source / asset, staging / ASSETS / asset)
-            shutil.rmtree(staging / "src", ignore_errors=True)  # an extracted archive, once built
-            (staging / ".complete").write_text(version + "\n")
+        with building(target):
+            if (target / ".complete").exists():
+                log(f"{component.name} {version}: up to date in {target}")
+                results.append(BuildResult(component.name, version, target, built=False))
+                continue
+            log(f"{component.name} {version}: building {', '.join(component.programs)} ...")
+            _build_into(component, version, folder, target, archive, log)
         results.append(BuildResult(component.name, version, target, built=True))
     return results
+
+
+@contextmanager
+def building(target: Path) -> Iterator[None]:
+    """Held while one process looks at and builds a cache entry: two builds at once (a demo started beside the
+    test suite) take turns, and the second finds the first's result instead of replacing it under its users."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / f".{target.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_into(
+    component: Component,
+    version: str,
+    folder: Path,
+    target: Path,
+    archive: Path | None,
+    log: Callable[[str], None],
+) -> None:
+    """Build one component into a staging folder that replaces `target` once complete."""
+    with staged(target) as staging:
+        try:
+            source = _build_module(component, version, folder, staging)
+        except SandboxError as refused:
+            if component is not KARMADA or archive is None:
+                raise
+            log(f"{component.name}: the module could not be built ({_first_line(refused)}); building {archive}")
+            source = _build_archive(component, version, archive, staging)
+        for asset in component.assets:
+            _copy(source / asset, staging / ASSETS / asset)
+        shutil.rmtree(staging / "src", ignore_errors=True)  # an extracted archive, once built
+        (staging / ".complete").write_text(version + "\n")
 
 
 @contextmanager
