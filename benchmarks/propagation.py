@@ -6,7 +6,9 @@ One sandbox: members gpu (H100 nodes), ascend (910B3 nodes) and rocm (MI300X nod
 are joined to (direct mode), and a Karmada control plane joined to the same members (Karmada mode). For each
 count and mode, ModelDeployments are created at a steady rate, each divided 1:1:1 over the three members, and the
 time from a create call until all three of its pods run Ready in the members is measured; p50/p99 are printed
-with the operator's resident memory. Modes:
+with the operator's resident memory, and the time until a Deployment of it is in every member (applied: the
+propagation's part; the rest is the members' scheduler and nodes). Our operator's reconcile and queue-wait
+histograms (its /metrics) are printed after each of its runs. Modes:
 
 - direct: `autoglm run --no-local` on the host, applying to each member itself;
 - karmada: `autoglm run --propagation karmada` on the Karmada API server;
@@ -45,12 +47,12 @@ from autoglm.core.karmada import MemberPart, propagation_objects
 from autoglm.core.models import load_model_catalog, profile_for
 from autoglm.core.placement import fleet_plan
 from autoglm.sandbox import fleet
-from autoglm.sandbox.cluster import ClusterState
+from autoglm.sandbox.cluster import ClusterState, free_port
 from autoglm.shell.clusters import ClusterClient, install_crds
 from autoglm.shell.members import flatten_kubeconfig, join
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reconcile_scale import percentile, rss_mib
+from reconcile_scale import bucket_quantile, operator_histograms, percentile, rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_SETS = ROOT / "manifests" / "examples" / "nodes"
@@ -82,6 +84,7 @@ class Run:
     latencies: list[float]
     missing: int
     rss: float
+    applied: list[float]  # create -> a Deployment of it in every member (the propagation; the rest is the members')
 
 
 def running_ready(pod: Any) -> bool:
@@ -168,17 +171,21 @@ def measure(
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
     operator = None
     karmada = None
+    metrics_port = free_port()
     if mode == "peer":
         karmada = ClusterClient("karmada", api)
         rendered = {f"md-{i:04d}": peer.objects(namespace, f"md-{i:04d}") for i in range(count)}
     else:
-        command = ["autoglm", "run", "--kubeconfig", str(host.kubeconfig), "-n", namespace, "--metrics-port", "0",
-                   "--liveness", "", "--resync", "30", "--member-heartbeat", "2"]  # fmt: skip
+        command = ["autoglm", "run", "--kubeconfig", str(host.kubeconfig), "-n", namespace,
+                   "--metrics-port", str(metrics_port), "--liveness", "", "--resync", "30",
+                   "--member-heartbeat", "2"]  # fmt: skip
         command += ["--propagation", "karmada"] if mode == "karmada" else ["--no-local"]
         operator = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     member_core = {name: client.CoreV1Api(state.api_client()) for name, state in members.items()}
+    member_apps = {name: client.AppsV1Api(state.api_client()) for name, state in members.items()}
     created: dict[str, float] = {}
     done: dict[str, float] = {}
+    applied: dict[str, float] = {}
     try:
         time.sleep(4)  # operator start-up and first heartbeat (the peer waits the same)
         custom = client.CustomObjectsApi(api)
@@ -202,20 +209,34 @@ def measure(
             if index == count and deadline is None:
                 deadline = time.monotonic() + timeout
             per_member = []
-            for core in member_core.values():
+            held = []
+            for member, core in member_core.items():
                 try:
                     pods = core.list_namespaced_pod(namespace).items
+                    deployments = member_apps[member].list_namespaced_deployment(namespace).items
                 except client.ApiException:
-                    pods = []
+                    pods, deployments = [], []
                 per_member.append({p.metadata.labels.get(LABEL) for p in pods if running_ready(p)})
+                held.append({(d.metadata.labels or {}).get(LABEL) for d in deployments})
             seen = time.monotonic()
             for name in created:
+                if name not in applied and all(name in names for names in held):
+                    applied[name] = seen
                 if name not in done and all(name in ready for ready in per_member):
                     done[name] = seen
             if len(done) == count or (deadline is not None and time.monotonic() > deadline):
                 break
             time.sleep(0.25)
         rss = rss_mib(operator.pid) if operator is not None else 0.0
+        if operator is not None:
+            # The operator's own view of where a create's time went: reconciling, or waiting for a worker.
+            for family, buckets in sorted(operator_histograms(metrics_port).items()):
+                if family.startswith(("autoglm_reconcile_duration", "autoglm_workqueue_queue_duration")):
+                    print(
+                        f"  {mode} {count}: {family} {buckets[-1][1]:.0f} observed, "
+                        f"p50 <= {bucket_quantile(buckets, 0.5)} s, p99 <= {bucket_quantile(buckets, 0.99)} s",
+                        flush=True,
+                    )
         if len(done) < count and operator is not None:
             for md in custom.list_namespaced_custom_object("autoglm.io", "v1alpha1", namespace, "modeldeployments")[
                 "items"
@@ -236,7 +257,12 @@ def measure(
             except subprocess.TimeoutExpired:
                 operator.kill()
                 operator.wait()
-    return Run([done[n] - created[n] for n in created if n in done], count - len(done), rss)
+    return Run(
+        [done[n] - created[n] for n in created if n in done],
+        count - len(done),
+        rss,
+        [applied[n] - created[n] for n in created if n in applied],
+    )
 
 
 def main() -> None:
@@ -290,6 +316,7 @@ def main() -> None:
         "mode",
         "p50",
         "p99",
+        "applied p50 | p99",
         "not done",
         "operator RSS",
         "karmada/peer p50 | p99",
@@ -313,6 +340,7 @@ def main() -> None:
                     mode,
                     f"{percentile(run.latencies, 0.5):.2f} s",
                     f"{percentile(run.latencies, 0.99):.2f} s",
+                    f"{percentile(run.applied, 0.5):.2f} | {percentile(run.applied, 0.99):.2f} s",
                     str(run.missing),
                     f"{run.rss:.0f} MiB" if mode != "peer" else "-",
                     ratio,
