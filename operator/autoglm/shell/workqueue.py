@@ -72,10 +72,9 @@ class WorkQueue(Generic[K]):
         self._queues: tuple[deque[K], deque[K]] = (deque(), deque())
         self._dirty: dict[K, int] = {}  # queued (or to be queued again when its worker is done) -> its priority
         self._processing: set[K] = set()
-        # When each key was last handed back, for `remember_done` seconds (oldest first, to forget in order).
+        # (when, key) of every hand-back in the last `remember_done` seconds, oldest first.
         self.remember_done = remember_done
-        self._finished: dict[K, float] = {}
-        self._finished_order: deque[tuple[float, K]] = deque()
+        self._finished: deque[tuple[float, K]] = deque()
         self._waiting: list[tuple[float, int, K]] = []  # (due, tie-breaker, key): a heap
         self._due: dict[K, float] = {}  # the earliest due time of each waiting key
         self._seq = itertools.count()
@@ -184,12 +183,9 @@ class WorkQueue(Generic[K]):
         with self._cond:
             self._processing.discard(key)
             now = self._clock()
-            self._finished[key] = now
-            self._finished_order.append((now, key))
-            while self._finished_order and self._finished_order[0][0] < now - self.remember_done:
-                at, old = self._finished_order.popleft()
-                if self._finished.get(old) == at:
-                    del self._finished[old]
+            self._finished.append((now, key))
+            while self._finished[0][0] < now - self.remember_done:
+                self._finished.popleft()
             if key in self._dirty:
                 self._queues[self._dirty[key]].append(key)
                 self._cond.notify()
@@ -202,7 +198,8 @@ class WorkQueue(Generic[K]):
         """The keys a worker holds now or handed back at or after `since` (a time from `now`, at most
         `remember_done` seconds ago)."""
         with self._cond:
-            return self._processing | {key for key, at in self._finished.items() if at >= since}
+            recent = itertools.takewhile(lambda done: done[0] >= since, reversed(self._finished))
+            return self._processing | {key for _, key in recent}
 
     # --- lifecycle and metrics ---------------------------------------------------------------------------
 
