@@ -4,12 +4,14 @@ replaced within the lease duration and nothing is done twice; a stopped one hand
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +28,7 @@ from kubernetes import client
 from autoglm.core.render import LABEL_DEPLOYMENT
 from autoglm.sandbox.cluster import free_port
 from autoglm.shell.clusters import install_crds
+from autoglm.shell.controllers import OperatorContext, run_kopf
 from autoglm.shell.kubeconfig import user_agent
 from tests.conftest import load_nodes
 from tests.integration.conftest import Cluster, _start, token_kubeconfig
@@ -201,10 +204,19 @@ def test_one_leader_reconciles_the_standby_reports_not_ready_and_only_the_leader
     audit = _audit(elect_cluster, seen)
     agents = {e["userAgent"] for e in audit}
     assert user_agent(leader) in agents and user_agent(standby) in agents, agents
-    writers = {e["userAgent"] for e in audit if e["verb"] in WRITES}
+    # A write the server refused changed nothing: when the Lease does not exist yet, both candidates create it,
+    # as client-go's do, and the second is answered 409 (the only request of the standby's that may be refused).
+    accepted = [e for e in audit if e["responseStatus"]["code"] < 400]
+    writers = {e["userAgent"] for e in accepted if e["verb"] in WRITES}
     assert writers == {user_agent(leader)}, writers
-    asked = {(e["verb"], e["objectRef"]["resource"]) for e in audit if e["userAgent"] == user_agent(standby)}
+    asked = {(e["verb"], e["objectRef"]["resource"]) for e in accepted if e["userAgent"] == user_agent(standby)}
     assert asked == {("get", "leases")}, asked
+    refused = {
+        (e["verb"], e["objectRef"]["resource"], e["responseStatus"]["code"])
+        for e in audit
+        if e["userAgent"] == user_agent(standby) and e["responseStatus"]["code"] >= 400
+    }
+    assert refused <= {("create", "leases", 409)}, refused
 
 
 def test_a_leader_killed_mid_burst_is_replaced_within_the_lease_and_nothing_is_done_twice(
@@ -252,3 +264,40 @@ def test_a_stopped_leader_releases_the_lease_and_the_standby_takes_over_within_s
         eventually(lambda: _planned(elect_cluster, namespace) == {"after"}, timeout=30)
     assert handed_over < 5, f"the hand-over took {handed_over:.1f} s"
     assert "released the Lease" in running[leader].log.read_text()
+
+
+def test_the_stop_hook_runs_once_the_controller_stopped_writing_not_after_kopfs_watches_wound_down(
+    elect_cluster: Cluster,
+) -> None:
+    """Where a leader releases its Lease. kopf gives each task still running at a stop a 5 s grace: a request it
+    was retrying when SIGTERM came (seen in CI: a stop 0.3 s after the leader took the Lease, during kopf's
+    discovery) held the release back 5 s. Those tasks only watch; our threads are what write."""
+    namespace = _namespace(elect_cluster)
+    context = OperatorContext.from_kubeconfig(str(elect_cluster.state.kubeconfig), resync_seconds=600)
+    stop, ready = threading.Event(), threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+    hooked: list[tuple[float, list[str]]] = []
+
+    def on_stopped() -> None:
+        hooked.append((time.monotonic(), [t.name for t in context.threads if t.is_alive()]))
+
+    async def main() -> None:
+        loops.append(asyncio.get_running_loop())
+        await run_kopf(context, [namespace], stop, ready, on_stopped=on_stopped)
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    assert len(context.threads) > 1
+    # A task of the operator's loop that is still running at the stop, as that retried request was.
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(60), loops[0])
+    stopped = time.monotonic()
+    stop.set()
+    thread.join(30)
+    wound_down = time.monotonic() - stopped
+    assert not thread.is_alive()
+    assert wound_down >= 4, f"kopf wound down in {wound_down:.1f} s: no task was left running to wait for"
+    assert len(hooked) == 1, hooked
+    at, alive = hooked[0]
+    assert alive == [], f"the hook ran while {alive} could still write"
+    assert at - stopped < 2, f"the hook ran {at - stopped:.1f} s after the stop (kopf wound down in {wound_down:.1f} s)"

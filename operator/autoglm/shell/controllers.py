@@ -25,7 +25,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -66,6 +66,8 @@ RUNTIMES = (API_GROUP, API_VERSION, "backendruntimes")
 MEMBERS = (API_GROUP, API_VERSION, "memberclusters")
 KARMADA_CLUSTERS = ("cluster.karmada.io", "v1alpha1", "clusters")
 REQUEUE_MARGIN_SECONDS = 1.0
+# How long a stopping process waits for its own writes to end (controller-runtime's graceful shutdown timeout).
+STOP_GRACE_SECONDS = 30.0
 DEPLOYMENT, RUNTIME = "ModelDeployment", "BackendRuntime"
 VALID = "Valid"
 # Failures that are not bugs: an API server that refused or could not be reached, a finalizer edit that kept
@@ -119,6 +121,7 @@ class OperatorContext:
     _forecast_due: set[ObjectKey] = field(default_factory=set)
     _deferred: set[ObjectKey] = field(default_factory=set)  # keys whose deferred applies are in flight
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    threads: list[threading.Thread] = field(default_factory=list)  # the workers and loops start() started
 
     def __post_init__(self) -> None:
         self.reconciler.deferred.on_landed = self._deferred_landed
@@ -688,12 +691,38 @@ class OperatorContext:
         for thread in threads:
             thread.daemon = True
             thread.start()
+        self.threads = threads
         return threads
 
     def stop(self, stop: threading.Event) -> None:
         stop.set()
         self.members_dirty.set()
         self.queue.shut_down()
+
+    def drain(self, timeout: float) -> bool:
+        """After stop(): wait until this process writes nothing more (its workers and loops ended, its deferred
+        applies landed, its Events posted), for at most `timeout` s; True when it got there. Only then may a
+        leader hand its Lease over, or two processes would write at once."""
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        for thread in self.threads:
+            thread.join(left())
+        busy = [thread.name for thread in self.threads if thread.is_alive()]
+        if not self.reconciler.deferred.drain(left()):
+            busy.append("deferred applies")
+        clusters = [self.reconciler.cluster] + [
+            member
+            for name in self.members.names()
+            if (member := self.members.client(name)) is not None and member is not self.reconciler.cluster
+        ]
+        for cluster in clusters:
+            cluster.flush_events(left())
+        if busy:
+            logger.warning("still writing %.0f s after the stop: %s", timeout, ", ".join(busy))
+        return not busy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -735,9 +764,10 @@ def capacity_fingerprint(nodes: list[dict[str, Any]]) -> int:
     return hash(tuple(sorted(facts, key=lambda f: f[0] or "")))
 
 
-def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
+def build_registry(context: OperatorContext, on_stopped: Callable[[], None] | None = None) -> kopf.OperatorRegistry:
     """kopf as the event source only: its watches feed the queue; no kopf handler reconciles, and kopf keeps no
-    state on the objects (no finalizers or annotations of its own)."""
+    state on the objects (no finalizers or annotations of its own). `on_stopped` is called once, at the stop, when
+    this process has stopped writing (a leader releases its Lease there)."""
     registry = kopf.OperatorRegistry()
     stop = threading.Event()
 
@@ -788,6 +818,10 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     @kopf.on.cleanup(registry=registry)
     def stop_controller(**_: Any) -> None:
         context.stop(stop)
+        # kopf's own tasks may take seconds more to wind down (a request it was retrying at the stop waits out a
+        # 5 s grace), but they only watch: once our threads are done, nothing writes, and the Lease can go now.
+        if on_stopped is not None and context.drain(STOP_GRACE_SECONDS):
+            on_stopped()
 
     return registry
 
@@ -797,10 +831,11 @@ async def run_kopf(
     namespaces: list[str],
     stop_flag: Any = None,
     ready_flag: Any = None,
+    on_stopped: Callable[[], None] | None = None,
 ) -> None:
     """kopf's watches feeding the controller, until stopped (a signal, or `stop_flag`)."""
     await kopf.operator(
-        registry=build_registry(context),
+        registry=build_registry(context, on_stopped),
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,

@@ -4,8 +4,8 @@ manager in small.
 With leader election, nothing but the probes and the Lease runs until this process holds the Lease; then kopf's
 watches, the workers and every loop start. A leader that loses the Lease exits at once (status 1, as
 controller-runtime's manager does): its workers may be in the middle of writes, and a new process starts clean
-as a standby. A clean stop (SIGTERM, SIGINT) stops the controller first and then releases the Lease, so a standby
-takes over within its retry period.
+as a standby. A clean stop (SIGTERM, SIGINT) stops the controller, waits for its last writes to end, and then
+releases the Lease, so a standby takes over within its retry period; kopf's watches wind down after that.
 """
 
 from __future__ import annotations
@@ -45,20 +45,30 @@ def serve(
     health = HealthServer(health_url, readiness) if health_url else None
     context.metrics.leader.set(0)
     keep_stop = threading.Event()
+    keeper: threading.Thread | None = None
+
+    def stand_down() -> None:
+        """Stop renewing, then release the Lease: a renewal landing after the release would take it back."""
+        running.clear()
+        context.metrics.leader.set(0)
+        keep_stop.set()
+        if keeper is not None:
+            keeper.join()  # its one round is bounded by the request timeout (the retry period)
+        if elector is not None:
+            elector.release()
+
     try:
         if elector is not None and not _wait_for_lease(elector):
             return 0
         context.metrics.leader.set(1)
         if elector is not None:
-            threading.Thread(target=elector.keep, args=(keep_stop, _lost), name="autoglm-lease", daemon=True).start()
+            keeper = threading.Thread(target=elector.keep, args=(keep_stop, _lost), name="autoglm-lease", daemon=True)
+            keeper.start()
         running.set()
-        asyncio.run(run_kopf(context, namespaces))
+        # Released as soon as the controller has stopped writing, not when kopf's watches have wound down too.
+        asyncio.run(run_kopf(context, namespaces, on_stopped=stand_down))
     finally:
-        running.clear()
-        keep_stop.set()
-        context.metrics.leader.set(0)
-        if elector is not None:
-            elector.release()
+        stand_down()  # a no-op when already released (or never held)
         if health is not None:
             health.stop()
     return 0

@@ -132,3 +132,10 @@ class DeferredApplies:
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._outstanding.pop((namespace, name), None)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait for every deferred apply still in flight (a stopping leader's last writes); True when all landed."""
+        with self._lock:
+            outstanding = [future for futures in self._outstanding.values() for future in futures]
+        _, late = wait(outstanding, timeout=timeout)
+        return not late
