@@ -34,7 +34,10 @@ def test_the_forecasting_operator_in_a_real_control_plane_matches_the_simulator(
     # The operator reads the same history from Prometheus as the simulator has, fits on the same schedule and
     # decides the same floors: ready replicas agree step for step (a step's timing may slip by one).
     differing = [i for i, (a, b) in enumerate(zip(loop.ready, simulated.ready, strict=True)) if a != b]
-    assert len(differing) <= 2, f"loop {loop.ready} vs simulator {simulated.ready}, asked {loop.asked}"
+    assert len(differing) <= 2, (
+        f"loop {loop.ready} vs simulator {simulated.ready}, asked {loop.asked}; the simulator chose "
+        f"{simulated.models}; the operator said: {result.decisions}"
+    )
     assert result.replica_minutes_gap <= 0.1, (loop.replica_minutes, simulated.replica_minutes)
     # Both are ready for the burst when it comes, where the HPA alone is a cold start late.
     assert loop.ready[BURST] >= 10 and simulated.ready[BURST] >= 10, loop.ready

@@ -55,6 +55,9 @@ class Comparison:
     simulated: Result
     # With forecasting: when the replay was meant to start (the scaler maps real time to trace time from it).
     planned_start: float | None = None
+    # What the operator said it decided, in order: its ForecastFloor Events and its last Forecasting condition
+    # (predictor, predicted peak, why that predictor); a disagreement with the simulator starts there.
+    decisions: tuple[str, ...] = ()
 
     @property
     def unserved_gap(self) -> float:
@@ -139,10 +142,29 @@ def run(
                     # and the operator would see every step one step early, as it did in some runs.
                     time.sleep(max(0.0, start_at + seconds_per_step / 8 - time.time()))
                 loop = replay.run(count_from=warmup)
+            decisions = _decisions(api)
     finally:
         fleet.down(state_dir)
     planned = start_at + seconds_per_step / 8 if predictive else None
-    return Comparison(loop, _simulate(demand, history, settings, trace_start_minute, warmup), planned)
+    return Comparison(loop, _simulate(demand, history, settings, trace_start_minute, warmup), planned, decisions)
+
+
+def _decisions(api: Any) -> tuple[str, ...]:
+    """The operator's ForecastFloor Events on the deployment (oldest first) and its Forecasting condition."""
+    events = client.CoreV1Api(api).list_namespaced_event(NAMESPACE, field_selector=f"involvedObject.name={NAME}")
+    floors = sorted(
+        (e for e in events.items if e.reason == "ForecastFloor"),
+        key=lambda e: int(e.metadata.resource_version or 0),  # the order etcd wrote them in
+    )
+    md: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "autoglm.io", "v1alpha1", NAMESPACE, "modeldeployments", NAME
+    )
+    conditions = [
+        f"{c['type']}={c['status']} {c.get('reason')}: {c.get('message')}"
+        for c in (md.get("status") or {}).get("conditions") or []
+        if c["type"] == "Forecasting"
+    ]
+    return (*(str(e.message) for e in floors), *conditions)
 
 
 def _prometheus_with_history(
