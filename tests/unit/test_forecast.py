@@ -119,6 +119,11 @@ def test_the_backtest_picks_a_predictor_that_knows_the_daily_cycle() -> None:
     assert selection.name is not None and selection.name != PredictorName.SEASONAL_WEEK  # no week of history
     assert set(selection.scores) >= {"seasonal-day", "ridge", "gradient-boosting"}
     assert selection.scores[selection.name] == min(selection.scores.values())
+    # the status says why: every candidate's score, not only the winner's name
+    assert selection.reason.startswith(f"{selection.name} had the lowest backtest loss")
+    assert all(
+        f"{name} {score:.3g}" in selection.reason for name, score in selection.scores.items() if name != selection.name
+    )
 
 
 def test_predictive_beats_reactive_on_a_diurnal_trace_with_bursts() -> None:

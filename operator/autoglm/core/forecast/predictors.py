@@ -175,7 +175,9 @@ def select_predictor(
     if not scores:
         return Selection(None, reason="no predictor could be fitted on this history")
     best = min(scores, key=lambda n: scores[n])
-    return Selection(PredictorName(best), scores, reason=f"{best} had the lowest backtest loss")
+    others = ", ".join(f"{n} {scores[n]:.3g}" for n in sorted(scores, key=lambda n: scores[n]) if n != best)
+    against = f" ({scores[best]:.3g} against {others})" if others else ""
+    return Selection(PredictorName(best), scores, reason=f"{best} had the lowest backtest loss{against}")
 
 
 def _subset(data: Table, rows: Values | np.ndarray) -> Table:
