@@ -351,6 +351,34 @@ def consistency(host: client.ApiClient, members: dict[str, client.ApiClient]) ->
     return Consistency(len(held), len(said), len(held ^ said), duplicates, rolling, leftovers, stuck, pairs)
 
 
+def still_waiting(host: client.ApiClient, tracker: Tracker, limit: int = 20) -> list[str]:
+    """Each operation not seen done, with what its object's status says now (a create answered Planned=False,
+    e.g. no room on the members, is an answer, not a hang: the line says which)."""
+    with tracker.lock:
+        waiting = [op for ops in tracker.waiting.values() for op in ops]
+    custom = client.CustomObjectsApi(host)
+    lines = []
+    now = time.monotonic()
+    for op in sorted(waiting, key=lambda o: o.started)[:limit]:
+        try:
+            body = custom.get_namespaced_custom_object(GROUP, VERSION, tracker.namespace, PLURAL, op.name)
+        except client.ApiException as exc:
+            lines.append(f"{op.kind} {op.name} ({now - op.started:.0f} s ago): the object answers {exc.status}")
+            continue
+        meta, status = body["metadata"], body.get("status") or {}
+        planned = next((c for c in status.get("conditions") or [] if c["type"] == "Planned"), None)
+        said = (
+            f"Planned={planned['status']} {planned.get('reason')}: {str(planned.get('message'))[:90]}"
+            if planned
+            else "no Planned condition"
+        )
+        lines.append(
+            f"{op.kind} {op.name} ({now - op.started:.0f} s ago): generation {meta.get('generation')}, observed "
+            f"{status.get('observedGeneration')}, deleting {bool(meta.get('deletionTimestamp'))}; {said}"
+        )
+    return lines
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     parser = argparse.ArgumentParser()
@@ -506,6 +534,8 @@ def run(args: argparse.Namespace, state_dir: Path, states: dict[str, Any], conso
             f"operator restarts {dict(candidates.restarts)}; API errors of the churn {churn.errors}; "
             f"objects the orphan collector removed {orphans_removed(candidates.log_dir)}"
         )
+        for line in still_waiting(host, ours):
+            console.print(f"  not seen done: {line}")
         growth(console, rss_series, args)
     finally:
         stop.set()
