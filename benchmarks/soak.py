@@ -352,14 +352,16 @@ def consistency(host: client.ApiClient, members: dict[str, client.ApiClient]) ->
 
 
 def still_waiting(host: client.ApiClient, tracker: Tracker, limit: int = 20) -> list[str]:
-    """Each operation not seen done, with what its object's status says now (a create answered Planned=False,
-    e.g. no room on the members, is an answer, not a hang: the line says which)."""
+    """The operations not seen done, told apart: a create or update the operator answered for its generation with
+    Planned=False (e.g. no room on the members) has its answer, just not the one the tracker waits for; counted by
+    reason. Each one without an answer gets a line with what its object's status says now."""
     with tracker.lock:
         waiting = [op for ops in tracker.waiting.values() for op in ops]
     custom = client.CustomObjectsApi(host)
+    answered: dict[str, int] = defaultdict(int)
     lines = []
     now = time.monotonic()
-    for op in sorted(waiting, key=lambda o: o.started)[:limit]:
+    for op in sorted(waiting, key=lambda o: o.started):
         try:
             body = custom.get_namespaced_custom_object(GROUP, VERSION, tracker.namespace, PLURAL, op.name)
         except client.ApiException as exc:
@@ -367,6 +369,10 @@ def still_waiting(host: client.ApiClient, tracker: Tracker, limit: int = 20) -> 
             continue
         meta, status = body["metadata"], body.get("status") or {}
         planned = next((c for c in status.get("conditions") or [] if c["type"] == "Planned"), None)
+        current = (status.get("observedGeneration") or 0) >= (meta.get("generation") or 0)
+        if op.kind != "delete" and planned is not None and planned["status"] == "False" and current:
+            answered[str(planned.get("reason"))] += 1
+            continue
         said = (
             f"Planned={planned['status']} {planned.get('reason')}: {str(planned.get('message'))[:90]}"
             if planned
@@ -376,7 +382,8 @@ def still_waiting(host: client.ApiClient, tracker: Tracker, limit: int = 20) -> 
             f"{op.kind} {op.name} ({now - op.started:.0f} s ago): generation {meta.get('generation')}, observed "
             f"{status.get('observedGeneration')}, deleting {bool(meta.get('deletionTimestamp'))}; {said}"
         )
-    return lines
+    summary = f"{sum(answered.values())} answered Planned=False for their generation {dict(answered)}"
+    return [f"{summary}; {len(lines)} without an answer:", *lines[:limit]]
 
 
 def main() -> None:
