@@ -678,8 +678,9 @@ class OperatorContext:
         due = math.floor((now - phase) / interval) * interval + interval + phase
         return max(0.0, due - now)
 
-    def start(self, stop: threading.Event) -> list[threading.Thread]:
-        """The workers and the loops, as daemon threads; `stop` (and the queue's shutdown) ends them."""
+    def start(self, stop: threading.Event) -> None:
+        """The workers and the loops, as daemon threads (kept in `threads`); `stop` (and the queue's shutdown)
+        ends them."""
         threads = [threading.Thread(target=self.worker, name=f"autoglm-worker-{i}") for i in range(self.workers)]
         threads += [
             threading.Thread(target=self.member_loop, args=(stop,), name="autoglm-members"),
@@ -692,7 +693,6 @@ class OperatorContext:
             thread.daemon = True
             thread.start()
         self.threads = threads
-        return threads
 
     def stop(self, stop: threading.Event) -> None:
         stop.set()

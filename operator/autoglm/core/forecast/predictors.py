@@ -174,8 +174,8 @@ def select_predictor(
             scores[name.value] = float(np.mean(losses))
     if not scores:
         return Selection(None, reason="no predictor could be fitted on this history")
-    best = min(scores, key=lambda n: scores[n])
-    others = ", ".join(f"{n} {scores[n]:.3g}" for n in sorted(scores, key=lambda n: scores[n]) if n != best)
+    best, *rest = sorted(scores, key=lambda n: scores[n])  # stable: a tie goes to the first candidate, as min did
+    others = ", ".join(f"{n} {scores[n]:.3g}" for n in rest)
     against = f" ({scores[best]:.3g} against {others})" if others else ""
     return Selection(PredictorName(best), scores, reason=f"{best} had the lowest backtest loss{against}")
 
