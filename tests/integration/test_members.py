@@ -31,7 +31,7 @@ from autoglm.sandbox.cluster import ClusterState, free_port, http_ok, wait_until
 from autoglm.sandbox.tiny_model import write_tiny_llama
 from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.controllers import DEPLOYMENT, ObjectKey, OperatorContext, operator_thread
-from autoglm.shell.members import flatten_kubeconfig, join, unjoin
+from autoglm.shell.members import MemberChange, MemberRegistry, flatten_kubeconfig, join, unjoin
 from autoglm.shell.reconcile import PROPAGATION_FINALIZER
 from tests.integration.conftest import Cluster, devices_withdrawn
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
@@ -421,6 +421,44 @@ def test_dynamic_weights_follow_free_capacity(
         assert "ascend" not in _clusters(sandbox, namespace, "dyn")
     # Room again: the weights follow it back.
     eventually(lambda: _clusters(sandbox, namespace, "dyn").get("ascend", (0, 0))[0] > 0, timeout=60)
+
+
+def test_member_regions_and_taints_steer_placement_and_a_change_of_either_replaces(
+    sandbox: Cluster, namespace: str, joined: dict[str, Cluster], operator: OperatorContext
+) -> None:
+    custom = client.CustomObjectsApi(sandbox.api)
+
+    def member_spec(name: str, **spec: Any) -> None:
+        custom.patch_cluster_custom_object(GROUP, VERSION, "memberclusters", name, {"spec": spec})
+
+    def placed(placement: dict[str, Any]) -> None:
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "modeldeployments", "steer", {"spec": {"placement": placement}}
+        )
+
+    # A registry of the test's own tells what one heartbeat reports, apart from the operator's member loop.
+    registry = MemberRegistry(_host(sandbox), include_local=False)
+    registry.heartbeat()
+    taint = {"key": "maintenance", "value": "true", "effect": "NoSchedule"}
+    member_spec("gpu", region="cn-north")
+    member_spec("ascend", region="cn-east", taints=[taint])
+    try:
+        # A member's region or taints changing is news for every deployment's placement, as its readiness is.
+        assert registry.heartbeat() is MemberChange.FLEET
+        assert registry.heartbeat() is MemberChange.NONE
+        both = {"clusters": ["gpu", "ascend"], "replicaScheduling": "Duplicated"}
+        _create(sandbox, namespace, "steer", replicas={"min": 1, "max": 1}, placement=both)
+        eventually(lambda: _clusters(sandbox, namespace, "steer") == {"gpu": (1, 1)}, timeout=60)
+        assert not _deployments(joined["ascend"], namespace)
+        placed(both | {"clusterTolerations": [{"key": "maintenance", "operator": "Exists"}]})
+        eventually(lambda: _clusters(sandbox, namespace, "steer") == {"gpu": (1, 1), "ascend": (1, 1)}, timeout=60)
+        placed({"regions": ["cn-east"]})
+        eventually(lambda: _clusters(sandbox, namespace, "steer") == {"ascend": (1, 1)}, timeout=60)
+        eventually(lambda: not _deployments(joined["gpu"], namespace), timeout=30)
+    finally:
+        member_spec("gpu", region=None)
+        member_spec("ascend", region=None, taints=None)
+    assert registry.heartbeat() is MemberChange.FLEET
 
 
 def test_drift_on_a_member_is_repaired_and_delete_cleans_every_member(

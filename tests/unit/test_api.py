@@ -87,6 +87,7 @@ INVALID = {
     "alignment-not-power-of-two.yaml": "spec.memoryAlignment",
     "unknown-field.yaml": "spec",
     "zero-weights.yaml": "spec.placement.weights",
+    "toleration-exists-with-value.yaml": "spec.placement.clusterTolerations",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autoglm.core.karmada import MemberPart, propagation_objects
+from autoglm.core.karmada import MemberPart, propagation_objects, shared_policy
 from tests.unit.test_render import RUNTIMES, _md, _plan
 
 POOL = ("inference.networking.k8s.io/v1", "InferencePool")
@@ -57,3 +57,30 @@ def test_no_member_serving_the_kind_means_no_pool_and_no_policy_for_it() -> None
             s["kind"] for o in objects if o["kind"].endswith("Policy") for s in o["spec"]["resourceSelectors"]
         }
         assert "InferencePool" not in kinds and "PodMonitor" not in kinds
+
+
+def test_every_policy_carries_the_placements_cluster_tolerations_so_karmada_lets_a_tolerated_member_pass() -> None:
+    tolerations = [{"key": "maintenance", "value": "true", "effect": "NoSchedule"}, {"operator": "Exists"}]
+    md = _md(
+        replicas={"min": 1, "max": 1},
+        placement={"clusterTolerations": tolerations},
+        expose={"inferencePool": {"endpointPicker": "epp"}},
+    )
+    parts = [MemberPart(n, _plan(md, f)) for n, f in {"gpu": "nvidia-h100.yaml", "edge": "cpu.yaml"}.items()]
+    policies = [
+        o for o in propagation_objects(md, parts, RUNTIMES, {"gpu": {POOL}}) if o["kind"] == "PropagationPolicy"
+    ]
+    assert len(policies) >= 3  # the workload's, the Service's, the pool's
+    # corev1.Toleration's fields, empty ones left out (Karmada's default operator is Equal, as the API's).
+    expected = [
+        {"key": "maintenance", "operator": "Equal", "value": "true", "effect": "NoSchedule"},
+        {"operator": "Exists"},
+    ]
+    for policy in policies:
+        assert policy["spec"]["placement"]["clusterTolerations"] == expected, policy["metadata"]["name"]
+    # None asked for: none written.
+    plain = _md(replicas={"min": 1, "max": 1})
+    objects = propagation_objects(plain, [MemberPart("gpu", _plan(plain, "nvidia-h100.yaml"))], RUNTIMES)
+    assert all("clusterTolerations" not in o["spec"]["placement"] for o in objects if o["kind"] == "PropagationPolicy")
+    shared = shared_policy(objects[0], ["gpu"], expected)
+    assert shared["spec"]["placement"]["clusterTolerations"] == expected

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from autoglm.api import ModelDeploymentSpec
+from autoglm.api.membercluster import Taint
 from autoglm.core.backends import load_default_catalog
 from autoglm.core.models import load_model_catalog, profile_for
 from autoglm.core.placement import MemberView, candidates, capacity, divide, place, recheck_at
@@ -50,7 +51,7 @@ def test_divide_never_exceeds_a_limit_and_spills_to_members_with_room() -> None:
     assert divide(3, {"a": 0, "b": 0}) == {"a": 0, "b": 0}
 
 
-def test_candidates_by_name_selector_taint_and_readiness() -> None:
+def test_candidates_by_name_selector_and_readiness() -> None:
     s = spec(
         model={"name": "glm-4-9b-chat"},
         placement={
@@ -85,6 +86,74 @@ def test_candidates_by_name_selector_taint_and_readiness() -> None:
     # A member that only just joined (never down) is used at once.
     joined = members("gpu", gpu={**prod, "since": NOW - timedelta(seconds=1)})
     assert [m.name for m in candidates(joined, s.model_copy(update={"placement": s.placement}), NOW)[0]] == ["gpu"]
+
+
+def test_candidates_by_region_and_zone() -> None:
+    views = members(
+        "bj-a",
+        "bj-b",
+        "sh-a",
+        "nowhere",
+        **{
+            "bj-a": {"region": "cn-north", "zone": "cn-north-a"},
+            "bj-b": {"region": "cn-north", "zone": "cn-north-b"},
+            "sh-a": {"region": "cn-east", "zone": "cn-east-a"},
+        },
+    )
+    north = spec(model={"name": "glm-4-9b-chat"}, placement={"regions": ["cn-north"]})
+    chosen, excluded = candidates(views, north, NOW)
+    assert [m.name for m in chosen] == ["bj-a", "bj-b"]
+    assert excluded == {
+        "nowhere": "region (none) not in placement.regions",
+        "sh-a": "region cn-east not in placement.regions",
+    }
+    zone_b = spec(model={"name": "glm-4-9b-chat"}, placement={"regions": ["cn-north"], "zones": ["cn-north-b"]})
+    chosen, excluded = candidates(views, zone_b, NOW)
+    assert [m.name for m in chosen] == ["bj-b"]
+    assert excluded["bj-a"] == "zone cn-north-a not in placement.zones"
+    # Neither given: every member, whatever its region.
+    assert len(candidates(views, spec(model={"name": "glm-4-9b-chat"}), NOW)[0]) == 4
+
+
+def test_taints_keep_replicas_off_unless_tolerated_as_karmada_does() -> None:
+    maintenance = Taint(key="maintenance", value="true", effect="NoSchedule")
+    evicting = Taint(key="gpu-fault", effect="NoExecute")
+    soft = Taint(key="expensive", value="yes", effect="PreferNoSchedule")
+    views = members("a", "b", "c", "d", a={"taints": (maintenance,)}, b={"taints": (evicting,)}, c={"taints": (soft,)})
+
+    def chosen(tolerations: list[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+        s = spec(model={"name": "glm-4-9b-chat"}, placement={"clusterTolerations": tolerations})
+        found, excluded = candidates(views, s, NOW)
+        return [m.name for m in found], excluded
+
+    # PreferNoSchedule keeps nothing off (Karmada's TaintToleration filter reads NoSchedule and NoExecute only).
+    assert chosen([]) == (
+        ["c", "d"],
+        {
+            "a": "tainted maintenance=true:NoSchedule, not in placement.clusterTolerations",
+            "b": "tainted gpu-fault:NoExecute, not in placement.clusterTolerations",
+        },
+    )
+    assert chosen([{"key": "maintenance", "value": "true"}])[0] == ["a", "c", "d"]
+    # Equal needs the value; the effect, when given, must match.
+    assert chosen([{"key": "maintenance", "value": "false"}])[0] == ["c", "d"]
+    assert chosen([{"key": "maintenance", "operator": "Exists", "effect": "NoExecute"}])[0] == ["c", "d"]
+    assert chosen([{"key": "gpu-fault", "operator": "Exists", "effect": "NoExecute"}])[0] == ["b", "c", "d"]
+    # An empty key with Exists tolerates every taint.
+    assert chosen([{"operator": "Exists"}])[0] == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("toleration", "problem"),
+    [
+        ({"key": "k", "operator": "Exists", "value": "v"}, "operator Exists takes no value"),
+        ({"value": "v"}, "without a key must have operator Exists"),
+        ({"key": "k", "effect": "Sometimes"}, "effect"),
+    ],
+)
+def test_a_malformed_toleration_is_refused_with_its_problem(toleration: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        spec(model={"name": "glm-4-9b-chat"}, placement={"clusterTolerations": [toleration]})
 
 
 def test_recheck_at_is_when_a_toleration_or_a_rebalance_window_ends() -> None:

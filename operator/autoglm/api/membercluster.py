@@ -26,9 +26,15 @@ class MemberClusterSpec(ApiModel):
     kubeconfig_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Kubeconfig of the member; absent for the host cluster (local)."
     )
-    region: str | None = Field(default=None, description="Region label used by placement affinity.")
-    zone: str | None = Field(default=None, description="Zone label used by placement affinity.")
-    taints: list[Taint] = Field(default_factory=list, description="Keep placements off unless tolerated.")
+    region: str | None = Field(
+        default=None, description="The member's region, matched by a ModelDeployment's placement.regions."
+    )
+    zone: str | None = Field(default=None, description="The member's zone, matched by placement.zones.")
+    taints: list[Taint] = Field(
+        default_factory=list,
+        description="NoSchedule and NoExecute taints keep a ModelDeployment's replicas off the member unless its "
+        "placement.clusterTolerations tolerate them; PreferNoSchedule does not (as in Karmada's scheduler).",
+    )
 
 
 class AcceleratorCapacity(ApiModel):

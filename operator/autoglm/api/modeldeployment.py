@@ -204,11 +204,71 @@ class Failover(ApiModel):
     )
 
 
+class ClusterToleration(ApiModel):
+    """Tolerates a MemberCluster's taint, as a Pod's toleration does a Node's (Karmada's clusterTolerations)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.operator) && self.operator == 'Exists' && has(self.value) && self.value != '')",
+                    "message": "a toleration with operator Exists takes no value",
+                },
+                {
+                    "rule": "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+                    "message": "a toleration without a key must have operator Exists",
+                },
+            ]
+        }
+    )
+
+    key: str = Field(
+        default="", max_length=316, description="The taint key; empty with operator Exists tolerates every taint."
+    )
+    operator: Literal["Equal", "Exists"] = Field(
+        default="Equal", description="Equal: the taint's value must be `value`. Exists: any value."
+    )
+    value: str = Field(default="", max_length=63, description="The taint value, for operator Equal.")
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
+        default="", description="The taint effect to tolerate; empty tolerates every effect."
+    )
+
+    @model_validator(mode="after")
+    def _exists_has_no_value(self) -> Self:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("a toleration with operator Exists takes no value")
+        if not self.key and self.operator != "Exists":
+            raise ValueError("a toleration without a key must have operator Exists")
+        return self
+
+    def tolerates(self, key: str, value: str, effect: str) -> bool:
+        if self.effect and self.effect != effect:
+            return False
+        if not self.key:
+            return True
+        return self.key == key and (self.operator == "Exists" or self.value == value)
+
+
 class Placement(ApiModel):
     clusters: list[str] = Field(
         default_factory=list, description="Member clusters to use; empty means every Ready member."
     )
     cluster_selector: LabelSelector | None = Field(default=None, description="Select members by label.")
+    regions: list[str] = Field(
+        default_factory=list,
+        description="Only members whose MemberCluster spec.region (Karmada: Cluster spec.region) is one of these; "
+        "empty: any region.",
+    )
+    zones: list[str] = Field(
+        default_factory=list,
+        description="Only members whose MemberCluster spec.zone (Karmada: Cluster spec.zone) is one of these; "
+        "empty: any zone.",
+    )
+    cluster_tolerations: list[ClusterToleration] = Field(
+        default_factory=list,
+        max_length=64,
+        description="A member with a NoSchedule or NoExecute taint gets replicas only when one of these tolerates it.",
+    )
     replica_scheduling: ReplicaScheduling = Field(
         default=ReplicaScheduling.DIVIDED,
         description="Duplicated: every cluster runs the full count. Divided: the count is split by weight.",

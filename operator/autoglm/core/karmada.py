@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autoglm.api.backendruntime import BackendRuntime
-from autoglm.api.modeldeployment import ModelDeployment
+from autoglm.api.modeldeployment import ClusterToleration, ModelDeployment
 from autoglm.core.planner import Assignment, Plan
 from autoglm.core.render import (
     ANNOTATION_PLAN_HASH,
@@ -72,12 +72,22 @@ def _selector(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"], "namespace": meta["namespace"]}
 
 
+def cluster_tolerations(tolerations: Sequence[ClusterToleration]) -> list[dict[str, str]]:
+    """A placement's tolerations as a PropagationPolicy's clusterTolerations (corev1.Toleration, empty fields
+    left out): the operator names the clusters itself, and Karmada's TaintToleration filter must let them pass."""
+    return [{k: v for k, v in t.model_dump(mode="json").items() if v} for t in tolerations]
+
+
 def _policy(md: ModelDeployment, name: str, resources: Sequence[Manifest], placement: dict[str, Any]) -> Manifest:
+    tolerations = cluster_tolerations(md.spec.placement.cluster_tolerations)
     return {
         "apiVersion": POLICY_GROUP,
         "kind": "PropagationPolicy",
         "metadata": object_meta(md, name),
-        "spec": {"resourceSelectors": [_selector(o) for o in resources], "placement": placement},
+        "spec": {
+            "resourceSelectors": [_selector(o) for o in resources],
+            "placement": placement | ({"clusterTolerations": tolerations} if tolerations else {}),
+        },
     }
 
 
@@ -256,8 +266,12 @@ def shared_objects(
     return [(obj, sorted(clusters)) for obj, clusters in needs.values()]
 
 
-def shared_policy(obj: Manifest, clusters: Sequence[str]) -> Manifest:
+def shared_policy(obj: Manifest, clusters: Sequence[str], tolerations: Sequence[Mapping[str, str]] = ()) -> Manifest:
+    """The policy of a shared object: to `clusters`, with the tolerations of every deployment that needs it there."""
     meta = obj["metadata"]
+    placement: dict[str, Any] = {"clusterAffinity": {"clusterNames": sorted(clusters)}}
+    if tolerations:
+        placement["clusterTolerations"] = [dict(t) for t in tolerations]
     return {
         "apiVersion": POLICY_GROUP,
         "kind": "PropagationPolicy",
@@ -266,10 +280,7 @@ def shared_policy(obj: Manifest, clusters: Sequence[str]) -> Manifest:
             "namespace": meta["namespace"],
             "labels": {"app.kubernetes.io/managed-by": "autoglm"},
         },
-        "spec": {
-            "resourceSelectors": [_selector(obj)],
-            "placement": {"clusterAffinity": {"clusterNames": sorted(clusters)}},
-        },
+        "spec": {"resourceSelectors": [_selector(obj)], "placement": placement},
     }
 
 

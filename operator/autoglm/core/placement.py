@@ -1,6 +1,7 @@
 """Placement across member clusters (pure): which members serve a ModelDeployment, with how many replicas each.
 
-Semantics follow Karmada's PropagationPolicy: candidates by cluster names and label selector; `Duplicated`
+Semantics follow Karmada's PropagationPolicy: candidates by cluster names, label selector, region and zone (its
+ClusterAffinity), with a member's NoSchedule/NoExecute taints tolerated or not (its clusterTolerations); `Duplicated`
 (every member runs the full count) or `Divided` by static weights (members not listed get none; when no
 listed member is a candidate, all weigh the same) or by dynamic weights (what each member can hold with its
 own plan). Splits use largest remainders and never exceed what a member can hold: a member's excess spills
@@ -19,7 +20,8 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoglm.api.backendruntime import BackendRuntime
-from autoglm.api.modeldeployment import ModelDeploymentSpec, ReplicaScheduling
+from autoglm.api.membercluster import Taint
+from autoglm.api.modeldeployment import ClusterToleration, ModelDeploymentSpec, ReplicaScheduling
 from autoglm.core.hardware import Inventory
 from autoglm.core.models import ModelProfile
 from autoglm.core.planner import Plan, plan
@@ -38,7 +40,9 @@ class MemberView(_Frozen):
     # When the Ready condition last changed; None when unknown (taken as long ago).
     since: datetime | None = None
     recovered: bool = Field(default=False, description="Ready again after being NotReady (not a first join).")
-    no_schedule: bool = Field(default=False, description="The member carries a NoSchedule/NoExecute taint.")
+    region: str | None = None
+    zone: str | None = None
+    taints: tuple[Taint, ...] = Field(default=(), description="Taints a placement must tolerate to use the member.")
     reason: str = Field(default="", description="Why the member is not Ready, when it is not.")
 
 
@@ -102,8 +106,12 @@ def candidates(
             excluded[member.name] = "not in placement.clusters"
         elif any(member.labels.get(k) != v for k, v in selector.items()):
             excluded[member.name] = f"labels do not match {selector}"
-        elif member.no_schedule:
-            excluded[member.name] = "tainted NoSchedule"
+        elif placement.regions and member.region not in placement.regions:
+            excluded[member.name] = f"region {member.region or '(none)'} not in placement.regions"
+        elif placement.zones and member.zone not in placement.zones:
+            excluded[member.name] = f"zone {member.zone or '(none)'} not in placement.zones"
+        elif untolerated := untolerated_taints(member.taints, placement.cluster_tolerations):
+            excluded[member.name] = f"tainted {', '.join(untolerated)}, not in placement.clusterTolerations"
         elif not member.ready and now - since >= timedelta(seconds=failover.toleration_seconds):
             excluded[member.name] = (
                 f"NotReady for {(now - since).total_seconds():.0f} s (toleration {failover.toleration_seconds} s)"
@@ -119,6 +127,17 @@ def candidates(
     for name in sorted(named - {m.name for m in members}):
         excluded[name] = "no such member cluster"
     return chosen, excluded
+
+
+def untolerated_taints(taints: Sequence[Taint], tolerations: Sequence[ClusterToleration]) -> list[str]:
+    """The member's NoSchedule and NoExecute taints no toleration tolerates, as `key=value:Effect` (Karmada's
+    TaintToleration filter: PreferNoSchedule does not keep replicas off)."""
+    return [
+        f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}"
+        for t in taints
+        if t.effect in ("NoSchedule", "NoExecute")
+        and not any(x.tolerates(t.key, t.value, t.effect) for x in tolerations)
+    ]
 
 
 def recheck_at(members: Sequence[MemberView], spec: ModelDeploymentSpec, now: datetime) -> datetime | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
+from autoglm.api.membercluster import Taint
 from autoglm.core.placement import MemberView
 from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.kubeconfig import BoundedApiClient
@@ -43,6 +44,11 @@ def proxy_client(
     cfg = copy.copy(host.configuration)
     cfg.host = host.configuration.host.rstrip("/") + PROXY.format(name=name)
     return ClusterClient(name, BoundedApiClient(cfg, request_timeout, user_agent), request_timeout=request_timeout)
+
+
+def _placed_by(view: MemberView) -> tuple[object, ...]:
+    """What placement matches a Cluster by: a change of any of them re-places every deployment."""
+    return (view.ready, view.labels, view.region, view.zone, view.taints)
 
 
 class KarmadaMembers:
@@ -76,23 +82,22 @@ class KarmadaMembers:
                 self._seen_down.add(meta["name"])
             late = bool(since and created and (since - created).total_seconds() > JOIN_SETTLE_SECONDS)
             recovered = is_ready and (meta["name"] in self._seen_down or late)
-            taints = spec.get("taints") or []
+            taints = [t for t in spec.get("taints") or [] if t.get("key") not in READINESS_TAINTS]
             views[meta["name"]] = MemberView(
                 name=meta["name"],
                 labels=dict(meta.get("labels") or {}),
                 ready=is_ready,
                 since=since,
                 recovered=recovered,
-                no_schedule=any(
-                    t.get("effect") in ("NoSchedule", "NoExecute") and t.get("key") not in READINESS_TAINTS
-                    for t in taints
+                region=spec.get("region"),
+                zone=spec.get("zone") or next(iter(spec.get("zones") or []), None),
+                taints=tuple(
+                    Taint.model_validate({k: t[k] for k in ("key", "value", "effect") if k in t}) for t in taints
                 ),
                 reason="" if ready and ready.get("status") == "True" else (ready or {}).get("message", "not ready"),
             )
         with self._lock:
-            changed = {n: (v.ready, v.no_schedule) for n, v in views.items()} != {
-                n: (v.ready, v.no_schedule) for n, v in self._views.items()
-            }
+            changed = {n: _placed_by(v) for n, v in views.items()} != {n: _placed_by(v) for n, v in self._views.items()}
             self._views = views
             self._listed = True
             for name in views:

@@ -30,7 +30,7 @@ from kubernetes.client import ApiException
 
 from autoglm import API_GROUP, API_VERSION
 from autoglm.api.common import ConditionStatus
-from autoglm.api.membercluster import AcceleratorCapacity, MemberCluster, MemberClusterStatus
+from autoglm.api.membercluster import AcceleratorCapacity, MemberCluster, MemberClusterStatus, Taint
 from autoglm.core.hardware import AcceleratorTable, Inventory, load_accelerator_table
 from autoglm.core.placement import MemberView
 from autoglm.core.status import condition_events, set_condition
@@ -95,7 +95,9 @@ class Member:
     message: str = "not contacted yet"
     since: datetime | None = None
     failures: int = 0
-    no_schedule: bool = False
+    region: str | None = None
+    zone: str | None = None
+    taints: tuple[Taint, ...] = ()
     secret_version: str | None = None
     status: MemberClusterStatus = field(default_factory=MemberClusterStatus)
 
@@ -106,9 +108,16 @@ class Member:
             ready=self.ready,
             since=self.since,
             recovered=self.reason == RECOVERED,
-            no_schedule=self.no_schedule,
+            region=self.region,
+            zone=self.zone,
+            taints=self.taints,
             reason="" if self.ready else f"{self.reason}: {self.message}",
         )
+
+
+def _placed_by(member: Member) -> tuple[object, ...]:
+    """What a placement matches a member by, besides readiness: a change of any of them re-places every deployment."""
+    return (member.labels, member.region, member.zone, member.taints)
 
 
 def client_from_kubeconfig(
@@ -267,7 +276,7 @@ class MemberRegistry:
             spec = MemberCluster.model_validate({k: v for k, v in body.items() if k != "status"}).spec
         except ValueError as exc:
             return self._record(member, body, current, MemberProblem("InvalidSpec", str(exc)))
-        member.no_schedule = any(t.effect in ("NoSchedule", "NoExecute") for t in spec.taints)
+        member.region, member.zone, member.taints = spec.region, spec.zone, tuple(spec.taints)
         try:
             self._connect(member, spec)
             assert member.client is not None
@@ -370,8 +379,9 @@ class MemberRegistry:
                 logger.warning("member %s: status not written: %s", member.name, short_reason(exc))
         member.status = new
         with self._lock:
+            before = self._members.get(member.name)
             self._members[member.name] = member
-        if member.ready != was_ready:
+        if member.ready != was_ready or (before is not None and _placed_by(before) != _placed_by(member)):
             return MemberChange.FLEET
         if beat_only or problem is not None or capacity == current.capacity:
             return MemberChange.NONE

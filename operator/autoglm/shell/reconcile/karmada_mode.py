@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 
 from autoglm.core.karmada import (
     OPTIONAL_KINDS,
+    POLICY_GROUP,
     WORK_GROUP,
     MemberPart,
     binding_name,
+    cluster_tolerations,
     member_status,
     propagation_objects,
     shared_objects,
@@ -141,15 +143,17 @@ def member_conversions(r: Reconciler, req: Request, share: MemberShare) -> list[
         r.hold_finalizer(req, ARTIFACT_FINALIZER)
     states = []
     member = r.member_client(share.name)
+    ours = cluster_tolerations(req.md.spec.placement.cluster_tolerations)
     for obj, clusters in shared:
-        policy = shared_policy(obj, clusters)
-        existing = r.cluster.get(policy["apiVersion"], "PropagationPolicy", policy["metadata"]["name"], req.namespace)
-        have = set(
-            ((existing or {}).get("spec") or {}).get("placement", {}).get("clusterAffinity", {}).get("clusterNames")
-            or []
-        )
-        if existing is None or not set(clusters) <= have:
-            policy["spec"]["placement"]["clusterAffinity"]["clusterNames"] = sorted(have | set(clusters))
+        name = shared_policy(obj, clusters)["metadata"]["name"]
+        existing = r.cluster.get(POLICY_GROUP, "PropagationPolicy", name, req.namespace)
+        placed = ((existing or {}).get("spec") or {}).get("placement") or {}
+        have = set((placed.get("clusterAffinity") or {}).get("clusterNames") or [])
+        tolerated = list(placed.get("clusterTolerations") or [])
+        missing = [t for t in ours if t not in tolerated]
+        if existing is None or not set(clusters) <= have or missing:
+            # The union of every user's members and tolerations: a policy shared by deployments never narrows.
+            policy = shared_policy(obj, sorted(have | set(clusters)), tolerated + missing)
             r.cluster.ensure(obj)
             r.cluster.apply(policy)
             req.applied.append(ref(policy))
