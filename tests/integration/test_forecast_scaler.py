@@ -148,6 +148,18 @@ def test_the_floor_rises_ahead_of_the_burst_reaches_the_hpa_and_holds_through_an
         events = core.list_namespaced_event("forecast").items
         assert any(e.reason == "ForecastFloor" and "floor 1 ->" in e.message for e in events)
 
+        # The spec names a predictor: the next tick uses it (no backtest), and status says which ran.
+        chosen = forecast["model"]
+        forced = "ridge" if chosen != "ridge" else "gradientBoosting"
+        client.CustomObjectsApi(sandbox.api).patch_namespaced_custom_object(
+            GROUP, VERSION, "forecast", PLURAL, MODEL, {"spec": {"autoscaling": {"forecast": {"model": forced}}}}
+        )
+        context.sync("forecast", MODEL, forecast=True)
+        ran = {"ridge": "ridge", "gradientBoosting": "gradient-boosting"}[forced]
+        forecast = _get(sandbox, "forecast", MODEL)["status"]["forecast"]
+        assert forecast["model"] == ran, forecast
+        assert f"({ran}, as spec.autoscaling.forecast.model asks)" in _forecasting(sandbox, MODEL)["message"]
+
         fleet.stop(Path(prometheus.directory).parent, NAME)
         try:
             context.sync("forecast", MODEL, forecast=True)

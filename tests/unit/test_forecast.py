@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from autoglm.api.modeldeployment import ForecastModel, ForecastSpec
 from autoglm.core.forecast.decision import (
     ScalingRule,
     lead_seconds,
@@ -15,9 +16,10 @@ from autoglm.core.forecast.decision import (
     recommend,
     stabilized,
     with_floor,
+    within_horizon,
 )
 from autoglm.core.forecast.features import Horizon, leading_peak, table, trailing_mean
-from autoglm.core.forecast.predictors import PredictorName, fit_predictor, select_predictor
+from autoglm.core.forecast.predictors import PredictorName, choose_predictor, fit_predictor, select_predictor
 from autoglm.core.forecast.series import LoadSeries, TraceError, parse_trace
 from autoglm.core.forecast.simulate import Oracle, Predictive, Scenario, oracle_peaks, simulate
 from tests.unit.synthetic_traces import diurnal_with_bursts, to_csv
@@ -102,6 +104,28 @@ def test_the_lead_is_the_measured_cold_start_once_there_are_enough() -> None:
     assert lead_seconds([200, 900], None, 300) == 300  # two are not enough to trust
     assert lead_seconds([400, 420, 480, 500, 640], None, 300) == 640
     assert lead_seconds([100, 110, 120], 600, 300) == 600
+
+
+def test_the_lead_is_bounded_by_the_horizon_and_says_so_when_the_cold_start_is_longer() -> None:
+    assert within_horizon(300, 1800) == (300, "")
+    lead, note = within_horizon(900, 600)
+    assert lead == 600 and note == "cold start 900 s is beyond horizonSeconds 600: the HPA covers the rest"
+    with pytest.raises(ValueError, match="leadTimeSeconds 900 exceeds horizonSeconds 600"):
+        ForecastSpec.model_validate({"enabled": True, "leadTimeSeconds": 900, "horizonSeconds": 600})
+
+
+def test_forecast_model_forces_the_named_predictor_or_narrows_the_backtest() -> None:
+    data = table(diurnal_with_bursts(days=4).values, Horizon(5, 5, 1440, 60.0))
+    for model, name in ((ForecastModel.RIDGE, "ridge"), (ForecastModel.GRADIENT_BOOSTING, "gradient-boosting")):
+        forced = choose_predictor(data, 0.9, model)
+        assert forced.name == name and forced.reason == f"{name}, as spec.autoscaling.forecast.model asks"
+        assert forced.scores == {}  # no backtest ran: a named predictor needs only the history to fit on
+    seasonal = choose_predictor(data, 0.9, ForecastModel.SEASONAL)
+    # four days: a week ago is unknown, so the backtest among the seasonal ones has only the day to score
+    assert seasonal.name == PredictorName.SEASONAL_DAY and set(seasonal.scores) == {"seasonal-day"}
+    assert seasonal.reason.endswith("forecast.model seasonal allows only those")
+    auto = choose_predictor(data, 0.9)
+    assert auto == select_predictor(data, 0.9) and {"ridge", "gradient-boosting"} <= set(auto.scores)
 
 
 def test_too_little_history_fits_no_predictor_and_says_why() -> None:

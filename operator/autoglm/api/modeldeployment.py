@@ -301,11 +301,34 @@ class CapacityProfile(ApiModel):
 
 
 class ForecastSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.leadTimeSeconds) || !has(self.horizonSeconds) "
+                    "|| self.leadTimeSeconds <= self.horizonSeconds",
+                    "message": "leadTimeSeconds must not exceed horizonSeconds",
+                }
+            ]
+        }
+    )
+
     enabled: bool = Field(default=False, description="Scale ahead of predicted load.")
-    horizon_seconds: int = Field(default=1800, ge=60, description="How far ahead to predict.")
-    model: ForecastModel = Field(default=ForecastModel.AUTO, description="Predictor; auto picks by backtest.")
+    horizon_seconds: int = Field(
+        default=1800,
+        ge=60,
+        description="How far ahead the forecast looks: the lead (leadTimeSeconds, or the measured cold start) is "
+        "capped at this, and a longer cold start is left to the reactive HPA (the Forecasting condition says so).",
+    )
+    model: ForecastModel = Field(
+        default=ForecastModel.AUTO,
+        description="Predictor: auto lets a backtest choose among all, seasonal between a day and a week ago; "
+        "ridge and gradientBoosting are used as named. status.forecast.model says which ran.",
+    )
     lead_time_seconds: int | None = Field(
-        default=None, ge=0, description="Scale this early; default is the measured replica cold start."
+        default=None,
+        ge=0,
+        description="Scale this early (at most horizonSeconds); default is the measured replica cold start.",
     )
     capacity_per_replica: float | None = Field(
         default=None,
@@ -324,6 +347,15 @@ class ForecastSpec(ApiModel):
         description="PromQL for the deployment's total load; default by backend (vLLM: running + waiting "
         "requests of its model_name in its namespace).",
     )
+
+    @model_validator(mode="after")
+    def _lead_within_horizon(self) -> Self:
+        if self.lead_time_seconds is not None and self.lead_time_seconds > self.horizon_seconds:
+            raise ValueError(
+                f"autoscaling.forecast: leadTimeSeconds {self.lead_time_seconds} exceeds horizonSeconds "
+                f"{self.horizon_seconds} (the forecast looks no further than its horizon)"
+            )
+        return self
 
 
 class Autoscaling(ApiModel):

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from autoglm.api.common import ConditionStatus
-from autoglm.api.modeldeployment import ForecastStatus, ModelDeployment, ModelDeploymentStatus
+from autoglm.api.modeldeployment import ForecastModel, ForecastStatus, ModelDeployment, ModelDeploymentStatus
 from autoglm.core.forecast import QUANTILE
 from autoglm.core.forecast.decision import (
     ScalingRule,
@@ -28,9 +28,10 @@ from autoglm.core.forecast.decision import (
     reactive_replicas,
     refit_lateness,
     stabilized,
+    within_horizon,
 )
 from autoglm.core.forecast.features import Horizon, table
-from autoglm.core.forecast.predictors import Fitted, PredictorName, fit_predictor, select_predictor
+from autoglm.core.forecast.predictors import Fitted, PredictorName, choose_predictor, fit_predictor
 from autoglm.core.forecast.queries import capacity_per_replica, load_query
 from autoglm.core.forecast.series import LoadSeries
 from autoglm.core.render import Manifest
@@ -54,6 +55,7 @@ class _Memory:
     history: History | None = None
     fitted: Fitted | None = None
     choice: PredictorName | None = None
+    asked: ForecastModel = ForecastModel.AUTO  # the spec's forecast.model the choice was made for
     why: str = ""
     fitted_at: float = -math.inf  # trace time (the clock's, unless replaying faster than real time)
     selected_at: float = -math.inf
@@ -138,7 +140,10 @@ class ForecastScaler:
             )
             return self._hold(current, held, "MetricsStale", f"the load query has {age}: {query}")
         values = history.series.values
-        lead = lead_seconds(cold_starts, spec.autoscaling.forecast.lead_time_seconds, DEFAULT_LEAD_SECONDS)
+        lead, beyond = within_horizon(
+            lead_seconds(cold_starts, spec.autoscaling.forecast.lead_time_seconds, DEFAULT_LEAD_SECONDS),
+            spec.autoscaling.forecast.horizon_seconds,
+        )
         horizon = Horizon(
             lead=math.ceil(lead / self.step - 1e-9),
             window=1,
@@ -148,8 +153,10 @@ class ForecastScaler:
         )
         data = table(values, horizon)
         clock = self._stands_for(history.end)  # the newest step's: a refit comes with the first step past a boundary
-        if memory.fitted is None or clock // self.refit_seconds != memory.fitted_at // self.refit_seconds:
-            self._refit(memory, values, horizon, clock)
+        model = spec.autoscaling.forecast.model
+        due = memory.fitted is None or clock // self.refit_seconds != memory.fitted_at // self.refit_seconds
+        if due or model is not memory.asked:
+            self._refit(memory, values, horizon, clock, model)
         capacity = capacity_per_replica(spec)
         rule = ScalingRule(
             capacity,
@@ -170,11 +177,11 @@ class ForecastScaler:
         memory.floors.append((now, proposal))
         floor = stabilized(memory.floors, now, rule.stabilization_seconds)
         recommended = rule.clamp(max(reactive_replicas(load, max(replicas, 1), rule), floor))
-        model = memory.fitted.name if memory.fitted is not None and upper is not None else None
+        ran = memory.fitted.name if memory.fitted is not None and upper is not None else None
         forecast = ForecastStatus(
             predicted_load=round(upper, 4) if upper is not None else None,
             recommended_replicas=recommended,
-            model=model,
+            model=ran,
             updated=datetime.fromtimestamp(now, UTC),
             floor=floor,
             current_load=round(load, 4),
@@ -183,19 +190,24 @@ class ForecastScaler:
         )
         event = None
         if floor != held:
-            why = f"predicted peak {upper:.4g} in {lead:.0f} s by {model}" if upper is not None else "no forecast"
+            why = f"predicted peak {upper:.4g} in {lead:.0f} s by {ran}" if upper is not None else "no forecast"
             event = ("Normal", "ForecastFloor", f"floor {held} -> {floor} replicas: {why}, {capacity:g} per replica")
         if upper is None:
-            condition = (ConditionStatus.FALSE, "ReactiveOnly", f"reactive only: {memory.why or 'no predictor fits'}")
+            unfit = memory.choice is not None and memory.fitted is None
+            why = (
+                f"{memory.choice} does not fit this history yet ({memory.why})" if unfit else memory.why
+            ) or "no predictor fits"
+            condition = (ConditionStatus.FALSE, "ReactiveOnly", f"reactive only: {why}")
         else:
             condition = (
                 ConditionStatus.TRUE,
                 "Forecasting",
-                f"{model}: peak {upper:.4g} expected in {lead:.0f} s, floor {floor} ({memory.why})",
+                f"{ran}: peak {upper:.4g} expected in {lead:.0f} s, floor {floor} ({memory.why})"
+                + (f"; {beyond}" if beyond else ""),
             )
         return Tick(forecast, condition, event)
 
-    def _refit(self, memory: _Memory, values: np.ndarray, horizon: Horizon, clock: float) -> None:
+    def _refit(self, memory: _Memory, values: np.ndarray, horizon: Horizon, clock: float, model: ForecastModel) -> None:
         """Choose (at most daily) and fit the predictor on what was known at the step the refit fell due: the first
         step past the refit boundary. A tick that comes late (the one before it ran long, the operator was busy)
         fits on the same rows as a timely one, as every replica and the simulator do, not on a step or two more."""
@@ -205,9 +217,9 @@ class ForecastScaler:
         )
         known = table(values[: len(values) - late], horizon) if late else table(values, horizon)
         at = clock - late * trace_step
-        if memory.choice is None or at - memory.selected_at >= SELECT_SECONDS:
-            selection = select_predictor(known, QUANTILE)
-            memory.choice, memory.why, memory.selected_at = selection.name, selection.reason, at
+        if memory.choice is None or at - memory.selected_at >= SELECT_SECONDS or model is not memory.asked:
+            selection = choose_predictor(known, QUANTILE, model)
+            memory.choice, memory.why, memory.selected_at, memory.asked = selection.name, selection.reason, at, model
         if memory.choice is not None:
             memory.fitted, memory.fitted_at = fit_predictor(memory.choice, known, QUANTILE), at
         if late:

@@ -72,6 +72,14 @@ def lead_seconds(cold_starts: Sequence[float], configured: float | None, spec_de
     return max(configured if configured is not None else spec_default, cold)
 
 
+def within_horizon(lead: float, horizon: float) -> tuple[float, str]:
+    """The lead the forecast uses, at most the spec's horizon, and what a person should know when the cold start
+    is longer (the replicas asked for then come late for the rest, which the reactive HPA covers)."""
+    if lead <= horizon:
+        return lead, ""
+    return horizon, f"cold start {lead:.0f} s is beyond horizonSeconds {horizon:.0f}: the HPA covers the rest"
+
+
 @dataclass(frozen=True)
 class Recommendation:
     """The replica count asked for, and how it came about."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -20,6 +20,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
+from autoglm.api.modeldeployment import ForecastModel
 from autoglm.core.forecast.features import FEATURES, Matrix, Table
 from autoglm.core.forecast.series import Values
 
@@ -178,6 +179,28 @@ def select_predictor(
     others = ", ".join(f"{n} {scores[n]:.3g}" for n in rest)
     against = f" ({scores[best]:.3g} against {others})" if others else ""
     return Selection(PredictorName(best), scores, reason=f"{best} had the lowest backtest loss{against}")
+
+
+# What each value of spec.autoscaling.forecast.model lets the backtest choose from.
+PREDICTORS_OF: dict[ForecastModel, tuple[PredictorName, ...]] = {
+    ForecastModel.AUTO: tuple(PredictorName),
+    ForecastModel.SEASONAL: (PredictorName.SEASONAL_DAY, PredictorName.SEASONAL_WEEK),
+    ForecastModel.RIDGE: (PredictorName.RIDGE,),
+    ForecastModel.GRADIENT_BOOSTING: (PredictorName.GRADIENT_BOOSTING,),
+}
+
+
+def choose_predictor(data: Table, q: float, model: ForecastModel = ForecastModel.AUTO) -> Selection:
+    """The predictor the spec's `forecast.model` asks for: one named is taken as is (no backtest: it needs only
+    the history to fit on); `seasonal` lets the backtest choose between a day and a week ago; `auto`, between
+    all of them."""
+    allowed = PREDICTORS_OF[model]
+    if len(allowed) == 1:
+        return Selection(allowed[0], reason=f"{allowed[0].value}, as spec.autoscaling.forecast.model asks")
+    selection = select_predictor(data, q, allowed)
+    if model is ForecastModel.AUTO:
+        return selection
+    return replace(selection, reason=f"{selection.reason}; forecast.model {model.value} allows only those")
 
 
 def _subset(data: Table, rows: Values | np.ndarray) -> Table:
