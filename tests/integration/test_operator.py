@@ -364,7 +364,6 @@ def test_an_invalid_backend_runtime_gets_a_condition_and_an_event_naming_the_fie
             "image": "example.com/odd-server:1",
             "accelerator": {"vendor": "nvidia"},
             "precisions": ["bf16"],
-            "modelFormats": ["safetensors"],
             "openaiCompatible": False,
         },
     }

@@ -14,6 +14,7 @@ from autoglm.core.hardware import build_inventory
 from autoglm.core.models import profile_for, weight_bytes
 from autoglm.core.planner import Plan, plan
 from autoglm.core.render import (
+    ANNOTATION_ENGINE,
     ANNOTATION_PLAN_HASH,
     CACHE_CLAIM,
     LABEL_DEPLOYMENT,
@@ -114,6 +115,24 @@ def test_a_fixed_size_gets_no_hpa_unless_it_forecasts() -> None:
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 2)
 
 
+def test_workloads_carry_their_runtimes_engine_release_outside_the_pod_template() -> None:
+    md = _md()
+    (deployment,) = _by_kind(serving_objects(md, _plan(md, "nvidia-h100.yaml"), RUNTIMES), "Deployment")
+    assert deployment["metadata"]["annotations"][ANNOTATION_ENGINE] == RUNTIMES["vllm-cuda"].spec.engine_version
+    # Not on the pods: recording the release (or a change of it alone) restarts nothing.
+    assert ANNOTATION_ENGINE not in deployment["spec"]["template"]["metadata"]["annotations"]
+    big = _md(
+        model={"name": "GLM-4.5"}, precision="bf16", resources={"contextLength": 8192, "maxConcurrentSequences": 4}
+    )
+    (sts,) = _by_kind(serving_objects(big, _plan(big, "nvidia-h100.yaml"), RUNTIMES), "StatefulSet")
+    assert sts["metadata"]["annotations"][ANNOTATION_ENGINE] == RUNTIMES["vllm-cuda"].spec.engine_version
+    # A runtime that names no release gets no annotation.
+    trt = _md(model={"name": "chatglm3-6b"}, backend="tensorrt-llm", precision="bf16")
+    assert RUNTIMES["tensorrt-llm"].spec.engine_version is None
+    (built,) = _by_kind(serving_objects(trt, _plan(trt, "nvidia-h100.yaml"), RUNTIMES), "Deployment")
+    assert ANNOTATION_ENGINE not in (built["metadata"].get("annotations") or {})
+
+
 def test_ascend_pods_request_npus_and_get_hccl_env() -> None:
     md = _md()
     nodes = [n for n in load_nodes("huawei-ascend.yaml") if n["metadata"]["name"] == "ascend-910b3-0"]
@@ -160,6 +179,24 @@ def test_conversion_job_and_the_wait_before_serving() -> None:
     assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     pod = _by_kind(serving_objects(md, p, RUNTIMES), "Deployment")[0]["spec"]["template"]["spec"]
     assert pod["initContainers"][0]["name"] == "wait-for-artifact"
+
+
+def test_a_runtimes_resources_per_job_reach_its_conversion_jobs_requests() -> None:
+    md = _md(model={"name": "chatglm3-6b"}, backend="tensorrt-llm", precision="bf16")
+    trt = RUNTIMES["tensorrt-llm"]
+    assert trt.spec.conversion is not None
+    conversion = trt.spec.conversion.model_copy(update={"resources_per_job": {"cpu": "16", "memory": "96Gi"}})
+    runtime = trt.model_copy(update={"spec": trt.spec.model_copy(update={"conversion": conversion})})
+    p = plan(inventory_of("nvidia-h100.yaml"), profile_for(md.spec.model), [runtime], md.spec, served_name="glm")
+    job = conversion_job(md, p.assignments[0].option)
+    assert job is not None
+    _validate([job])
+    resources = job["spec"]["template"]["spec"]["containers"][0]["resources"]
+    # The engine build runs on the GPU it is built for, with the host CPU and memory the runtime asks for.
+    assert resources == {
+        "requests": {"nvidia.com/gpu": "1", "cpu": "16", "memory": "96Gi"},
+        "limits": {"nvidia.com/gpu": "1"},
+    }
 
 
 def test_model_cache_claim_is_shared_and_sized_from_the_weights() -> None:

@@ -76,16 +76,14 @@ class BackendRuntimeSpec(ApiModel):
     accelerator: AcceleratorSelector = Field(description="Which accelerators this runtime serves on.")
     model_types: list[str] = Field(default_factory=lambda: ["*"], description="HF model_type values served; * for any.")
     precisions: list[Precision] = Field(min_length=1, description="Serving precisions it supports.")
-    model_formats: list[str] = Field(
-        min_length=1, description="Formats it loads: safetensors, gguf, tensorrt-engine, om, bmodel."
-    )
     image: str = Field(min_length=1, description="Serving image.")
     engine_version: str | None = Field(
         default=None,
         description=(
             "The serving engine release the image carries, as pip names it (vllm==0.11.0; a platform plugin "
-            "after a plus: vllm==0.10.0+vllm-ascend==0.10.0rc1). The arguments rendered for it are checked "
-            "against that release's own argument definitions."
+            "after a plus: vllm==0.10.0+vllm-ascend==0.10.0rc1). Written on its workloads as the annotation "
+            "autoglm.io/engine-version; the catalog's arguments are checked against that release's own argument "
+            "definitions by the project's tests."
         ),
     )
     command: list[str] = Field(default_factory=list, description="Entrypoint override.")

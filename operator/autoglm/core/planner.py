@@ -71,6 +71,7 @@ class ConversionStep(_Frozen):
     cache_key: str
     artifact_path: str
     needs_accelerator: bool
+    resources: dict[str, str] = Field(default_factory=dict, description="The runtime's resourcesPerJob requests.")
 
 
 class PoolOption(_Frozen):
@@ -344,6 +345,7 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate, source: Weight
             cache_key=key,
             artifact_path=artifact,
             needs_accelerator=conv.needs_accelerator,
+            resources=dict(conv.resources_per_job),
         )
     devices = tp * pp
     peak = pool.peak_tflops_bf16 or pool.peak_tflops_fp16 or 0.0

@@ -34,6 +34,7 @@ LABEL_OWNER_UID = "autoglm.io/owner-uid"
 # be joined to more than one host, and only the owner's host may collect the object once its owner is gone.
 LABEL_HOST = "autoglm.io/host"
 ANNOTATION_PLAN_HASH = "autoglm.io/plan-hash"
+ANNOTATION_ENGINE = "autoglm.io/engine-version"
 ANNOTATION_RENDERED = "autoglm.io/rendered"  # a hash of the object as rendered (see stamped)
 # Which revision a workload runs, when a deployment spans members: the Services select one revision, so a new
 # one can become ready beside the old in every member before they all switch.
@@ -297,12 +298,20 @@ class Target:
 HOST = Target()
 
 
+def _with_engine(meta: dict[str, Any], runtime: BackendRuntime) -> dict[str, Any]:
+    """The workload's metadata with the engine release its runtime declares (on the workload, not the pod
+    template: recording it never restarts a serving pod)."""
+    if not runtime.spec.engine_version:
+        return meta
+    return {**meta, "annotations": {**(meta.get("annotations") or {}), ANNOTATION_ENGINE: runtime.spec.engine_version}}
+
+
 def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, target: Target) -> Manifest:
     option = a.option
     name = dns_label(workload_name(md.metadata.name, option) + target.suffix, 63)
     labels = target.labels(md, option.pool)
     selector = {k: labels[k] for k in (LABEL_DEPLOYMENT, LABEL_POOL, LABEL_REVISION) if k in labels}
-    meta = target.meta(md, name, option.pool)
+    meta = _with_engine(target.meta(md, name, option.pool), runtime)
     unavailable = md.spec.rollout.max_unavailable
     return {
         "apiVersion": "apps/v1",
@@ -371,7 +380,7 @@ def _multi_node(
             {
                 "apiVersion": "apps/v1",
                 "kind": "StatefulSet",
-                "metadata": target.meta(md, name, option.pool),
+                "metadata": _with_engine(target.meta(md, name, option.pool), runtime),
                 "spec": {
                     "serviceName": name,
                     "replicas": option.pipeline_parallel,
@@ -414,8 +423,14 @@ def conversion_job(md: ModelDeployment, option: PoolOption) -> Manifest | None:
         "volumeMounts": mounts,
     }
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container], "volumes": volumes}
+    if conv.resources:  # the runtime's resourcesPerJob: host CPU and memory a compile needs
+        container["resources"] = {"requests": dict(conv.resources)}
     if conv.needs_accelerator:
-        container["resources"] = _resources(option)
+        devices = _resources(option)
+        container["resources"] = {
+            "requests": {**devices["requests"], **conv.resources},
+            "limits": devices["limits"],
+        }
         if option.node_selector:
             pod["nodeSelector"] = dict(option.node_selector)
         if option.taints:
