@@ -188,6 +188,8 @@ def test_every_rendered_flag_is_one_autoglm_run_takes(name: str, tmp_path: Path)
         ({"metrics": {"port": 70000}}, "/metrics/port"),
         ({"imagee": {"tag": "x"}}, "imagee"),
         ({"gateway": {"mqtt": {"broker": "mosquitto"}}}, "/gateway/mqtt/broker"),
+        # A gateway without keys serves anyone: only when the values say so.
+        ({"gateway": {"enabled": True}}, "/gateway/allowAnonymous"),
     ],
 )
 def test_a_wrong_value_fails_at_install_naming_the_field(values: dict[str, Any], field: str, tmp_path: Path) -> None:
@@ -213,6 +215,13 @@ def test_the_node_probe_daemonset_runs_autoglm_probe_on_its_own_node_with_only_n
     assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}]
     assert pod["serviceAccountName"] == role["metadata"]["name"]
     assert not [o for o in template(tmp_path, {}) if o["kind"] == "DaemonSet"], "off by default"
+
+
+def test_the_gateway_serves_anonymous_callers_only_when_the_values_ask(tmp_path: Path) -> None:
+    objects = template(tmp_path, {"gateway": {"enabled": True, "allowAnonymous": True}})
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-gateway")]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allow-anonymous" in args and not any(a.startswith("--api-keys") for a in args)
 
 
 def test_the_gateway_serves_http_and_grpc_with_the_keys_secret_and_may_only_list_what_it_routes_by(

@@ -235,3 +235,22 @@ def test_static_and_discovered_routes_carry_the_translator_of_a_non_openai_runti
     }
     found = routes([md], [], {"vllm-cuda": None, "mindie-tgi": "tgi"})
     assert {(b.member, b.translator) for b in found} == {("gpu", None), ("ascend", "tgi")}
+
+
+def test_a_streams_usage_is_read_from_its_complete_event_lines_and_only_from_them() -> None:
+    from autoglm.gateway.service import _reported_usage
+
+    text = b'data: {"choices": [{"delta": {"content": "hi"}}]}'
+    usage = b'data: {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 12, "total_tokens": 19}}'
+    assert _reported_usage([text, b"", b"data: [DONE]"]) is None
+    assert _reported_usage([text, b"", usage, b"", b"data: [DONE]"]) == {
+        "prompt_tokens": 7,
+        "completion_tokens": 12,
+        "total_tokens": 19,
+    }
+    # Continuous usage (vLLM's continuous_usage_stats): the last event's count is the stream's.
+    earlier = usage.replace(b'"completion_tokens": 12', b'"completion_tokens": 3')
+    assert _reported_usage([earlier, usage])["completion_tokens"] == 12  # type: ignore[index]
+    # Text that only mentions usage, a broken line, or a usage without a token count: none reported.
+    mention = b'data: {"choices": [{"delta": {"content": "\\"usage\\" is a word"}}]}'
+    assert _reported_usage([mention, b'data: {"usage": ', b'data: {"usage": {"prompt_tokens": 3}}']) is None

@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from autoglm.gateway.mqtt_adapter import QOS, mqtt_client, request_topic
+from autoglm.gateway.mqtt_adapter import QOS, default_response_topic, mqtt_client, request_topic
 
 
 class MqttDevice:
@@ -22,6 +22,8 @@ class MqttDevice:
         self.topic = f"devices/{username}-{os.getpid()}-{id(self):x}/answers"
         self.client = mqtt_client(username, password)
         self.answers: dict[bytes, tuple[dict[str, Any], dict[str, str]]] = {}
+        self.arrived_on: dict[bytes, str] = {}  # correlation data -> the topic its answer came on
+        self.last_topic = ""
         self._arrived = threading.Condition()
         subscribed = threading.Event()
         refused: list[str] = []
@@ -31,7 +33,9 @@ class MqttDevice:
                 refused.append(str(reason))
                 subscribed.set()
             else:
-                client.subscribe(self.topic, qos=QOS)
+                # Its own topic, and the models' fixed answer topics: a request the gateway could not authenticate
+                # is answered there, never on a topic the request named.
+                client.subscribe([(self.topic, QOS), (default_response_topic("+"), QOS)])
 
         self.client.on_connect = on_connect
         self.client.on_subscribe = lambda *_: subscribed.set()
@@ -46,14 +50,16 @@ class MqttDevice:
         props = message.properties
         user = dict(getattr(props, "UserProperty", None) or [])
         with self._arrived:
-            self.answers[getattr(props, "CorrelationData", b"")] = (json.loads(message.payload), user)
+            correlation = getattr(props, "CorrelationData", b"")
+            self.answers[correlation] = (json.loads(message.payload), user)
+            self.arrived_on[correlation] = message.topic
             self._arrived.notify_all()
 
     def ask(
         self, model: str, body: dict[str, Any] | bytes, key: str | None, timeout: float = 60.0
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """Publish a request to the model's topic and wait for the answer with its correlation data:
-        (the unified response, the answer's user properties)."""
+        (the unified response, the answer's user properties); `last_topic` is the topic it came on."""
         correlation = os.urandom(8)
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ResponseTopic = self.topic
@@ -65,6 +71,7 @@ class MqttDevice:
         with self._arrived:
             if not self._arrived.wait_for(lambda: correlation in self.answers, timeout):
                 raise TimeoutError(f"no answer on {self.topic} within {timeout:.0f} s")
+            self.last_topic = self.arrived_on.pop(correlation)
             return self.answers.pop(correlation)
 
     def close(self) -> None:

@@ -3,7 +3,9 @@ requests from `autoglm/v1/MODEL/request` and publishes each answer (or the table
 response topic, echoing its correlation data.
 
 - Topics: requests on `autoglm/v1/MODEL/request`; the answer goes to the request's MQTT 5 Response Topic, or
-  to `autoglm/v1/MODEL/response` when it has none. Several gateway replicas share the request subscription
+  to `autoglm/v1/MODEL/response` when it has none. A request whose key is missing, wrong or over its limit is
+  answered on `autoglm/v1/MODEL/response` only: the gateway publishes to a topic a caller names only for a
+  caller it has admitted. Several gateway replicas share the request subscription
   (`$share/autoglm-gateway/...`), so each request is answered once.
 - Who may call: devices authenticate to the broker (its own password file holds the same keys), and each
   request carries its key in the user property `authorization: Bearer KEY`, checked against the gateway's
@@ -118,12 +120,16 @@ class MqttGateway:
         props = message.properties
         user = dict(getattr(props, "UserProperty", None) or [])
         model = topic_model(message.topic) or ""
-        reply_to = getattr(props, "ResponseTopic", None) or default_response_topic(model)
+        # Until the caller's key is admitted, answers go only to the model's fixed topic: a request that names any
+        # response topic must not make the gateway publish there for someone it does not know.
+        asked = getattr(props, "ResponseTopic", None) or default_response_topic(model)
+        reply_to = default_response_topic(model)
         correlation = getattr(props, "CorrelationData", None)
         try:
             with self.service.begin("mqtt", user) as call:
                 call.span.set_attribute("messaging.destination.name", message.topic)
                 call.authenticate(bearer(user))
+                reply_to = asked
                 try:
                     body = json.loads(message.payload)
                 except (json.JSONDecodeError, UnicodeDecodeError):

@@ -229,7 +229,7 @@ class InferenceService:
         raise last
 
     async def call_json(self, call: Call, build: Build) -> Any:
-        """A whole (not streamed) answer, counted: its tokens, and the time to it as the time to first token."""
+        """A whole (not streamed) answer, counted: its tokens as the backend reported them, and its duration."""
         response = await self.connect(call, build)
         assert call.backend is not None
         backend = call.backend
@@ -249,20 +249,25 @@ class InferenceService:
         route = route_labels(backend)
         usage = answer.get("usage") if isinstance(answer, dict) else None
         if isinstance(usage, dict):
-            self.metrics.input_tokens.labels(*route).inc(usage.get("prompt_tokens") or 0)
-            self.metrics.output_tokens.labels(*route).inc(usage.get("completion_tokens") or 0)
-        self.metrics.ttft.labels(*route).observe(self.clock() - call.started)
+            self._count_usage(route, usage)
+        self.metrics.duration.labels(*route).observe(self.clock() - call.started)
         return answer
 
+    def _count_usage(self, route: tuple[str, ...], usage: dict[str, Any]) -> None:
+        self.metrics.input_tokens.labels(*route).inc(usage.get("prompt_tokens") or 0)
+        self.metrics.output_tokens.labels(*route, "usage").inc(usage.get("completion_tokens") or 0)
+
     async def passthrough(self, call: Call, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """A streamed answer's bytes as the backend sends them (token by token), counting tokens, time to the
-        first and between them."""
+        """A streamed answer's bytes as the backend sends them (token by token), timing the first token and the
+        gaps between them; its tokens are the usage its last event reports, else its events with text."""
         assert call.backend is not None
         backend, route = call.backend, route_labels(call.backend)
         # The route's series once per request, not per chunk.
         ttft, itl = self.metrics.ttft.labels(*route), self.metrics.itl.labels(*route)
-        output_tokens = self.metrics.output_tokens.labels(*route)
         last: float | None = None
+        events = 0
+        usage: dict[str, Any] | None = None
+        pending = b""  # the start of an event line the next chunk finishes
         chunks: AsyncIterator[bytes] = response.content.iter_any()
         if backend.translator:
             chunks = self._translated(backend.translator, call.asked_path, backend.served, chunks)
@@ -276,13 +281,19 @@ class InferenceService:
                     else:
                         itl.observe(now - last)
                     last = now
-                    output_tokens.inc(tokens)
+                    events += tokens
+                *lines, pending = (pending + chunk).split(b"\n")
+                usage = _reported_usage(lines) or usage
                 yield chunk
         except aiohttp.ClientError:
             self.router.failed(backend, self.clock())
             raise GatewayError.of(ErrorCode.BACKEND_ERROR, detail="the stream broke off") from None
         finally:
             response.release()
+        if usage is not None:
+            self._count_usage(route, usage)
+        else:
+            self.metrics.output_tokens.labels(*route, "events").inc(events)
         self.router.succeeded(backend)
         call.count("ok")
 
@@ -319,6 +330,21 @@ async def _complete_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[by
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
         yield lines
+
+
+def _reported_usage(lines: list[bytes]) -> dict[str, Any] | None:
+    """The token usage a stream's event reports (OpenAI's last event with stream_options.include_usage, and
+    backends that always send it), from these complete lines; None when none does."""
+    found = None
+    for line in lines:
+        if line.startswith(b"data:") and b'"usage"' in line:
+            try:
+                usage = json.loads(line[5:]).get("usage")
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+                found = usage
+    return found
 
 
 def _pieces(lines: list[bytes]) -> Iterator[Piece]:
