@@ -9,6 +9,7 @@ from typing import ClassVar, Literal, Self
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from autoglm.api.common import ApiModel, Condition, CrdInfo, Precision, PrecisionChoice, Resource
+from autoglm.api.podtemplate import PodTemplate
 
 # CEL has no bit operations, so the power-of-two rule is written as membership; 1 B to 1 MiB covers every
 # allocator granularity in use (CUDA 256 B, Ascend 32 B/512 B, 2 MiB pages are not per-tensor).
@@ -90,6 +91,14 @@ class ModelSource(ApiModel):
         default=None,
         description="The model's Hugging Face config.json in a ConfigMap: its shapes are the architecture (for "
         "any decoder outside the catalog); fields of `architecture` still override them.",
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A Secret in the deployment's namespace whose keys HF_TOKEN, MODELSCOPE_API_TOKEN, "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN reach every container that downloads the "
+        "weights (the server, the conversion Jobs) as environment variables read from the Secret, never copied "
+        "into a spec. Keys it lacks are left out.",
     )
 
 
@@ -204,6 +213,13 @@ class Failover(ApiModel):
     )
 
 
+class MemberOverride(ApiModel):
+    cluster: str = Field(min_length=1, description="The member cluster it applies to.")
+    template: PodTemplate = Field(
+        description="Merged over spec.template on that member: its own pull secret, its own GPU taint's toleration."
+    )
+
+
 class ClusterToleration(ApiModel):
     """Tolerates a MemberCluster's taint, as a Pod's toleration does a Node's (Karmada's clusterTolerations)."""
 
@@ -263,6 +279,11 @@ class Placement(ApiModel):
         default_factory=list,
         description="Only members whose MemberCluster spec.zone (Karmada: Cluster spec.zone) is one of these; "
         "empty: any zone.",
+    )
+    member_overrides: list[MemberOverride] = Field(
+        default_factory=list,
+        description="Per member, what its pods need beyond spec.template (a member's own registry secret or "
+        "GPU taint).",
     )
     cluster_tolerations: list[ClusterToleration] = Field(
         default_factory=list,
@@ -477,6 +498,11 @@ class ModelDeploymentSpec(ApiModel):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Reactive and predictive scaling.")
     rollout: Rollout = Field(default_factory=Rollout, description="Rollout and canary behaviour.")
     expose: Exposure = Field(default_factory=Exposure, description="How members' Services are reached.")
+    template: PodTemplate = Field(
+        default_factory=PodTemplate,
+        description="Added to every serving pod: labels, annotations, scheduling, pull secrets, env from Secrets, "
+        "volumes, host resources.",
+    )
 
     @field_validator("memory_alignment")
     @classmethod

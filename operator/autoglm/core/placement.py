@@ -129,6 +129,17 @@ def candidates(
     return chosen, excluded
 
 
+def member_spec(spec: ModelDeploymentSpec, member: str) -> ModelDeploymentSpec:
+    """The spec one member plans with: spec.template with that member's placement.memberOverrides merged over it."""
+    overrides = [o.template for o in spec.placement.member_overrides if o.cluster == member]
+    if not overrides:
+        return spec
+    template = spec.template
+    for override in overrides:
+        template = template.merged(override)
+    return spec.model_copy(update={"template": template})
+
+
 def untolerated_taints(taints: Sequence[Taint], tolerations: Sequence[ClusterToleration]) -> list[str]:
     """The member's NoSchedule and NoExecute taints no toleration tolerates, as `key=value:Effect` (Karmada's
     TaintToleration filter: PreferNoSchedule does not keep replicas off)."""
@@ -305,7 +316,8 @@ def fleet_plan(
 
     def plan_for(member: str, replicas: int) -> Plan:
         if (member, replicas) not in plans:
-            wanted = spec.model_copy(update={"replicas": spec.replicas.model_copy(update={"min": replicas})})
+            own = member_spec(spec, member)
+            wanted = own.model_copy(update={"replicas": own.replicas.model_copy(update={"min": replicas})})
             plans[member, replicas] = plan(inventories[member], profile, catalog, wanted, served_name=served_name)
         return plans[member, replicas]
 

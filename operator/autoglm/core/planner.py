@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autoglm.api.backendruntime import BackendRuntime
 from autoglm.api.common import Precision, PrecisionChoice
 from autoglm.api.modeldeployment import FallbackPolicy, KvCacheDtype, ModelDeploymentSpec, PlanEntry
+from autoglm.api.podtemplate import PodTemplate
 from autoglm.core.backends import (
     accelerator_mismatch,
     fill,
@@ -106,6 +107,12 @@ class PoolOption(_Frozen):
     weight_mounts: dict[str, str] = Field(
         default_factory=dict,
         description="Weights on a PersistentVolumeClaim: mount path -> claim/path (from pvc:// sources).",
+    )
+    pod_template: PodTemplate | None = Field(
+        default=None, description="spec.template (with the member's override), added to the rendered pods."
+    )
+    credentials_secret: str | None = Field(
+        default=None, description="spec.model.credentialsSecret: its keys reach every container that downloads."
     )
     replica_tflops: float
     reasons: list[str]
@@ -397,6 +404,8 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate, source: Weight
         collective_env=pool.collective_env,
         pod_annotations=dict(runtime.spec.pod_annotations),
         weight_mounts=_mounts(*weights),
+        pod_template=spec.template if spec.template != PodTemplate() else None,
+        credentials_secret=spec.model.credentials_secret,
         replica_tflops=peak * devices,
         reasons=reasons,
     )

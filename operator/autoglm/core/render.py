@@ -19,6 +19,7 @@ from typing import Any
 from autoglm.api.backendruntime import BackendRuntime
 from autoglm.api.modeldeployment import ModelDeployment
 from autoglm.core.backends import fill
+from autoglm.core.customize import credential_env, customized_pod
 from autoglm.core.hardware import GIB
 from autoglm.core.planner import ARTIFACT_ROOT, MODEL_ROOT, Assignment, ConversionStep, Plan, PoolOption
 
@@ -78,9 +79,11 @@ def template_hash(option: PoolOption) -> str:
         "conversion",
         "pod_annotations",
         "weight_mounts",
+        "pod_template",
+        "credentials_secret",
     )
     data = option.model_dump(mode="json", include=set(keys))
-    for optional in ("pod_annotations", "weight_mounts"):
+    for optional in ("pod_annotations", "weight_mounts", "pod_template", "credentials_secret"):
         if not data[optional]:
             del data[optional]  # absent and empty hash the same: an upgrade rolls no pods
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -239,7 +242,7 @@ def _pod_spec(
         "name": "server",
         "image": option.image,
         "args": args,
-        "env": _env(option, extra_env),
+        "env": _env(option, extra_env) + credential_env(option.credentials_secret),
         "ports": _ports(runtime),
         "resources": _resources(option),
         "volumeMounts": mounts,
@@ -313,6 +316,9 @@ def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, dig
     selector = {k: labels[k] for k in (LABEL_DEPLOYMENT, LABEL_POOL, LABEL_REVISION) if k in labels}
     meta = _with_engine(target.meta(md, name, option.pool), runtime)
     unavailable = md.spec.rollout.max_unavailable
+    pod, pod_labels, annotations = customized_pod(
+        _pod_spec(md, option, runtime, option.command, option.args), labels, option.pod_template
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -326,8 +332,11 @@ def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, dig
                 "rollingUpdate": {"maxUnavailable": unavailable, "maxSurge": 0 if unavailable else 1},
             },
             "template": {
-                "metadata": {"labels": labels, "annotations": {**option.pod_annotations, ANNOTATION_PLAN_HASH: digest}},
-                "spec": _pod_spec(md, option, runtime, option.command, option.args),
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {**annotations, **option.pod_annotations, ANNOTATION_PLAN_HASH: digest},
+                },
+                "spec": pod,
             },
         },
     }
@@ -363,6 +372,7 @@ def _multi_node(
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}},
             }
         )
+        pod, pod_labels, annotations = customized_pod(pod, labels, option.pod_template)
         objects.append(
             {
                 "apiVersion": "v1",
@@ -388,8 +398,8 @@ def _multi_node(
                     "selector": {"matchLabels": labels},
                     "template": {
                         "metadata": {
-                            "labels": labels,
-                            "annotations": {**option.pod_annotations, ANNOTATION_PLAN_HASH: digest},
+                            "labels": pod_labels,
+                            "annotations": {**annotations, **option.pod_annotations, ANNOTATION_PLAN_HASH: digest},
                         },
                         "spec": pod,
                     },
@@ -419,10 +429,12 @@ def conversion_job(md: ModelDeployment, option: PoolOption) -> Manifest | None:
         ]
         if conv.args
         else [],
-        "env": _env(option),
+        "env": _env(option) + credential_env(option.credentials_secret),  # the compile reads the source weights
         "volumeMounts": mounts,
     }
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container], "volumes": volumes}
+    if option.pod_template is not None and option.pod_template.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": name} for name in option.pod_template.image_pull_secrets]
     if conv.resources:  # the runtime's resourcesPerJob: host CPU and memory a compile needs
         container["resources"] = {"requests": dict(conv.resources)}
     if conv.needs_accelerator:

@@ -29,7 +29,7 @@ from autoglm.core.forecast.decision import forecast_enabled, with_floor
 from autoglm.core.hardware import AcceleratorTable, Inventory, load_accelerator_table
 from autoglm.core.model_config import parse_config, with_config
 from autoglm.core.models import ModelCatalog, ProfileError, load_model_catalog, profile_for
-from autoglm.core.placement import MemberShare, MemberView, place
+from autoglm.core.placement import MemberShare, MemberView, member_spec, place
 from autoglm.core.planner import Plan, inputs_digest, plan
 from autoglm.core.render import (
     Target,
@@ -169,7 +169,7 @@ class Reconciler:
 
         def plan_for(member: str, replicas: int) -> Plan:
             if (member, replicas) not in plans:
-                spec = with_replicas(md.spec, replicas)
+                spec = with_replicas(member_spec(md.spec, member), replicas)
                 plans[member, replicas] = plan(inventory(member), profile, req.catalog, spec, served_name=name)
             return plans[member, replicas]
 
