@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from autoglm.api import ModelDeployment
+from autoglm.api import BackendRuntime, ModelDeployment
 from autoglm.api.podtemplate import CREDENTIAL_KEYS
 from autoglm.core.models import profile_for
 from autoglm.core.placement import fleet_plan, member_spec
+from autoglm.core.planner import plan
 from autoglm.core.render import conversion_job, serving_objects, template_hash
 from tests.conftest import inventory_of
 from tests.unit.test_render import RUNTIMES, _by_kind, _md, _plan, _validate
@@ -216,3 +217,37 @@ def test_a_wrong_template_is_refused_naming_the_field(template: dict[str, Any], 
     with pytest.raises(ValidationError, match=problem) as exc:
         _md(template=template)
     assert any(e["loc"][:2] == ("spec", "template") for e in exc.value.errors())
+
+
+def test_a_runtimes_env_may_come_from_a_secret_instead_of_a_value_in_the_cluster_scoped_object() -> None:
+    vllm = RUNTIMES["vllm-cuda"]
+    env = [
+        *vllm.spec.env,
+        {"name": "MODELSCOPE_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "modelscope", "key": "token"}}},
+    ]
+    runtime = BackendRuntime.model_validate(
+        {
+            **vllm.model_dump(by_alias=True, exclude_none=True),
+            "spec": {**vllm.spec.model_dump(by_alias=True, exclude_none=True), "env": env},
+        }
+    )
+    md = _md()
+    p = plan(inventory_of("nvidia-h100.yaml"), profile_for(md.spec.model), [runtime], md.spec, served_name="glm")
+    (deployment,) = _by_kind(serving_objects(md, p, {runtime.metadata.name: runtime}), "Deployment")
+    _validate([deployment])
+    found = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert found["MODELSCOPE_API_TOKEN"] == {
+        "name": "MODELSCOPE_API_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "modelscope", "key": "token"}},
+    }
+    assert all("value" in found[e.name] for e in vllm.spec.env)  # the literal ones as before
+    with pytest.raises(ValidationError, match="value or valueFrom, not both"):
+        BackendRuntime.model_validate(
+            {
+                **vllm.model_dump(by_alias=True, exclude_none=True),
+                "spec": {
+                    **vllm.spec.model_dump(by_alias=True, exclude_none=True),
+                    "env": [{"name": "X", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                },
+            }
+        )

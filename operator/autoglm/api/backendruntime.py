@@ -8,6 +8,7 @@ from typing import ClassVar, Literal, Self
 from pydantic import Field, model_validator
 
 from autoglm.api.common import ApiModel, Condition, CrdInfo, Precision, Resource
+from autoglm.api.podtemplate import EnvVarSource
 
 
 class AcceleratorSelector(ApiModel):
@@ -24,6 +25,17 @@ class AcceleratorSelector(ApiModel):
 class EnvVar(ApiModel):
     name: str = Field(min_length=1, description="Variable name.")
     value: str = Field(default="", description="Value; may use the same {placeholders} as args.")
+    value_from: EnvVarSource | None = Field(
+        default=None,
+        description="Read from a Secret's or ConfigMap's key (in each deployment's namespace) or a pod field, "
+        "instead of a value: a token never sits in this cluster-scoped object.",
+    )
+
+    @model_validator(mode="after")
+    def _value_or_reference(self) -> Self:
+        if self.value and self.value_from is not None:
+            raise ValueError(f"env {self.name}: give value or valueFrom, not both")
+        return self
 
 
 class PortSpec(ApiModel):

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -103,6 +103,9 @@ class PoolOption(_Frozen):
         default_factory=list, description="CPU pools: the exact nodes (a CPU node has no product label to select)."
     )
     collective_env: dict[str, str] = Field(default_factory=dict)
+    env_refs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="The runtime's variables read from a Secret, ConfigMap or pod field."
+    )
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     weight_mounts: dict[str, str] = Field(
         default_factory=dict,
@@ -388,7 +391,12 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate, source: Weight
         image=runtime.spec.image,
         command=fill(runtime.spec.command, serving),
         args=args,
-        env={e.name: fill([e.value], serving)[0] for e in runtime.spec.env},
+        env={e.name: fill([e.value], serving)[0] for e in runtime.spec.env if e.value_from is None},
+        env_refs={
+            e.name: e.value_from.model_dump(mode="json", by_alias=True, exclude_none=True)
+            for e in runtime.spec.env
+            if e.value_from is not None
+        },
         precision=precision,
         kv_cache_dtype=kv_dtype,
         tensor_parallel=tp,

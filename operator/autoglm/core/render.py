@@ -81,9 +81,10 @@ def template_hash(option: PoolOption) -> str:
         "weight_mounts",
         "pod_template",
         "credentials_secret",
+        "env_refs",
     )
     data = option.model_dump(mode="json", include=set(keys))
-    for optional in ("pod_annotations", "weight_mounts", "pod_template", "credentials_secret"):
+    for optional in ("pod_annotations", "weight_mounts", "pod_template", "credentials_secret", "env_refs"):
         if not data[optional]:
             del data[optional]  # absent and empty hash the same: an upgrade rolls no pods
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -194,7 +195,8 @@ def _volumes(
 
 def _env(option: PoolOption, extra: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     values = {"HF_HOME": f"{MODEL_ROOT}/.hf", **option.collective_env, **option.env, **(extra or {})}
-    return [{"name": k, "value": v} for k, v in sorted(values.items())]
+    literal = [{"name": k, "value": v} for k, v in sorted(values.items()) if k not in option.env_refs]
+    return literal + [{"name": k, "valueFrom": dict(ref)} for k, ref in sorted(option.env_refs.items())]
 
 
 def _resources(option: PoolOption) -> dict[str, Any]:
