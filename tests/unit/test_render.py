@@ -350,7 +350,7 @@ def test_quantities_are_written_as_the_api_server_writes_them_back() -> None:
 
 def test_weights_on_a_users_claim_are_mounted_where_the_runtime_loads_them() -> None:
     """A pvc:// source is mounted read-only at the path the runtime's model argument names, in the serving
-    pods; weights on s3:// and the like are not fetched, and the plan says where they must be put."""
+    pods; weights on s3:// and the like are not fetched: the plan refuses them, saying what to give instead."""
     md = ModelDeployment.model_validate(
         {
             "metadata": {"name": "glm", "namespace": "serving", "uid": "1234-uid"},
@@ -376,8 +376,19 @@ def test_weights_on_a_users_claim_are_mounted_where_the_runtime_loads_them() -> 
     s3 = ModelDeployment.model_validate(
         {**s3.model_dump(by_alias=True), "spec": {"model": {"name": "glm-4-9b-chat", "source": "s3://b/glm"}}}
     )
-    warned = _plan(s3, "nvidia-h100.yaml")
-    assert any("does not fetch s3:// weights (s3://b/glm)" in w for w in warned.warnings)
+    refused = _plan(s3, "nvidia-h100.yaml")
+    assert not refused.feasible and not serving_objects(s3, refused, RUNTIMES)
+    assert refused.summary == (
+        "spec.model.source s3://b/glm: the operator does not fetch s3:// weights; copy them to a "
+        "PersistentVolumeClaim and give pvc://CLAIM/PATH, or give hf://ORG/REPO"
+    )
+    # A pre-quantized checkpoint there is left out, and the model served from its own source.
+    checkpoint = {"precision": "int4", "format": "awq", "source": "gs://b/glm-awq"}
+    with_checkpoint = ModelDeployment.model_validate(
+        {**s3.model_dump(by_alias=True), "spec": {"model": {"name": "glm-4-9b-chat", "checkpoints": [checkpoint]}}}
+    )
+    served = _plan(with_checkpoint, "nvidia-h100.yaml")
+    assert served.feasible and any("checkpoint gs://b/glm-awq not used" in w for w in served.warnings)
 
 
 def test_spec_expose_sets_the_services_type_and_http_port() -> None:

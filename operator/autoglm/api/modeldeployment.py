@@ -57,7 +57,7 @@ class Checkpoint(ApiModel):
         min_length=1, description="Its format, as runtimes name it in quantizedWeights (awq, gptq, msmodelslim-w8a8)."
     )
     source: str = Field(
-        description="Where it comes from: hf://org/repo, pvc://claim/path, ...",
+        description="Where it comes from: hf://org/repo or pvc://claim/path (a checkpoint elsewhere is not used).",
         pattern=r"^(hf|pvc|oci|s3|gs|file)://.+",
     )
 
@@ -76,7 +76,8 @@ class ModelSource(ApiModel):
     )
     source: str | None = Field(
         default=None,
-        description="Where weights come from: hf://org/repo, pvc://claim/path, oci://..., s3://bucket/prefix.",
+        description="Where weights come from: hf://org/repo (downloaded into the model cache) or pvc://claim/path "
+        "(mounted); s3://, gs://, oci:// and file:// are refused with the plan's reason (copy them to a claim).",
         pattern=r"^(hf|pvc|oci|s3|gs|file)://.+",
     )
     revision: str = Field(default="main", description="Source revision (git ref, tag or digest).")

@@ -632,12 +632,33 @@ def plan(
             f"budgeting {profile.max_context}"
         )
         context = profile.max_context
-    sources = [profile.source or "", *(c.source for c in profile.checkpoints)]
-    for unfetched in sorted({s for s in sources if s.startswith(UNFETCHED)}):
-        warnings.append(
-            f"the operator does not fetch {unfetched.split('://')[0]}:// weights ({unfetched}): the pods load them "
-            f"from {MODEL_ROOT}/ on the model cache volume, where they must be put first"
+    main_source = profile.source or ""
+    if main_source.startswith(UNFETCHED):
+        # Refused, not warned about: pods that start without their weights crash-loop where no one looks.
+        reason = (
+            f"spec.model.source {main_source}: the operator does not fetch "
+            f"{main_source.split('://')[0]}:// weights; copy them to a PersistentVolumeClaim and give "
+            "pvc://CLAIM/PATH, or give hf://ORG/REPO"
         )
+        return Plan(
+            model=profile.name,
+            parameters=profile.parameters,
+            feasible=False,
+            fallback=False,
+            assignments=[],
+            options=[],
+            rejections=[Rejection(pool="*", backend="*", reason=reason)],
+            warnings=warnings,
+            summary=reason,
+        )
+    unfetched = [c for c in profile.checkpoints if c.source.startswith(UNFETCHED)]
+    for checkpoint in unfetched:
+        warnings.append(
+            f"checkpoint {checkpoint.source} not used: the operator does not fetch "
+            f"{checkpoint.source.split('://')[0]}:// weights (give pvc:// or hf://)"
+        )
+    if unfetched:
+        profile = profile.model_copy(update={"checkpoints": [c for c in profile.checkpoints if c not in unfetched]})
     req = _Request(profile=profile, spec=spec, context=context, served_name=served, memo=memo)
     runtimes, backend_error = _runtime_candidates(spec, catalog)
     if backend_error:
