@@ -10,7 +10,7 @@ import pytest
 
 from autoglm.api import ModelDeployment, Precision
 from autoglm.core.backends import load_default_catalog
-from autoglm.core.hardware import build_inventory
+from autoglm.core.hardware import GIB, build_inventory
 from autoglm.core.models import profile_for, weight_bytes
 from autoglm.core.planner import Plan, plan
 from autoglm.core.render import (
@@ -131,6 +131,32 @@ def test_workloads_carry_their_runtimes_engine_release_outside_the_pod_template(
     assert RUNTIMES["tensorrt-llm"].spec.engine_version is None
     (built,) = _by_kind(serving_objects(trt, _plan(trt, "nvidia-h100.yaml"), RUNTIMES), "Deployment")
     assert ANNOTATION_ENGINE not in (built["metadata"].get("annotations") or {})
+
+
+def test_host_memory_and_shared_memory_follow_what_a_pod_loads_and_how_many_devices_share_it() -> None:
+    small = _md()
+    big = _md(
+        model={"name": "GLM-4.5"}, precision="fp8", resources={"contextLength": 8192, "maxConcurrentSequences": 4}
+    )
+    pods = {}
+    for name, md in (("small", small), ("big", big)):
+        p = _plan(md, "nvidia-h100.yaml")
+        (deployment,) = _by_kind(serving_objects(md, p, RUNTIMES), "Deployment")
+        pods[name] = (p.assignments[0].option, deployment["spec"]["template"]["spec"])
+    for option, pod in pods.values():
+        server = pod["containers"][0]
+        weights_gib = option.memory.weights * option.tensor_parallel / GIB
+        requested = int(server["resources"]["requests"]["memory"].removesuffix("Gi"))
+        assert weights_gib + 4 <= requested < weights_gib + 5  # the weights it loads and the runtime's 4 GiB
+        assert "memory" not in server["resources"]["limits"]  # requested, not limited: no OOM kill at load
+        shm = next(v for v in pod["volumes"] if v["name"] == "dshm")["emptyDir"]["sizeLimit"]
+        assert shm == ("1Gi" if option.tensor_parallel == 1 else f"{min(16, 2 * option.tensor_parallel)}Gi")
+    (small_option, small_pod), (big_option, big_pod) = pods["small"], pods["big"]
+    assert small_option.tensor_parallel == 1 and big_option.tensor_parallel == 8
+    memory = [
+        int(p["containers"][0]["resources"]["requests"]["memory"].removesuffix("Gi")) for p in (small_pod, big_pod)
+    ]
+    assert memory[1] > 10 * memory[0]  # a 355B model asks for far more host memory than a 9B one
 
 
 def test_ascend_pods_request_npus_and_get_hccl_env() -> None:

@@ -42,6 +42,8 @@ ANNOTATION_RENDERED = "autoglm.io/rendered"  # a hash of the object as rendered 
 LABEL_REVISION = "autoglm.io/revision"
 CACHE_CLAIM = "autoglm-model-cache"
 WAIT_IMAGE = "busybox:1.37"
+# Host memory a serving runtime's process needs beyond the weights it loads (Python, the engine, its buffers).
+HOST_BASE_GIB = 4
 Manifest = dict[str, Any]
 
 
@@ -176,7 +178,8 @@ def model_cache_claim(md: ModelDeployment, weight_bytes: int) -> Manifest | None
 def _volumes(
     md: ModelDeployment, option: PoolOption | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
+    shm = shm_size(option) if option is not None else "1Gi"
+    volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}}]
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     if md.spec.model_cache.enabled:
         volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM}})
@@ -199,12 +202,32 @@ def _env(option: PoolOption, extra: Mapping[str, str] | None = None) -> list[dic
     return literal + [{"name": k, "valueFrom": dict(ref)} for k, ref in sorted(option.env_refs.items())]
 
 
+def shm_size(option: PoolOption) -> str:
+    """/dev/shm for a serving pod: PyTorch and NCCL/HCCL pass tensors between a pod's device workers through shared
+    memory (vLLM's docs run tensor parallelism with --shm-size or --ipc=host), so 2 GiB a device when a pod
+    spans several, at most 16 GiB; 1 GiB for one device or CPU (the engine's own queues). It counts against the
+    pod's memory, so it is never larger than it must be."""
+    devices = option.tensor_parallel if option.resource_name and not option.is_cpu else 1
+    return f"{min(16, 2 * devices)}Gi" if devices > 1 else "1Gi"
+
+
+def host_memory(option: PoolOption) -> str:
+    """Host memory an accelerator pod requests: the weights its devices load pass through it (read from the
+    checkpoint, then copied to the devices), plus HOST_BASE_GIB for the runtime's own process; a 355B model asks
+    for far more than a 9B one. Requested, not limited: the load's peak must not be an OOM kill."""
+    loaded = option.memory.weights * option.tensor_parallel
+    return f"{math.ceil(loaded / GIB) + HOST_BASE_GIB}Gi"
+
+
 def _resources(option: PoolOption) -> dict[str, Any]:
     if option.is_cpu or not option.resource_name:
         memory = f"{math.ceil(option.memory.total / GIB)}Gi"
         return {"requests": {"cpu": "8", "memory": memory}, "limits": {"memory": memory}}
     count = str(option.tensor_parallel)
-    return {"requests": {option.resource_name: count}, "limits": {option.resource_name: count}}
+    return {
+        "requests": {option.resource_name: count, "memory": host_memory(option)},
+        "limits": {option.resource_name: count},
+    }
 
 
 def _probes(runtime: BackendRuntime) -> dict[str, Any]:
