@@ -309,13 +309,17 @@ def _write_or_check(files: dict[Path, str], check: bool) -> list[str]:
 def crds(
     directories: Annotated[
         list[Path] | None,
-        typer.Option("--out", help="Directory to write the CRDs to (repeatable); default crds/ and the chart's."),
+        typer.Option(
+            "--out",
+            help="Directory to write the CRDs to (repeatable); default crds/, and the chart's in a checkout.",
+        ),
     ] = None,
     check: Annotated[bool, typer.Option("--check", help="Only report drift; exit 1 if files differ.")] = False,
 ) -> None:
     """Write the CustomResourceDefinitions generated from the pydantic API models (the chart installs the same
     files from its own crds/ folder, which Helm requires inside the chart)."""
-    targets = directories or [Path("crds"), CHART / "crds"]
+    # The chart's copy only where the chart is: run outside a checkout, nothing appears beside crds/.
+    targets = directories or [Path("crds"), *([CHART / "crds"] if CHART.is_dir() else [])]
     rendered = render_crds()
     files = {d / name: text for d in targets for name, text in rendered.items()}
     # kustomize reads crds/ as a base (manifests/base); Helm would take a kustomization.yaml for a CRD.

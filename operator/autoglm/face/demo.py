@@ -37,7 +37,7 @@ from autoglm.shell.members import flatten_kubeconfig, join
 DEMO_NAMESPACE = "autoglm-demo"
 HOST = "hub"
 OUTAGE = "ascend"
-# Member cluster -> example node sets (manifests/examples/nodes) and its labels.
+# Member cluster -> example node sets (autoglm/data/nodes, linked as manifests/examples/nodes) and its labels.
 MEMBERS: dict[str, tuple[list[str], dict[str, str]]] = {
     "gpu": (["nvidia-h100.yaml", "nvidia-mixed.yaml"], {"vendor": "nvidia"}),
     "ascend": (["huawei-ascend.yaml", "huawei-ascend-910b3-extra.yaml"], {"vendor": "huawei"}),
@@ -122,7 +122,9 @@ def example_nodes(names: list[str], root: Path) -> list[dict[str, Any]]:
 
 
 def examples_root() -> Path:
-    return Path(str(resources.files("autoglm"))).resolve().parents[1] / "manifests" / "examples" / "nodes"
+    """The example node sets, package data (a checkout's manifests/examples/nodes links to them): an installed
+    autoglm runs the demo as a checkout does."""
+    return Path(str(resources.files("autoglm"))) / "data" / "nodes"
 
 
 def _raw(response: Any) -> Any:

@@ -28,7 +28,7 @@ class SandboxError(Exception):
 
 @dataclass(frozen=True)
 class Component:
-    """One upstream project: its module folder under e2e/sandbox/go and the programs built from it."""
+    """One upstream project: its module folder under sandbox/go and the programs built from it."""
 
     name: str
     module: str
@@ -95,11 +95,12 @@ COMPONENTS = (*CLUSTER_COMPONENTS, KARMADA, PROMETHEUS)
 
 
 def source_dir() -> Path:
-    """Where the pinned Go modules are: $AUTOGLM_SANDBOX_SRC or e2e/sandbox/go in this checkout."""
+    """Where the pinned Go modules are: $AUTOGLM_SANDBOX_SRC, else the package's own (sandbox/go: they ship in the
+    wheel, so an installed autoglm builds the same sandbox as a checkout)."""
     env = os.environ.get(SOURCE_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "e2e" / "sandbox" / "go"
+    return Path(__file__).resolve().parent / "go"
 
 
 def cache_dir() -> Path:
@@ -178,7 +179,10 @@ def build(
     for component in components:
         folder = src / component.module
         if not (folder / "go.mod").exists():
-            raise SandboxError(f"{component.name}: no Go module at {folder} (set {SOURCE_ENV} to e2e/sandbox/go)")
+            raise SandboxError(
+                f"{component.name}: no Go module at {folder} "
+                f"(set {SOURCE_ENV} to a folder of Go modules like autoglm/sandbox/go)"
+            )
         target = binary_dir(component, src)
         version = pinned_version(component, src)
         with building(target):
