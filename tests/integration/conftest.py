@@ -96,6 +96,14 @@ def karmada_fleet(
     yield from _start(tmp_path_factory, clusters, karmada=True)
 
 
+@pytest.fixture(scope="session")
+def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """autoglm installed from its wheel into a fresh venv, as the operator image installs it (not editable)."""
+    from tests.image_install import install_as_the_image_does
+
+    return install_as_the_image_does(tmp_path_factory.mktemp("image-install"))
+
+
 # The node-health observation (test_node_health.py) runs in the background from the first test after the closed
 # loop's, whose timings a busy machine would disturb; its tests then read the outcome.
 BACKGROUND: dict[str, Any] = {}

@@ -38,12 +38,20 @@ def _check(mode: str, out: str, state_dir: Path) -> None:
     assert fleet.status(state_dir) and not any(row.running for row in fleet.status(state_dir))
 
 
-def test_demo_tells_the_multi_cluster_story_in_both_modes(sandbox_binaries: dict[str, Path], tmp_path: Path) -> None:
+def test_demo_tells_the_multi_cluster_story_in_both_modes(
+    sandbox_binaries: dict[str, Path], image_venv: Path, tmp_path: Path
+) -> None:
+    """Direct mode runs the autoglm installed from the wheel (not editable), from a folder outside the checkout:
+    the demo needs nothing of a source tree."""
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"COLUMNS": "80"}
+    program = {"karmada": "autoglm", "direct": str(image_venv / "bin" / "autoglm")}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     runs = {
         mode: subprocess.Popen(
-            ["autoglm", "demo", "--state-dir", str(tmp_path / mode), "--timeout", "150", "--propagation", mode],
+            [program[mode], "demo", "--state-dir", str(tmp_path / mode), "--timeout", "150", "--propagation", mode],
             env=env | {PORTS_ENV: ports},
+            cwd=elsewhere,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

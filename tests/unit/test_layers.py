@@ -71,3 +71,16 @@ def test_the_operator_does_not_load_the_forecasting_libraries_until_asked() -> N
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_autoglm_run_imports_nothing_of_the_sandbox_or_the_gateway() -> None:
+    """The operator's process loads what it runs: not the sandbox (Go builds, a PKI, cryptography) nor the front
+    door (gRPC, MQTT), which its image need not carry."""
+    probe = (
+        "import sys, autoglm.face.cli, autoglm.shell.controllers, autoglm.shell.reconcile, autoglm.shell.leader, "
+        "autoglm.shell.process, autoglm.shell.kubeconfig; "
+        "print(sorted(m for m in sys.modules if m.startswith(('autoglm.sandbox', 'autoglm.gateway', 'cryptography', "
+        "'grpc', 'paho'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

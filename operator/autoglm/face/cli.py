@@ -24,10 +24,6 @@ from autoglm.core.models import ProfileError, load_model_catalog, profile_for
 from autoglm.core.planner import plan as make_plan
 from autoglm.face.manifest import InputError, InputProblem, parse_objects, read_nodes
 from autoglm.face.report import fleet_view, inventory_table, plan_view
-from autoglm.sandbox import build as sandbox_builder
-from autoglm.sandbox import fleet as sandbox_fleet
-from autoglm.sandbox import prometheus as sandbox_prometheus
-from autoglm.sandbox.cluster import HPA_SYNC_SECONDS, NODE_LEASE_SECONDS
 from autoglm.shell.kubeconfig import DEFAULT_API_TIMEOUT, DEFAULT_MEMBER_TIMEOUT
 from autoglm.shell.workqueue import DEFAULT_WORKERS
 
@@ -745,7 +741,9 @@ def demo(
 ) -> None:
     """A fleet of three vendors' clusters: ModelDeployments applied once, placed across the members with each
     member's own plan, one member stopped and failed over, then back; cleaned up afterwards."""
+    # The sandbox loads only for its commands: `autoglm run` imports none of it.
     from autoglm.face import demo as demo_run
+    from autoglm.sandbox import build as sandbox_builder
 
     if not verbose:
         demo_run.quiet_libraries()
@@ -773,6 +771,9 @@ def demo(
 
 
 def _karmada_built() -> bool:
+    # The sandbox loads only for its commands: `autoglm run` imports none of it.
+    from autoglm.sandbox import build as sandbox_builder
+
     try:
         sandbox_builder.binaries(components=(sandbox_builder.KARMADA,))
     except sandbox_builder.SandboxError:
@@ -1015,9 +1016,8 @@ def sandbox_build(
         Path | None,
         typer.Option(
             "--karmada-src",
-            envvar=sandbox_builder.KARMADA_SRC_ENV,
             help="Karmada's release source archive (with vendor/), for machines whose Go module proxy refuses "
-            "github.com/karmada-io/karmada.",
+            "github.com/karmada-io/karmada (or $AUTOGLM_KARMADA_SRC).",
         ),
     ] = None,
 ) -> None:
@@ -1025,6 +1025,8 @@ def sandbox_build(
     scheduler, aggregated API server and webhook, and Prometheus and promtool from the pinned Go modules, fetch
     the pinned helm and kubectl the install-path tests use, and build llama.cpp's server, the gateway tests'
     backend (all cached)."""
+    # The sandbox loads only for its commands: `autoglm run` imports none of it.
+    from autoglm.sandbox import build as sandbox_builder
     from autoglm.sandbox import llama, tools
 
     try:
@@ -1063,20 +1065,28 @@ def sandbox_up(
     ] = False,
     cold_start: Annotated[float, typer.Option("--cold-start", help="Seconds a fake pod takes to become Ready.")] = 0.0,
     node_lease: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--node-lease-seconds",
             min=4,
             help="Duration of each node's Lease (renewed every quarter of it); the node lifecycle controller's "
-            "grace period is 1.25 times this, as in Kubernetes (40 s and 50 s).",
+            "grace period is 1.25 times this, as in Kubernetes (default 40 s and 50 s).",
         ),
-    ] = NODE_LEASE_SECONDS,
+    ] = None,
     hpa_sync: Annotated[
-        int,
-        typer.Option("--hpa-sync-seconds", min=1, help="How often the HPA controller syncs (Kubernetes: 15 s)."),
-    ] = HPA_SYNC_SECONDS,
+        int | None,
+        typer.Option(
+            "--hpa-sync-seconds", min=1, help="How often the HPA controller syncs (default Kubernetes' 15 s)."
+        ),
+    ] = None,
 ) -> None:
     """Start one control plane per --cluster with exactly the Nodes in its file; print the kubeconfigs."""
+    # The sandbox loads only for its commands: `autoglm run` imports none of it.
+    from autoglm.sandbox import build as sandbox_builder
+    from autoglm.sandbox import fleet as sandbox_fleet
+    from autoglm.sandbox import prometheus as sandbox_prometheus
+    from autoglm.sandbox.cluster import HPA_SYNC_SECONDS, NODE_LEASE_SECONDS
+
     try:
         wanted = dict(_cluster_arg(c) for c in cluster)
         nodes = {name: read_nodes(path) for name, path in wanted.items()}
@@ -1089,9 +1099,9 @@ def sandbox_up(
             cold_start,
             karmada,
             log=lambda line: out.print(line, highlight=False),
-            node_lease_seconds=node_lease,
-            hpa_sync_seconds=hpa_sync,
             prometheus=prometheus,
+            node_lease_seconds=node_lease if node_lease is not None else NODE_LEASE_SECONDS,
+            hpa_sync_seconds=hpa_sync if hpa_sync is not None else HPA_SYNC_SECONDS,
         )
     except sandbox_builder.SandboxError as exc:
         err.print(f"[red]error[/red]: {exc}", highlight=False)
@@ -1108,6 +1118,9 @@ def sandbox_status(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
 ) -> None:
     """Show each component's pid, port and health."""
+    # The sandbox loads only for its commands: `autoglm run` imports none of it.
+    from autoglm.sandbox import fleet as sandbox_fleet
+
     rows = sandbox_fleet.status(state_dir)
     if not rows:
         out.print(f"no sandbox clusters in {state_dir}")
@@ -1124,6 +1137,9 @@ def sandbox_status(
 
 def _sandbox(call: Callable[[], T]) -> T:
     """A sandbox step; its SandboxError is printed and exits 1."""
+    # The sandbox loads only for its commands: `autoglm run` imports none of it.
+    from autoglm.sandbox import build as sandbox_builder
+
     try:
         return call()
     except sandbox_builder.SandboxError as exc:
@@ -1137,6 +1153,9 @@ def sandbox_stop(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
 ) -> None:
     """Stop one cluster of a running sandbox, keeping its data: an outage of that member."""
+    # The sandbox loads only for its commands: `autoglm run` imports none of it.
+    from autoglm.sandbox import fleet as sandbox_fleet
+
     stopped = _sandbox(lambda: sandbox_fleet.stop(state_dir, cluster))
     out.print(f"{cluster}: stopped {', '.join(stopped) if stopped else 'nothing (not running)'}")
 
@@ -1147,6 +1166,9 @@ def sandbox_start(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
 ) -> None:
     """Start a stopped cluster again as it was: same ports, certificates, objects and nodes."""
+    # The sandbox loads only for its commands: `autoglm run` imports none of it.
+    from autoglm.sandbox import fleet as sandbox_fleet
+
     state = _sandbox(lambda: sandbox_fleet.start(state_dir, cluster))
     out.print(f"{cluster}: started {', '.join(state.commands)}")
 
@@ -1156,6 +1178,9 @@ def sandbox_down(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
 ) -> None:
     """Stop exactly the processes `up` started (from its recorded pids)."""
+    # The sandbox loads only for its commands: `autoglm run` imports none of it.
+    from autoglm.sandbox import fleet as sandbox_fleet
+
     for name, stopped in sandbox_fleet.down(state_dir).items():
         out.print(f"{name}: stopped {', '.join(stopped) if stopped else 'nothing (not running)'}")
 
