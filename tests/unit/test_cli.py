@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -265,3 +268,17 @@ def test_leader_election_timings_must_nest(monkeypatch: pytest.MonkeyPatch) -> N
     args = ["run", "--leader-elect", "--leader-election-namespace", "ops", "--kubeconfig", "/nonexistent"]
     result = CliRunner().invoke(app, [*args, "--leader-election-renew-deadline", "20", "--metrics-port", "0"])
     assert result.exit_code == 2 and "lease duration > renew deadline > retry period" in result.output
+
+
+def test_piped_output_keeps_every_name_whole_as_kubectl_does() -> None:
+    """Piped into another command, a table is not cut to the pipe's 80 columns (`vllm-…` helps no one)."""
+    done = subprocess.run(
+        [
+            sys.executable, "-c", "from autoglm.face.cli import main; main()", "plan",
+            "-f", str(EXAMPLES / "glm-4-9b-chat.yaml"), "--nodes", str(EXAMPLES / "nodes" / "huawei-ascend.yaml"),
+        ],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=120, check=True,
+    )  # fmt: skip
+    assert "…" not in done.stdout
+    for name in ("huawei-ascend910b3-x8", "huawei-ascend310p3-x4", "vllm-ascend", "Ascend910B3"):
+        assert name in done.stdout, name

@@ -32,8 +32,17 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+# Piped output keeps whole names (as kubectl does) instead of cutting them to the 80 columns of a pipe.
+PIPED_WIDTH = 250
+
+
+def _console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=PIPED_WIDTH)
+
+
+out = _console()
+err = _console(stderr=True)
 
 T = TypeVar("T")
 DEFAULT_STATE = Path.home() / ".local" / "state" / "open-autoglm" / "sandbox"
@@ -747,8 +756,7 @@ def demo(
 
     if not verbose:
         demo_run.quiet_libraries()
-    # Piped output keeps whole names (as kubectl does) instead of cutting them to the 80 columns of a pipe.
-    console = out if out.is_terminal else Console(width=250)
+    console = out
     if kubeconfig and propagation is DemoMode.AUTO:
         ok = demo_run.run_demo_in_cluster(str(kubeconfig), console, timeout, keep)
         raise typer.Exit(0 if ok else 1)
