@@ -10,6 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 
+def cel_rules(*rules: tuple[str, str]) -> dict[str, Any]:
+    """CEL rules (rule, message) as the JSON-schema extra the generated CRD carries: the API server refuses what
+    the pydantic validators beside them refuse, with the same message."""
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in rules]}
+
+
 class ApiModel(BaseModel):
     """Base of every API object: camelCase on the wire, unknown fields rejected, values checked on assignment."""
 

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from autoglm.api.common import ApiModel, Condition, CrdInfo, Precision, PrecisionChoice, Resource
+from autoglm.api.common import ApiModel, Condition, CrdInfo, Precision, PrecisionChoice, Resource, cel_rules
 from autoglm.api.podtemplate import PodTemplate
 
 # CEL has no bit operations, so the power-of-two rule is written as membership; 1 B to 1 MiB covers every
@@ -137,11 +137,7 @@ class ResourceBudget(ApiModel):
 
 class ReplicaRange(ApiModel):
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {"rule": "self.min <= self.max", "message": "replicas.min must not exceed replicas.max"}
-            ]
-        }
+        json_schema_extra=cel_rules(("self.min <= self.max", "replicas.min must not exceed replicas.max"))
     )
 
     min: int = Field(default=1, ge=0, description="Replicas kept at all times.")
@@ -174,14 +170,12 @@ class DynamicWeight(StrEnum):
 
 class PlacementWeights(ApiModel):
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!(has(self.dynamic) && has(self.static) && size(self.static) > 0)",
-                    "message": "give either static or dynamic weights, not both",
-                }
-            ]
-        }
+        json_schema_extra=cel_rules(
+            (
+                "!(has(self.dynamic) && has(self.static) && size(self.static) > 0)",
+                "give either static or dynamic weights, not both",
+            )
+        )
     )
 
     static: list[ClusterWeight] = Field(default_factory=list, description="Fixed weights per cluster.")
@@ -225,18 +219,16 @@ class ClusterToleration(ApiModel):
     """Tolerates a MemberCluster's taint, as a Pod's toleration does a Node's (Karmada's clusterTolerations)."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!(has(self.operator) && self.operator == 'Exists' && has(self.value) && self.value != '')",
-                    "message": "a toleration with operator Exists takes no value",
-                },
-                {
-                    "rule": "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
-                    "message": "a toleration without a key must have operator Exists",
-                },
-            ]
-        }
+        json_schema_extra=cel_rules(
+            (
+                "!(has(self.operator) && self.operator == 'Exists' && has(self.value) && self.value != '')",
+                "a toleration with operator Exists takes no value",
+            ),
+            (
+                "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+                "a toleration without a key must have operator Exists",
+            ),
+        )
     )
 
     key: str = Field(
@@ -324,15 +316,13 @@ class CapacityProfile(ApiModel):
 
 class ForecastSpec(ApiModel):
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.leadTimeSeconds) || !has(self.horizonSeconds) "
-                    "|| self.leadTimeSeconds <= self.horizonSeconds",
-                    "message": "leadTimeSeconds must not exceed horizonSeconds",
-                }
-            ]
-        }
+        json_schema_extra=cel_rules(
+            (
+                "!has(self.leadTimeSeconds) || !has(self.horizonSeconds) "
+                "|| self.leadTimeSeconds <= self.horizonSeconds",
+                "leadTimeSeconds must not exceed horizonSeconds",
+            )
+        )
     )
 
     enabled: bool = Field(default=False, description="Scale ahead of predicted load.")
@@ -485,11 +475,7 @@ class ModelDeploymentSpec(ApiModel):
     )
     memory_alignment: int = Field(
         default=64,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {"rule": f"self in {ALIGNMENTS}", "message": "memoryAlignment must be a power of two"}
-            ]
-        },
+        json_schema_extra=cel_rules((f"self in {ALIGNMENTS}", "memoryAlignment must be a power of two")),
         description="Bytes every tensor allocation is rounded up to (a power of two).",
     )
     resources: ResourceBudget = Field(default_factory=ResourceBudget, description="Memory budget inputs.")
