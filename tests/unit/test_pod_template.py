@@ -173,6 +173,10 @@ def test_each_member_gets_its_own_override_over_the_shared_template() -> None:
     assert member_spec(spec, "gpu") is spec
     ascend = member_spec(spec, "ascend").template
     assert ascend.image_pull_secrets == ["shared", "ascend-registry"] and ascend.labels == {"team": "search-cn"}
+    # The share given, every plan made for the member (placement's, a re-plan after a failed conversion, the
+    # rollout's room check) asks for it with the member's template.
+    shared = member_spec(spec, "ascend", 3)
+    assert shared.replicas.min == 3 and shared.template == member_spec(spec, "ascend").template
     fleet = fleet_plan(
         {"gpu": inventory_of("nvidia-h100.yaml"), "ascend": inventory_of("huawei-ascend.yaml")},
         {},

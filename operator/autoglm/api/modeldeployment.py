@@ -491,6 +491,10 @@ class ModelDeploymentSpec(ApiModel):
         "volumes, host resources.",
     )
 
+    def with_min_replicas(self, replicas: int) -> ModelDeploymentSpec:
+        """This spec with replicas.min set (a member's share, a forecast floor): what the planner is asked for."""
+        return self.model_copy(update={"replicas": self.replicas.model_copy(update={"min": replicas})})
+
     @field_validator("memory_alignment")
     @classmethod
     def _alignment_power_of_two(cls, value: int) -> int:

@@ -45,6 +45,12 @@ class MemberView(_Frozen):
     taints: tuple[Taint, ...] = Field(default=(), description="Taints a placement must tolerate to use the member.")
     reason: str = Field(default="", description="Why the member is not Ready, when it is not.")
 
+    @property
+    def matched_by(self) -> tuple[object, ...]:
+        """What a placement matches a member by, besides readiness: a change of any of them re-places every
+        deployment (both modes' member heartbeats compare it)."""
+        return (self.labels, self.region, self.zone, self.taints)
+
 
 class MemberShare(_Frozen):
     """One member's part of the placement."""
@@ -129,15 +135,14 @@ def candidates(
     return chosen, excluded
 
 
-def member_spec(spec: ModelDeploymentSpec, member: str) -> ModelDeploymentSpec:
-    """The spec one member plans with: spec.template with that member's placement.memberOverrides merged over it."""
-    overrides = [o.template for o in spec.placement.member_overrides if o.cluster == member]
-    if not overrides:
-        return spec
+def member_spec(spec: ModelDeploymentSpec, member: str, replicas: int | None = None) -> ModelDeploymentSpec:
+    """The spec one member plans with: spec.template with that member's placement.memberOverrides merged over it,
+    and replicas.min its share when given. Every plan made for a member comes from this spec."""
     template = spec.template
-    for override in overrides:
+    for override in (o.template for o in spec.placement.member_overrides if o.cluster == member):
         template = template.merged(override)
-    return spec.model_copy(update={"template": template})
+    own = spec if template is spec.template else spec.model_copy(update={"template": template})
+    return own if replicas is None else own.with_min_replicas(replicas)
 
 
 def untolerated_taints(taints: Sequence[Taint], tolerations: Sequence[ClusterToleration]) -> list[str]:
@@ -316,8 +321,7 @@ def fleet_plan(
 
     def plan_for(member: str, replicas: int) -> Plan:
         if (member, replicas) not in plans:
-            own = member_spec(spec, member)
-            wanted = own.model_copy(update={"replicas": own.replicas.model_copy(update={"min": replicas})})
+            wanted = member_spec(spec, member, replicas)
             plans[member, replicas] = plan(inventories[member], profile, catalog, wanted, served_name=served_name)
         return plans[member, replicas]
 

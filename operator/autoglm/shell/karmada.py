@@ -46,11 +46,6 @@ def proxy_client(
     return ClusterClient(name, BoundedApiClient(cfg, request_timeout, user_agent), request_timeout=request_timeout)
 
 
-def _placed_by(view: MemberView) -> tuple[object, ...]:
-    """What placement matches a Cluster by: a change of any of them re-places every deployment."""
-    return (view.ready, view.labels, view.region, view.zone, view.taints)
-
-
 class KarmadaMembers:
     """The member clusters Karmada knows, with their readiness and a proxy client each (the same questions the
     direct-mode MemberRegistry answers)."""
@@ -97,7 +92,9 @@ class KarmadaMembers:
                 reason="" if ready and ready.get("status") == "True" else (ready or {}).get("message", "not ready"),
             )
         with self._lock:
-            changed = {n: _placed_by(v) for n, v in views.items()} != {n: _placed_by(v) for n, v in self._views.items()}
+            changed = {n: (v.ready, v.matched_by) for n, v in views.items()} != {
+                n: (v.ready, v.matched_by) for n, v in self._views.items()
+            }
             self._views = views
             self._listed = True
             for name in views:

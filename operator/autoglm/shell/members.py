@@ -115,11 +115,6 @@ class Member:
         )
 
 
-def _placed_by(member: Member) -> tuple[object, ...]:
-    """What a placement matches a member by, besides readiness: a change of any of them re-places every deployment."""
-    return (member.labels, member.region, member.zone, member.taints)
-
-
 def client_from_kubeconfig(
     text: str,
     name: str,
@@ -381,7 +376,7 @@ class MemberRegistry:
         with self._lock:
             before = self._members.get(member.name)
             self._members[member.name] = member
-        if member.ready != was_ready or (before is not None and _placed_by(before) != _placed_by(member)):
+        if member.ready != was_ready or (before is not None and before.view().matched_by != member.view().matched_by):
             return MemberChange.FLEET
         if beat_only or problem is not None or capacity == current.capacity:
             return MemberChange.NONE

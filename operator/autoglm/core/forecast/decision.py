@@ -126,7 +126,7 @@ def with_floor(spec: ModelDeploymentSpec, forecast: ForecastStatus | None) -> Mo
     low = max(spec.replicas.min, min(forecast.floor, spec.replicas.max))
     if low == spec.replicas.min:
         return spec
-    return spec.model_copy(update={"replicas": spec.replicas.model_copy(update={"min": low})})
+    return spec.with_min_replicas(low)
 
 
 def cold_starts(pods: Sequence[Mapping[str, Any]]) -> list[float]:

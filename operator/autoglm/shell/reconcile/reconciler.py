@@ -56,7 +56,6 @@ from autoglm.shell.reconcile.request import (
     Request,
     digest,
     observed,
-    with_replicas,
 )
 from autoglm.shell.reconcile.snapshots import Snapshots
 from autoglm.shell.reconcile.strays import StrayMembers
@@ -169,7 +168,7 @@ class Reconciler:
 
         def plan_for(member: str, replicas: int) -> Plan:
             if (member, replicas) not in plans:
-                spec = with_replicas(member_spec(md.spec, member), replicas)
+                spec = member_spec(md.spec, member, replicas)
                 plans[member, replicas] = plan(inventory(member), profile, req.catalog, spec, served_name=name)
             return plans[member, replicas]
 
@@ -262,7 +261,8 @@ class Reconciler:
             }
             catalog = [b for b in req.catalog if b.metadata.name not in broken]
             inventory = self.snapshots.inventory(member, namespace, name)
-            result = plan(inventory, req.profile, catalog, with_replicas(md.spec, share.replicas), served_name=name)
+            own = member_spec(md.spec, member.name, share.replicas)  # the member's overrides, as placement planned
+            result = plan(inventory, req.profile, catalog, own, served_name=name)
             conversions = [c for c in conversions if c.phase == "Failed"] + [
                 c for c in convert(self, req, member, result) if c.cache_key not in failed
             ]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autoglm.api import BackendRuntime, ModelDeployment, Precision
-from autoglm.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
+from autoglm.api.modeldeployment import ModelDeploymentStatus
 from autoglm.core.models import ModelProfile, weight_bytes
 from autoglm.core.planner import Plan
 from autoglm.core.render import LABEL_REVISION
@@ -101,10 +101,6 @@ def ref(obj: Mapping[str, Any], cluster: str = LOCAL) -> str:
 def revision_of(obj: Mapping[str, Any]) -> str:
     """The revision an object belongs to ("" for one made before the deployment spanned members)."""
     return str(((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION, ""))
-
-
-def with_replicas(spec: ModelDeploymentSpec, replicas: int) -> ModelDeploymentSpec:
-    return spec.model_copy(update={"replicas": spec.replicas.model_copy(update={"min": replicas})})
 
 
 def digest(parts: Any) -> str:

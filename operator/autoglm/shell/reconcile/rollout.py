@@ -8,13 +8,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from autoglm.api.modeldeployment import RolloutPhase, RolloutStatus
-from autoglm.core.placement import MemberShare
+from autoglm.core.placement import MemberShare, member_spec
 from autoglm.core.planner import Plan, plan
 from autoglm.core.status import ConversionState, MemberOutcome, Observed
 from autoglm.shell.clusters import ClusterClient, ready_replicas, service_endpoint
 from autoglm.shell.members import LOCAL
 from autoglm.shell.reconcile.apply import converge
-from autoglm.shell.reconcile.request import WORKLOAD_KINDS, Manifest, Request, observed, ref, revision_of, with_replicas
+from autoglm.shell.reconcile.request import WORKLOAD_KINDS, Manifest, Request, observed, ref, revision_of
 
 if TYPE_CHECKING:
     from autoglm.shell.reconcile.reconciler import Reconciler
@@ -68,7 +68,7 @@ def surge_shortfall(r: Reconciler, req: Request, member: ClusterClient, share: M
     """Whether the new revision fits beside the old one (whose pods still hold their devices); None if it
     does, else what is missing."""
     inventory = r.snapshots.full_inventory(member)  # the old revision's pods count as taken
-    room = plan(inventory, req.profile, req.catalog, with_replicas(req.md.spec, share.replicas))
+    room = plan(inventory, req.profile, req.catalog, member_spec(req.md.spec, member.name, share.replicas))
     fits = {(o.pool, o.backend, o.precision, o.tensor_parallel): o.max_replicas for o in room.options}
     for a in result.assignments:
         o = a.option
