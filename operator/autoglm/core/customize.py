@@ -28,6 +28,11 @@ def credential_env(secret: str | None) -> list[dict[str, Any]]:
     ]
 
 
+def pull_secrets(template: PodTemplate | None) -> list[dict[str, str]]:
+    """The template's imagePullSecrets as a pod lists them; none without a template."""
+    return [{"name": name} for name in template.image_pull_secrets] if template is not None else []
+
+
 def with_env(env: list[dict[str, Any]], extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`env` with `extra` added; a variable of the same name is replaced where it stood."""
     names = {e["name"] for e in extra}
@@ -83,7 +88,7 @@ def customized_pod(
     if template.tolerations:
         pod["tolerations"] = [*(pod.get("tolerations") or []), *t["tolerations"]]
     if template.image_pull_secrets:
-        pod["imagePullSecrets"] = [{"name": name} for name in template.image_pull_secrets]
+        pod["imagePullSecrets"] = pull_secrets(template)
     for field in ("serviceAccountName", "priorityClassName", "schedulerName", "runtimeClassName"):
         if field in t:
             pod[field] = t[field]

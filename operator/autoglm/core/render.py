@@ -19,7 +19,7 @@ from typing import Any
 from autoglm.api.backendruntime import BackendRuntime
 from autoglm.api.modeldeployment import ModelDeployment
 from autoglm.core.backends import fill
-from autoglm.core.customize import credential_env, customized_pod
+from autoglm.core.customize import credential_env, customized_pod, pull_secrets
 from autoglm.core.hardware import GIB
 from autoglm.core.planner import ARTIFACT_ROOT, MODEL_ROOT, Assignment, ConversionStep, Plan, PoolOption
 
@@ -458,8 +458,8 @@ def conversion_job(md: ModelDeployment, option: PoolOption) -> Manifest | None:
         "volumeMounts": mounts,
     }
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container], "volumes": volumes}
-    if option.pod_template is not None and option.pod_template.image_pull_secrets:
-        pod["imagePullSecrets"] = [{"name": name} for name in option.pod_template.image_pull_secrets]
+    if secrets := pull_secrets(option.pod_template):  # the tool image may come from the same private registry
+        pod["imagePullSecrets"] = secrets
     if conv.resources:  # the runtime's resourcesPerJob: host CPU and memory a compile needs
         container["resources"] = {"requests": dict(conv.resources)}
     if conv.needs_accelerator:

@@ -27,6 +27,9 @@ from autoglm.face.report import fleet_view, inventory_table, plan_view
 from autoglm.shell.kubeconfig import DEFAULT_API_TIMEOUT, DEFAULT_MEMBER_TIMEOUT
 from autoglm.shell.workqueue import DEFAULT_WORKERS
 
+# The sandbox (Go builds, a PKI) and the operator's own modules are imported inside the commands that use them:
+# `autoglm run` loads none of the sandbox (tests/unit/test_layers.py).
+
 app = typer.Typer(
     help="open-autoglm: plan, propagate and scale GLM inference on heterogeneous accelerators.",
     no_args_is_help=True,
@@ -750,7 +753,6 @@ def demo(
 ) -> None:
     """A fleet of three vendors' clusters: ModelDeployments applied once, placed across the members with each
     member's own plan, one member stopped and failed over, then back; cleaned up afterwards."""
-    # The sandbox loads only for its commands: `autoglm run` imports none of it.
     from autoglm.face import demo as demo_run
     from autoglm.sandbox import build as sandbox_builder
 
@@ -779,7 +781,6 @@ def demo(
 
 
 def _karmada_built() -> bool:
-    # The sandbox loads only for its commands: `autoglm run` imports none of it.
     from autoglm.sandbox import build as sandbox_builder
 
     try:
@@ -1033,7 +1034,6 @@ def sandbox_build(
     scheduler, aggregated API server and webhook, and Prometheus and promtool from the pinned Go modules, fetch
     the pinned helm and kubectl the install-path tests use, and build llama.cpp's server, the gateway tests'
     backend (all cached)."""
-    # The sandbox loads only for its commands: `autoglm run` imports none of it.
     from autoglm.sandbox import build as sandbox_builder
     from autoglm.sandbox import llama, tools
 
@@ -1089,7 +1089,6 @@ def sandbox_up(
     ] = None,
 ) -> None:
     """Start one control plane per --cluster with exactly the Nodes in its file; print the kubeconfigs."""
-    # The sandbox loads only for its commands: `autoglm run` imports none of it.
     from autoglm.sandbox import build as sandbox_builder
     from autoglm.sandbox import fleet as sandbox_fleet
     from autoglm.sandbox import prometheus as sandbox_prometheus
@@ -1126,7 +1125,6 @@ def sandbox_status(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
 ) -> None:
     """Show each component's pid, port and health."""
-    # The sandbox loads only for its commands: `autoglm run` imports none of it.
     from autoglm.sandbox import fleet as sandbox_fleet
 
     rows = sandbox_fleet.status(state_dir)
@@ -1145,7 +1143,6 @@ def sandbox_status(
 
 def _sandbox(call: Callable[[], T]) -> T:
     """A sandbox step; its SandboxError is printed and exits 1."""
-    # The sandbox loads only for its commands: `autoglm run` imports none of it.
     from autoglm.sandbox import build as sandbox_builder
 
     try:
@@ -1161,7 +1158,6 @@ def sandbox_stop(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
 ) -> None:
     """Stop one cluster of a running sandbox, keeping its data: an outage of that member."""
-    # The sandbox loads only for its commands: `autoglm run` imports none of it.
     from autoglm.sandbox import fleet as sandbox_fleet
 
     stopped = _sandbox(lambda: sandbox_fleet.stop(state_dir, cluster))
@@ -1174,7 +1170,6 @@ def sandbox_start(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
 ) -> None:
     """Start a stopped cluster again as it was: same ports, certificates, objects and nodes."""
-    # The sandbox loads only for its commands: `autoglm run` imports none of it.
     from autoglm.sandbox import fleet as sandbox_fleet
 
     state = _sandbox(lambda: sandbox_fleet.start(state_dir, cluster))
@@ -1186,7 +1181,6 @@ def sandbox_down(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
 ) -> None:
     """Stop exactly the processes `up` started (from its recorded pids)."""
-    # The sandbox loads only for its commands: `autoglm run` imports none of it.
     from autoglm.sandbox import fleet as sandbox_fleet
 
     for name, stopped in sandbox_fleet.down(state_dir).items():
