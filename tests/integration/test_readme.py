@@ -78,11 +78,18 @@ def test_the_readme_commands_that_run_here_are_known_and_every_other_one_says_wh
     runnable = [c for c in commands if _runs_here(c)]
     # The commands a newcomer types first: plans offline and from a live cluster, render, install the CRDs and the
     # catalog, apply an example, list it.
-    for start in ("autoglm plan", "autoglm inventory", "autoglm render", "autoglm crds --out", "kubectl apply -f"):
+    for start in (
+        "autoglm plan",
+        "autoglm inventory",
+        "autoglm render",
+        "autoglm crds --out",
+        "until kubectl wait",
+        "kubectl apply -f",
+    ):
         assert any(c.startswith(start) for c in runnable), start
     unused = [start for start in NOT_RUN if not any(c.startswith(start) for c in commands)]
     assert unused == [], "NOT_RUN names commands the README no longer shows"
-    unknown = [c for c in runnable if c.split()[0] not in ("autoglm", "kubectl")]
+    unknown = [c for c in runnable if c.split()[0] not in ("autoglm", "kubectl", "until")]
     assert unknown == [], "a README command this test neither runs nor excuses"
 
 
