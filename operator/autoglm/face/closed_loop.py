@@ -8,6 +8,7 @@ scaled the same way. The real HPA reads each Ready pod's share of the load throu
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import time
@@ -58,6 +59,9 @@ class Comparison:
     # What the operator said it decided, in order: its ForecastFloor Events and its last Forecasting condition
     # (predictor, predicted peak, why that predictor); a disagreement with the simulator starts there.
     decisions: tuple[str, ...] = ()
+    # Every forecast tick of the operator: the counted step it ran in (real time, from the planned start), what
+    # it read (its newest step, in trace time) and what it predicted and decided.
+    ticks: tuple[str, ...] = ()
 
     @property
     def unserved_gap(self) -> float:
@@ -104,7 +108,7 @@ def run(
     states, _ = fleet.up(
         state_dir,
         {"loop": list(nodes)},
-        cold_start_seconds=_scaled(settings.cold_start_seconds, compression),
+        cold_start_seconds=_pod_start(settings, predictive),
         hpa_sync_seconds=_scaled(HPA_SYNC_TRACE_SECONDS, compression),
     )
     state = states["loop"]
@@ -126,7 +130,7 @@ def run(
             steps = [*warm, *demand]
             replay = Replay(state, NAMESPACE, selector, NAME, steps, settings.capacity, seconds_per_step, metrics)
             start_at = 0.0
-            with replay:
+            with replay, _TickLog() as ticks:
                 if predictive:
                     past = history[: len(history) - warmup]
                     start_at, url, scaler = _prometheus_with_history(
@@ -146,7 +150,44 @@ def run(
     finally:
         fleet.down(state_dir)
     planned = start_at + seconds_per_step / 8 if predictive else None
-    return Comparison(loop, _simulate(demand, history, settings, trace_start_minute, warmup), planned, decisions)
+    simulated = _simulate(demand, history, settings, trace_start_minute, warmup)
+    told = tuple(f"step {(at - start_at) / seconds_per_step - warmup:+.2f}: {message}" for at, message in ticks.records)
+    return Comparison(loop, simulated, planned, decisions, told)
+
+
+class _TickLog(logging.Handler):
+    """Collects the scaler's per-tick debug records (wall time, message) while the loop runs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[tuple[float, str]] = []
+        self._logger = logging.getLogger("autoglm.shell.scaler")
+        self._level = self._logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.DEBUG:
+            self.records.append((record.created, record.getMessage()))
+
+    def __enter__(self) -> _TickLog:
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+
+def _pod_start(settings: LoopSettings, predictive: bool) -> float:
+    """KWOK's delay from a pod's creation to Ready (real seconds), such that a replica asked for at a step is
+    ready one cold start after that step began, as in the simulator. The HPA's pods start as soon as it decides.
+    The operator decides a quarter step after the step began (its ticks fall there, once the step's sample has
+    landed) and raises the Deployment's replicas with the floor at once: its pods' own start is shorter by that
+    quarter step. It must be: the operator measures each pod's creation -> Ready (in whole seconds, so up to a
+    second long) and lengthens its lead to a cold start longer than leadTimeSeconds, which would look a step
+    further ahead than the simulator and scale a step early."""
+    cold = _scaled(settings.cold_start_seconds, settings.compression)
+    return cold - 60.0 / settings.compression / 4 if predictive else cold
 
 
 def _decisions(api: Any) -> tuple[str, ...]:
