@@ -406,12 +406,14 @@ def test_helm_test_then_an_upgrade_to_one_watched_namespace_runs_with_only_that_
     host = installed
     helm(host, "test", RELEASE, "--timeout", "60s")
     upgrade = ("upgrade", RELEASE, str(CHART), "--reuse-values", "--set", "resyncSeconds=15")
-    helm(host, *upgrade, "--set", f"watchNamespaces[0]={SERVING}", "--wait", "--timeout", "120s")
+    mirror = ("--set", "images.registry=registry.corp.example:5000/ai", "--set", "images.helper=tools/sh:1")
+    helm(host, *upgrade, *mirror, "--set", f"watchNamespaces[0]={SERVING}", "--wait", "--timeout", "120s")
     status = json.loads(helm(host, "status", RELEASE, "-o", "json").stdout)
     assert status["version"] == 2 and status["info"]["status"] == "deployed"
     apps = client.AppsV1Api(host.api)
     args = apps.read_namespaced_deployment(f"{RELEASE}-open-autoglm", NAMESPACE).spec.template.spec.containers[0].args
     assert "--resync=15" in args and f"--namespace={SERVING}" in args
+    assert "--image-registry=registry.corp.example:5000/ai" in args and "--helper-image=tools/sh:1" in args
     rbac = client.RbacAuthorizationV1Api(host.api)
     workloads = f"{RELEASE}-open-autoglm-workloads"
     assert [

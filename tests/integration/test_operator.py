@@ -463,3 +463,33 @@ def test_deleting_a_namespace_with_artifact_users_is_not_held_by_the_finalizer(
         return ns not in [n.metadata.name for n in sandbox.core.list_namespace().items]
 
     eventually(namespace_gone, timeout=90, interval=1)
+
+
+def test_the_operator_pulls_every_image_it_renders_from_its_mirror_and_waits_with_its_helper(
+    sandbox: Cluster,
+    namespace: str,
+    crds_installed: None,  # noqa: F811
+) -> None:
+    """`autoglm run --image-registry --helper-image`, as the chart's `images` values pass them: the conversion Job,
+    the serving pod (its wait for the artifact included) and the cleanup Job all pull from the mirror."""
+    mirror, helper = "registry.corp.example:5000/ai", "tools/sh:1"
+    batch, apps = client.BatchV1Api(sandbox.api), client.AppsV1Api(sandbox.api)
+
+    def images(kind: str, prefix: str) -> list[str]:
+        found = batch.list_namespaced_job(namespace).items if kind == "Job" else []
+        found += apps.list_namespaced_deployment(namespace).items if kind == "Deployment" else []
+        pods = [o.spec.template.spec for o in found if o.metadata.name.startswith(prefix)]
+        return [c.image for pod in pods for c in [*(pod.init_containers or []), *pod.containers]]
+
+    with operator_process(sandbox, namespace, "--image-registry", mirror, "--helper-image", helper):
+        spec = {"model": {"name": "chatglm3-6b"}, "backend": "tensorrt-llm", "precision": "bf16"}
+        _create(sandbox, namespace, "mirrored", **spec)
+        eventually(lambda: _is(sandbox, namespace, "mirrored", "Converted", "True"), timeout=90)
+        (convert,) = images("Job", "autoglm-convert-")
+        assert convert.startswith(f"{mirror}/"), convert
+        wait, server = eventually(lambda: images("Deployment", "mirrored-") or None, timeout=30)
+        assert wait == f"{mirror}/{helper}" and server.startswith(f"{mirror}/"), (wait, server)
+        client.CustomObjectsApi(sandbox.api).delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "mirrored"
+        )
+        assert eventually(lambda: images("Job", "autoglm-clean-") or None, timeout=30) == [f"{mirror}/{helper}"]

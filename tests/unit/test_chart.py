@@ -37,6 +37,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "service": {"type": "LoadBalancer"},
         }
     },
+    "mirrored": {"images": {"helper": "tools/sh:1", "registry": "registry.corp.example:5000/ai"}},
     "minimal": {
         "leaderElection": {"enabled": False},
         "catalog": {"install": False},
@@ -171,6 +172,8 @@ def test_every_rendered_flag_is_one_autoglm_run_takes(name: str, tmp_path: Path)
         assert secrets["rules"] == [
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["gpu-kubeconfig"]}
         ]
+    if name == "mirrored":
+        assert "--image-registry=registry.corp.example:5000/ai" in args and "--helper-image=tools/sh:1" in args
     if name == "karmada":
         assert "--propagation=karmada" in args and "--kubeconfig=/etc/autoglm/karmada/config" in args
         assert "--prometheus-url=http://prometheus.monitoring.svc:9090" in args and "--json-logs" not in args
@@ -187,6 +190,7 @@ def test_every_rendered_flag_is_one_autoglm_run_takes(name: str, tmp_path: Path)
         ({"prometheus": {"url": "prometheus:9090"}}, "/prometheus/url"),
         ({"metrics": {"port": 70000}}, "/metrics/port"),
         ({"imagee": {"tag": "x"}}, "imagee"),
+        ({"images": {"registry": "https://harbor.example.com"}}, "/images/registry"),
         ({"gateway": {"mqtt": {"broker": "mosquitto"}}}, "/gateway/mqtt/broker"),
         # A gateway without keys serves anyone: only when the values say so.
         ({"gateway": {"enabled": True}}, "/gateway/allowAnonymous"),

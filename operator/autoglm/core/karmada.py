@@ -22,6 +22,7 @@ from typing import Any
 
 from autoglm.api.backendruntime import BackendRuntime
 from autoglm.api.modeldeployment import ClusterToleration, ModelDeployment
+from autoglm.core.images import DEFAULT_HELPER_IMAGE
 from autoglm.core.planner import Assignment, Plan
 from autoglm.core.render import (
     ANNOTATION_PLAN_HASH,
@@ -105,10 +106,12 @@ def propagation_objects(
     parts: Sequence[MemberPart],
     runtimes: Mapping[str, BackendRuntime],
     optional: Mapping[str, Collection[tuple[str, str]]] | None = None,
+    helper_image: str = DEFAULT_HELPER_IMAGE,
 ) -> list[Manifest]:
     """The deployment's own objects on the Karmada API server for these member parts (workloads, then their
     policies); all owned by the ModelDeployment, so they go with it. Conversion objects: shared_objects.
-    `optional`: member -> the OPTIONAL_KINDS it (and the Karmada API server) serves; none when not given."""
+    `optional`: member -> the OPTIONAL_KINDS it (and the Karmada API server) serves; none when not given.
+    `helper_image`: the operator's (see core.images), in pods that wait for a conversion's artifact."""
     parts = sorted((p for p in parts if p.plan.feasible and p.plan.assignments), key=lambda p: p.cluster)
     if not parts:
         return []
@@ -119,7 +122,8 @@ def propagation_objects(
     if divided:
         # The member serving the most replicas gives the template its pod spec; the others override it.
         base_part, base = min(divided, key=lambda pa: (-pa[1].replicas, pa[0].cluster))
-        rendered = serving_objects(md, base_part.plan.model_copy(update={"assignments": [base]}), runtimes)
+        base_plan = base_part.plan.model_copy(update={"assignments": [base]})
+        rendered = serving_objects(md, base_plan, runtimes, helper_image=helper_image)
         template = next(o for o in rendered if o["kind"] == "Deployment")
         template["metadata"] = object_meta(md, name)
         template["spec"]["replicas"] = sum(a.replicas for _, a in divided)
@@ -130,7 +134,8 @@ def propagation_objects(
         for part, assignment in divided:
             if template_hash(assignment.option) == template_hash(base.option):
                 continue
-            own = serving_objects(md, part.plan.model_copy(update={"assignments": [assignment]}), runtimes)
+            own_plan = part.plan.model_copy(update={"assignments": [assignment]})
+            own = serving_objects(md, own_plan, runtimes, helper_image=helper_image)
             pod = next(o for o in own if o["kind"] == "Deployment")["spec"]["template"]["spec"]
             rules.append(
                 {
@@ -184,7 +189,7 @@ def propagation_objects(
             policies.append(_override(md, policy_name, template, overrides))
         policies.append(_policy(md, policy_name, [template], {"clusterAffinity": {"clusterNames": members}}))
     for part in parts:
-        alone = _alone(md, part, runtimes, divided_first=_divided(part) is not None)
+        alone = _alone(md, part, runtimes, _divided(part) is not None, helper_image)
         if alone:
             objects += alone
             policies.append(
@@ -233,14 +238,19 @@ def _optional(
 
 
 def _alone(
-    md: ModelDeployment, part: MemberPart, runtimes: Mapping[str, BackendRuntime], divided_first: bool
+    md: ModelDeployment,
+    part: MemberPart,
+    runtimes: Mapping[str, BackendRuntime],
+    divided_first: bool,
+    helper_image: str,
 ) -> list[Manifest]:
     """What only this member runs: its other pools and its multi-node replicas (named apart per member)."""
     rest = part.plan.assignments[1:] if divided_first else part.plan.assignments
     if not rest:
         return []
     plan = part.plan.model_copy(update={"assignments": rest})
-    rendered = serving_objects(md, plan, runtimes, target=Target(suffix=f"-{dns_label(part.cluster, 10)}"))
+    target = Target(suffix=f"-{dns_label(part.cluster, 10)}")
+    rendered = serving_objects(md, plan, runtimes, target=target, helper_image=helper_image)
     return [
         o
         for o in rendered

@@ -21,6 +21,7 @@ from autoglm.api.modeldeployment import ModelDeployment
 from autoglm.core.backends import fill
 from autoglm.core.customize import credential_env, customized_pod, pull_secrets
 from autoglm.core.hardware import GIB
+from autoglm.core.images import DEFAULT_HELPER_IMAGE
 from autoglm.core.planner import ARTIFACT_ROOT, MODEL_ROOT, Assignment, ConversionStep, Plan, PoolOption
 
 FIELD_MANAGER = "autoglm"
@@ -41,7 +42,6 @@ ANNOTATION_RENDERED = "autoglm.io/rendered"  # a hash of the object as rendered 
 # one can become ready beside the old in every member before they all switch.
 LABEL_REVISION = "autoglm.io/revision"
 CACHE_CLAIM = "autoglm-model-cache"
-WAIT_IMAGE = "busybox:1.37"
 # Host memory a serving runtime's process needs beyond the weights it loads (Python, the engine, its buffers).
 HOST_BASE_GIB = 4
 Manifest = dict[str, Any]
@@ -244,11 +244,11 @@ def _ports(runtime: BackendRuntime) -> list[dict[str, Any]]:
     return [{"name": p.name, "containerPort": p.container_port, "protocol": p.protocol} for p in runtime.spec.ports]
 
 
-def _wait_for_artifact(conversion: ConversionStep, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+def _wait_for_artifact(conversion: ConversionStep, mounts: list[dict[str, Any]], helper_image: str) -> dict[str, Any]:
     marker = f"{conversion.artifact_path}/.complete"
     return {
         "name": "wait-for-artifact",
-        "image": WAIT_IMAGE,
+        "image": helper_image,
         "command": ["sh", "-c", f"until [ -f {marker} ]; do echo waiting for {marker}; sleep 5; done"],
         "volumeMounts": mounts,
     }
@@ -260,6 +260,7 @@ def _pod_spec(
     runtime: BackendRuntime,
     command: list[str],
     args: list[str],
+    helper_image: str,
     extra_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     volumes, mounts = _volumes(md, option)
@@ -294,7 +295,7 @@ def _pod_spec(
             {"key": t["key"], "operator": "Exists", "effect": t["effect"]} for t in option.taints if "key" in t
         ]
     if option.conversion and md.spec.model_cache.enabled:
-        spec["initContainers"] = [_wait_for_artifact(option.conversion, mounts)]
+        spec["initContainers"] = [_wait_for_artifact(option.conversion, mounts, helper_image)]
     return spec
 
 
@@ -334,7 +335,9 @@ def _with_engine(meta: dict[str, Any], runtime: BackendRuntime) -> dict[str, Any
     return {**meta, "annotations": {**(meta.get("annotations") or {}), ANNOTATION_ENGINE: runtime.spec.engine_version}}
 
 
-def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, target: Target) -> Manifest:
+def _deployment(
+    md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, target: Target, helper_image: str
+) -> Manifest:
     option = a.option
     name = dns_label(workload_name(md.metadata.name, option) + target.suffix, 63)
     labels = target.labels(md, option.pool)
@@ -342,7 +345,7 @@ def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, dig
     meta = _with_engine(target.meta(md, name, option.pool), runtime)
     unavailable = md.spec.rollout.max_unavailable
     pod, pod_labels, annotations = customized_pod(
-        _pod_spec(md, option, runtime, option.command, option.args), labels, option.pod_template
+        _pod_spec(md, option, runtime, option.command, option.args, helper_image), labels, option.pod_template
     )
     return {
         "apiVersion": "apps/v1",
@@ -368,7 +371,7 @@ def _deployment(md: ModelDeployment, a: Assignment, runtime: BackendRuntime, dig
 
 
 def _multi_node(
-    md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, target: Target
+    md: ModelDeployment, a: Assignment, runtime: BackendRuntime, digest: str, target: Target, helper_image: str
 ) -> list[Manifest]:
     """One StatefulSet of `pipeline_parallel` pods per replica, with a headless Service for stable names."""
     option = a.option
@@ -390,7 +393,7 @@ def _multi_node(
             *leader_cmd,
             *option.args,
         ]
-        pod = _pod_spec(md, option, runtime, launcher[:4], launcher[4:], env)
+        pod = _pod_spec(md, option, runtime, launcher[:4], launcher[4:], helper_image, env)
         pod["containers"][0]["env"].append(
             {
                 "name": "AUTOGLM_NODE_RANK",
@@ -516,20 +519,21 @@ def serving_objects(
     runtimes: Mapping[str, BackendRuntime],
     replicas_max: int | None = None,
     target: Target = HOST,
+    helper_image: str = DEFAULT_HELPER_IMAGE,
 ) -> list[Manifest]:
     """Workloads, Service, HPA and PodMonitor for a feasible plan (conversion Jobs are separate).
 
     `replicas_max` is this cluster's HPA ceiling (its share of spec.replicas.max); `target` says where the
-    objects go (see Target)."""
+    objects go (see Target); `helper_image` waits for a conversion's artifact (the operator's, see core.images)."""
     ceiling = md.spec.replicas.max if replicas_max is None else replicas_max
     objects: list[Manifest] = []
     for a in plan.assignments:
         runtime = runtimes[a.option.backend]
         digest = template_hash(a.option)
         if a.option.pipeline_parallel > 1:
-            objects += _multi_node(md, a, runtime, digest, target)
+            objects += _multi_node(md, a, runtime, digest, target, helper_image)
         else:
-            objects.append(_deployment(md, a, runtime, digest, target))
+            objects.append(_deployment(md, a, runtime, digest, target, helper_image))
     if not plan.assignments:
         return objects
     name = dns_label(md.metadata.name)
@@ -682,7 +686,7 @@ def keep_scale(obj: Manifest, live: Mapping[str, Any] | None, rendered: list[Man
     return {**obj, "spec": {**obj["spec"], "replicas": bounded}}
 
 
-def artifact_cleanup_job(namespace: str, cache_key: str) -> Manifest:
+def artifact_cleanup_job(namespace: str, cache_key: str, helper_image: str = DEFAULT_HELPER_IMAGE) -> Manifest:
     """Removes one conversion artifact from the shared cache once no deployment uses it."""
     path = f"{ARTIFACT_ROOT}/{cache_key}"
     labels = {"app.kubernetes.io/managed-by": FIELD_MANAGER, LABEL_CACHE_KEY: cache_key}
@@ -700,7 +704,7 @@ def artifact_cleanup_job(namespace: str, cache_key: str) -> Manifest:
                     "containers": [
                         {
                             "name": "clean",
-                            "image": WAIT_IMAGE,
+                            "image": helper_image,
                             "command": ["rm", "-rf", path],
                             "volumeMounts": [
                                 {"name": "model-cache", "mountPath": ARTIFACT_ROOT, "subPath": "artifacts"}
@@ -719,10 +723,18 @@ def conversion_job_name(cache_key: str) -> str:
 
 
 def desired_objects(
-    md: ModelDeployment, plan: Plan, runtimes: Mapping[str, BackendRuntime], cache_bytes: int
+    md: ModelDeployment,
+    plan: Plan,
+    runtimes: Mapping[str, BackendRuntime],
+    cache_bytes: int,
+    helper_image: str = DEFAULT_HELPER_IMAGE,
 ) -> list[Manifest]:
     """Everything the operator applies for a feasible plan on one cluster, in the order it applies them: the
     model cache claim, the conversion Jobs, then the serving objects (stamped as applied)."""
     claim = model_cache_claim(md, cache_bytes)
     jobs = [job for a in plan.assignments if a.option.conversion and (job := conversion_job(md, a.option))]
-    return ([claim] if claim else []) + jobs + [stamped(o) for o in serving_objects(md, plan, runtimes)]
+    return (
+        ([claim] if claim else [])
+        + jobs
+        + [stamped(o) for o in serving_objects(md, plan, runtimes, helper_image=helper_image)]
+    )

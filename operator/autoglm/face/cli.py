@@ -20,6 +20,7 @@ from autoglm.api.crd import crd_manifest
 from autoglm.core.backends import load_default_catalog, merge_catalogs
 from autoglm.core.forecast import POLICIES, QUANTILE
 from autoglm.core.hardware import build_inventory
+from autoglm.core.images import DEFAULT_HELPER_IMAGE, Images
 from autoglm.core.models import ProfileError, load_model_catalog, profile_for
 from autoglm.core.planner import plan as make_plan
 from autoglm.face.manifest import InputError, InputProblem, parse_objects, read_nodes
@@ -145,6 +146,34 @@ def plan(
         raise typer.Exit(EXIT_INFEASIBLE)
 
 
+# The operator's image settings, shared by `run` (which renders with them) and `render` (which shows the result).
+HelperImage = Annotated[
+    str,
+    typer.Option(
+        "--helper-image",
+        envvar="AUTOGLM_HELPER_IMAGE",
+        help="Image with a POSIX shell for the operator's own containers (waiting for a conversion's artifact, "
+        "removing released ones).",
+    ),
+]
+ImageRegistry = Annotated[
+    str,
+    typer.Option(
+        "--image-registry",
+        envvar="AUTOGLM_IMAGE_REGISTRY",
+        help="Pull every image the operator renders (serving, conversion, helper) from this mirror, keeping each "
+        "image's path and tag: vllm/vllm-openai:v0.11.0 becomes MIRROR/vllm/vllm-openai:v0.11.0.",
+    ),
+]
+
+
+def _images(helper_image: str, image_registry: str) -> Images:
+    try:
+        return Images(helper_image, image_registry)
+    except ValueError as exc:
+        raise _fail([InputProblem("command line", "--image-registry/--helper-image", str(exc))]) from None
+
+
 @app.command()
 def render(
     file: Annotated[Path, typer.Option("-f", "--filename", help="ModelDeployment YAML (one or more documents).")],
@@ -154,6 +183,8 @@ def render(
     backends: Annotated[
         Path | None, typer.Option("--backends", help="Extra or overriding BackendRuntime YAML.")
     ] = None,
+    helper_image: HelperImage = DEFAULT_HELPER_IMAGE,
+    image_registry: ImageRegistry = "",
 ) -> None:
     """Print, as YAML, exactly the objects the operator would apply for each ModelDeployment's plan on these
     nodes (model cache claim, conversion Jobs, workloads, Service, HPA, PodMonitor): for review before a GitOps
@@ -171,7 +202,8 @@ def render(
         node_list = read_nodes(nodes)
     except InputError as exc:
         raise _fail(exc.problems) from None
-    catalog = merge_catalogs(load_default_catalog(), extra)
+    images = _images(helper_image, image_registry)
+    catalog = images.catalog(merge_catalogs(load_default_catalog(), extra))
     runtimes = {b.metadata.name: b for b in catalog}
     documents: list[dict[str, Any]] = []
     infeasible = False
@@ -180,7 +212,7 @@ def render(
             infeasible = True
             err.print(f"{md.metadata.namespace or 'default'}/{md.metadata.name}: {result.summary}")
             continue
-        documents += desired_objects(md, result, runtimes, weight_bytes(profile, Precision.BF16))
+        documents += desired_objects(md, result, runtimes, weight_bytes(profile, Precision.BF16), images.helper_image)
     typer.echo(yaml.safe_dump_all(documents, sort_keys=False), nl=False)
     if infeasible:
         raise typer.Exit(EXIT_INFEASIBLE)
@@ -530,6 +562,8 @@ def run(
             "--forecast-interval", envvar="AUTOGLM_FORECAST_SECONDS", help="Seconds between forecasts.", min=1
         ),
     ] = 60.0,
+    helper_image: HelperImage = DEFAULT_HELPER_IMAGE,
+    image_registry: ImageRegistry = "",
 ) -> None:
     """Run the operator: reconcile ModelDeployments in the cluster (cluster-wide unless -n is given) and place
     them on the member clusters (the host is member `local` unless --no-local); with --prometheus-url, scale
@@ -542,6 +576,7 @@ def run(
     from autoglm.shell.leader import LeaderElector, LeaseSettings, default_identity
     from autoglm.shell.process import serve
 
+    images = _images(helper_image, image_registry)
     identity = default_identity()
     settings = None
     if leader_elect:
@@ -567,6 +602,7 @@ def run(
         api_timeout=api_timeout,
         member_timeout=member_timeout,
         user_agent=user_agent(identity),
+        images=images,
     )
     context.namespaces = tuple(namespace or ())
     context.prometheus_url = prometheus_url

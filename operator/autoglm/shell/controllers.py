@@ -42,6 +42,7 @@ from autoglm.api.modeldeployment import ModelDeploymentStatus
 from autoglm.core.backends import load_default_catalog
 from autoglm.core.forecast.decision import forecast_enabled
 from autoglm.core.hardware import load_accelerator_table
+from autoglm.core.images import Images
 from autoglm.core.orphans import orphans, strays
 from autoglm.core.render import LABEL_DEPLOYMENT, LABEL_HOST, LABEL_OWNER_UID
 from autoglm.core.status import DEGRADED, condition_events, set_condition, waits_for_capacity
@@ -147,6 +148,7 @@ class OperatorContext:
         api_timeout: float = DEFAULT_API_TIMEOUT,
         member_timeout: float = DEFAULT_MEMBER_TIMEOUT,
         user_agent: str | None = None,
+        images: Images | None = None,
     ) -> OperatorContext:
         """Direct mode: the kubeconfig's cluster is the host (member local unless not include_local) and
         MemberClusters name the others. Karmada mode: the kubeconfig is a Karmada API server; its Clusters
@@ -176,6 +178,7 @@ class OperatorContext:
                 accelerators=inventories.table,
                 inventories=inventories,
                 apply_timeout=api_timeout,
+                images=images or Images(),
             ),
             metrics or OperatorMetrics(),
             cfg,

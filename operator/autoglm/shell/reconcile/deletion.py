@@ -128,5 +128,5 @@ def release(r: Reconciler, body: Mapping[str, Any]) -> list[str]:
                     "metadata": {"name": conversion_job_name(key), "namespace": meta["namespace"]},
                 }
             )
-            member.ensure(artifact_cleanup_job(meta["namespace"], key))
+            member.ensure(artifact_cleanup_job(meta["namespace"], key, r.images.helper_image))
     return released

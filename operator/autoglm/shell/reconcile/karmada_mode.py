@@ -47,7 +47,7 @@ def propagate(r: Reconciler, req: Request, shares: Sequence[MemberShare], digest
         states = conversions[share.name]
         if all(c.phase == "Succeeded" for c in states):
             parts.append(MemberPart(share.name, share.plan))
-    rendered = propagation_objects(md, parts, req.runtimes, optional_kinds(r, parts))
+    rendered = propagation_objects(md, parts, req.runtimes, optional_kinds(r, parts), r.images.helper_image)
     owned = karmada.owned(namespace, name) if req.current.plan_hash or req.current.clusters else []
     live = {(o["kind"], o["metadata"]["name"]): o for o in owned}
     wanted = {(o["kind"], o["metadata"]["name"]) for o in rendered}

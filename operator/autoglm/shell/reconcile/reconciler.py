@@ -27,6 +27,7 @@ from autoglm.api.common import validation_message
 from autoglm.api.modeldeployment import ModelDeploymentStatus, RolloutPhase
 from autoglm.core.forecast.decision import forecast_enabled, with_floor
 from autoglm.core.hardware import AcceleratorTable, Inventory, load_accelerator_table
+from autoglm.core.images import Images
 from autoglm.core.model_config import parse_config, with_config
 from autoglm.core.models import ModelCatalog, ProfileError, load_model_catalog, profile_for
 from autoglm.core.placement import MemberShare, MemberView, member_spec, place
@@ -75,6 +76,7 @@ class Reconciler:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     inventories: InventoryCache | None = None  # shared with the member heartbeat; made here when not given
     apply_timeout: float = 30.0  # how long a reconcile waits for the last one's deferred applies
+    images: Images = field(default_factory=Images)  # the helper image and the mirror every image is pulled from
     snapshots: Snapshots = field(init=False, repr=False)
     deferred: DeferredApplies = field(init=False, repr=False)
     strays: StrayMembers = field(init=False, repr=False)
@@ -82,7 +84,7 @@ class Reconciler:
     def __post_init__(self) -> None:
         if self.inventories is None:
             self.inventories = InventoryCache(self.accelerators)
-        self.snapshots = Snapshots(self.cluster, self.defaults, self.inventories, self.member_client)
+        self.snapshots = Snapshots(self.cluster, self.defaults, self.inventories, self.member_client, self.images)
         self.deferred = DeferredApplies(self.cluster, self.apply_timeout)
         self.strays = StrayMembers()
 
@@ -281,6 +283,7 @@ class Reconciler:
                 result,
                 req.runtimes,
                 replicas_max=share.max_replicas,
+                helper_image=self.images.helper_image,
                 target=Target(
                     remote=remote,
                     suffix=f"-{revision}" if revision else "",

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from autoglm.api import BackendRuntime
 from autoglm.core.backends import merge_catalogs
 from autoglm.core.hardware import Inventory, with_released
+from autoglm.core.images import Images
 from autoglm.core.render import LABEL_DEPLOYMENT
 from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.inventories import InventoryCache
@@ -30,11 +31,13 @@ class Snapshots:
         defaults: Sequence[BackendRuntime],
         inventories: InventoryCache,
         member_client: Callable[[str], ClusterClient | None],
+        images: Images | None = None,
     ):
         self.cluster = cluster
         self.defaults = defaults
         self.inventories = inventories
         self.member_client = member_client
+        self.images = images or Images()
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
 
@@ -75,7 +78,8 @@ class Snapshots:
                 # The CRD schema admitted it; a pydantic-only rule rejects it, so it is not offered (its status
                 # and a Warning Event say why: the controller checks every BackendRuntime).
                 logger.debug("BackendRuntime %s is invalid: left out of the catalog", raw["metadata"].get("name"))
-        return merge_catalogs(self.defaults, user)
+        # Mirrored here, before any plan reads an image: plans, their hashes and every pod then pull from it.
+        return self.images.catalog(merge_catalogs(self.defaults, user))
 
     def full_inventory(self, member: ClusterClient) -> Inventory:
         """The member's pools with every device pod counted as taken; one per (nodes, pods) snapshot."""
