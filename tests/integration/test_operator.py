@@ -493,3 +493,94 @@ def test_the_operator_pulls_every_image_it_renders_from_its_mirror_and_waits_wit
             GROUP, VERSION, namespace, PLURAL, "mirrored"
         )
         assert eventually(lambda: images("Job", "autoglm-clean-") or None, timeout=30) == [f"{mirror}/{helper}"]
+
+
+@contextmanager
+def _storage_class(sandbox: Cluster, name: str, expandable: bool) -> Iterator[None]:
+    """A StorageClass (expandable or not) with one large volume for it, bound as soon as a claim asks."""
+    storage, core = client.StorageV1Api(sandbox.api), client.CoreV1Api(sandbox.api)
+    storage.create_storage_class(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": name},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "allowVolumeExpansion": expandable,
+            "volumeBindingMode": "Immediate",
+        }
+    )
+    core.create_persistent_volume(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": "10Ti"},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": name,
+                "hostPath": {"path": f"/tmp/{name}"},
+            },
+        }
+    )
+    try:
+        yield
+    finally:
+        core.delete_persistent_volume(name)
+        storage.delete_storage_class(name)
+
+
+@pytest.mark.parametrize("expandable", [True, False], ids=["expandable", "fixed"])
+def test_the_shared_model_cache_grows_for_a_larger_need_or_the_deployment_is_held_saying_why(
+    sandbox: Cluster, namespace: str, operator: OperatorContext, expandable: bool
+) -> None:
+    """The first deployment sizes the namespace's cache claim; a second that needs more grows it where the
+    StorageClass allows expansion, and is otherwise held (no pods on a cache its weights do not fit in) with
+    Degraded and an Event naming both sizes and the cluster's reason, while the first keeps serving."""
+    from autoglm.core.render import CACHE_CLAIM, LABEL_DEPLOYMENT
+
+    core, apps = client.CoreV1Api(sandbox.api), client.AppsV1Api(sandbox.api)
+    with _storage_class(sandbox, f"{namespace}-cache", expandable):
+        _create(sandbox, namespace, "small", modelCache={"storageClassName": f"{namespace}-cache"})
+        eventually(lambda: _is(sandbox, namespace, "small", "Ready", "True"), timeout=60)
+        claim = eventually(lambda: _bound(core, namespace, CACHE_CLAIM), timeout=30)
+        first = claim.spec.resources.requests["storage"]
+        assert first != "200Gi"
+        _create(sandbox, namespace, "large", modelCache={"size": "200Gi"})
+
+        def workloads(name: str) -> list[str]:
+            selector = f"{LABEL_DEPLOYMENT}={name}"
+            return [d.metadata.name for d in apps.list_namespaced_deployment(namespace, label_selector=selector).items]
+
+        if expandable:
+            eventually(
+                lambda: (
+                    core.read_namespaced_persistent_volume_claim(CACHE_CLAIM, namespace).spec.resources.requests[
+                        "storage"
+                    ]
+                    == "200Gi"
+                ),
+                timeout=30,
+            )
+            eventually(lambda: workloads("large"), timeout=30)
+            assert not _is(sandbox, namespace, "large", "Degraded", "True")
+        else:
+            degraded = eventually(lambda: _is(sandbox, namespace, "large", "Degraded", "True") or None, timeout=30)
+            message = _condition(sandbox, namespace, "large", "Degraded")["message"]  # type: ignore[index]
+            assert degraded and f"holds {first} and this model needs 200Gi" in message, message
+            assert "would not grow it" in message and "StorageClass" in message, message
+            events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=large").items
+            assert any(e.type == "Warning" and "would not grow it" in e.message for e in events)
+            assert not workloads("large") and workloads("small")
+            claim = core.read_namespaced_persistent_volume_claim(CACHE_CLAIM, namespace)
+            assert claim.spec.resources.requests["storage"] == first
+        custom = client.CustomObjectsApi(sandbox.api)
+        for name in ("large", "small"):
+            custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+def _bound(core: client.CoreV1Api, namespace: str, name: str) -> Any:
+    try:
+        claim = core.read_namespaced_persistent_volume_claim(name, namespace)
+    except client.ApiException:
+        return None
+    return claim if claim.status.phase == "Bound" else None

@@ -115,7 +115,7 @@ class ClusterClient:
         self._lock = threading.Lock()
         self._discovery_lock = threading.Lock()
         self._cache: dict[str, tuple[float, Any]] = {}
-        self._ensured: dict[tuple[str, str, str, str], float] = {}
+        self._ensured: dict[tuple[str, str, str, str], tuple[float, Manifest]] = {}  # (when, as found or made)
         self.ensure_ttl = ENSURE_TTL_SECONDS if snapshot_ttl > 0 else 0.0
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
@@ -315,24 +315,53 @@ class ClusterClient:
         )
         return dict(result.to_dict())
 
+    def merge_patch(self, obj: Mapping[str, Any], patch: Manifest) -> Manifest:
+        """A JSON merge patch of the object: only the fields `patch` names change, whoever else owns the rest."""
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        if resource is None:
+            raise LookupError(f"{obj['apiVersion']} {obj['kind']} is not served by cluster {self.name}")
+        meta = obj["metadata"]
+        result = resource.patch(
+            body=patch,
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            content_type="application/merge-patch+json",
+            field_manager=FIELD_MANAGER,
+            **self.timeout,
+        )
+        return dict(result.to_dict())
+
     def ensure(self, obj: Manifest) -> bool:
         """Create the object if it does not exist; never change one that does. True when created.
 
         What was found or created is remembered for `ensure_ttl` seconds: every deployment of a namespace
         ensures the same model-cache claim before its applies, and a GET of an object known to exist would
         otherwise be one more round trip on every create. One deleted meanwhile is created again after that."""
-        meta = obj["metadata"]
-        key = (obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"])
+        key = _key(obj)
         with self._lock:
             seen = self._ensured.get(key)
-            if seen is not None and time.monotonic() - seen < self.ensure_ttl:
+            if seen is not None and time.monotonic() - seen[0] < self.ensure_ttl:
                 return False
-        created = self.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")) is None
-        if created:
-            self.apply(obj)
+        meta = obj["metadata"]
+        found = self.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+        self.remember(found if found is not None else self.apply(obj))
+        return found is None
+
+    def remember(self, live: Manifest) -> None:
+        """Take `live` as the object `ensure` found (an object changed since, by this client, is so again)."""
         with self._lock:
-            self._ensured[key] = time.monotonic()
-        return created
+            self._ensured[_key(live)] = (time.monotonic(), live)
+
+    def forget(self, obj: Mapping[str, Any]) -> None:
+        """The next `ensure` of the object reads it again."""
+        with self._lock:
+            self._ensured.pop(_key(obj), None)
+
+    def ensured(self, obj: Mapping[str, Any]) -> Manifest | None:
+        """The object as `ensure` last found or made it (None when it has not, or forgot it)."""
+        with self._lock:
+            seen = self._ensured.get(_key(obj))
+        return seen[1] if seen is not None else None
 
     def create(self, obj: Manifest) -> bool:
         """Create the object; one that exists already is left as it is. True when created."""
@@ -352,8 +381,7 @@ class ClusterClient:
         the very object given (a uid precondition): one made again under the same name meanwhile stays."""
         resource = self._resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
-        with self._lock:
-            self._ensured.pop((obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"]), None)
+        self.forget(obj)
         options: dict[str, Any] = {"propagationPolicy": "Background"}
         if exact:
             options["preconditions"] = {"uid": meta["uid"]}
@@ -580,3 +608,8 @@ def install_crds(api: client.ApiClient) -> None:
         ):
             return
         time.sleep(0.2)
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    meta = obj["metadata"]
+    return (obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"])

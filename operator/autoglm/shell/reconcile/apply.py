@@ -13,6 +13,7 @@ from typing import Any
 from autoglm.core.render import drifted, keep_scale
 from autoglm.shell.clusters import ClusterClient
 from autoglm.shell.problems import short_reason
+from autoglm.shell.reconcile.cache_claim import ensure_cache_claim
 from autoglm.shell.reconcile.request import DeferredApplyStuck, Manifest, Request, ref
 
 # Applies of one reconcile's objects run side by side here; shared by every reconcile of the process.
@@ -45,7 +46,7 @@ def converge(
     applied: dict[tuple[str, str], Manifest] = {}
     if stale:
         # The claim first: pods created before their claim wait out the scheduler's backoff.
-        if claim and member.ensure(claim):
+        if claim and ensure_cache_claim(member, claim):
             req.applied.append(ref(claim, member.name))
         bodies = [keep_scale(o, live.get((o["kind"], o["metadata"]["name"])), rendered) for o in stale]
         # One deployment's objects do not depend on each other (an HPA may name a Deployment that is not

@@ -10,6 +10,7 @@ from autoglm.core.planner import Plan
 from autoglm.core.render import conversion_job, model_cache_claim
 from autoglm.core.status import ConversionState
 from autoglm.shell.clusters import ClusterClient
+from autoglm.shell.reconcile.cache_claim import ensure_cache_claim
 from autoglm.shell.reconcile.request import ARTIFACT_FINALIZER, Request, ref
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def convert(r: Reconciler, req: Request, member: ClusterClient, result: Plan) ->
     if jobs:
         r.hold_finalizer(req, ARTIFACT_FINALIZER)
     claim = model_cache_claim(md, req.cache_bytes)
-    if jobs and claim and member.ensure(claim):
+    if jobs and claim and ensure_cache_claim(member, claim):
         req.applied.append(ref(claim, member.name))
     states = []
     for job, key in jobs:

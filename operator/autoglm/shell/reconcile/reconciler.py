@@ -47,6 +47,7 @@ from autoglm.shell.members import LOCAL, MembersNotListed, MemberSource
 from autoglm.shell.problems import UNREACHABLE, short_reason
 from autoglm.shell.reconcile import deletion, karmada_mode, rollout
 from autoglm.shell.reconcile.apply import DeferredApplies, converge
+from autoglm.shell.reconcile.cache_claim import CacheClaimTooSmall
 from autoglm.shell.reconcile.conversion import convert
 from autoglm.shell.reconcile.request import (
     ARTIFACT_FINALIZER,
@@ -235,6 +236,8 @@ class Reconciler:
             return MemberOutcome(share.name, plan=share.plan, error="not connected (no usable kubeconfig)")
         try:
             return self._apply_member(req, member, share)
+        except CacheClaimTooSmall as exc:
+            return MemberOutcome(share.name, plan=share.plan, error=str(exc))
         except UNREACHABLE as exc:
             if share.name == LOCAL:
                 raise  # the host's API errors go to the controller's backoff

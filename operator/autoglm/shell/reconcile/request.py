@@ -88,7 +88,8 @@ class Request:
 
     @property
     def cache_bytes(self) -> int:
-        # The cache volume is shared by the namespace and sized once, from the source (16-bit) weights.
+        # The cache volume is shared by the namespace, sized from the source (16-bit) weights: grown for a larger
+        # model (cache_claim.py).
         return weight_bytes(self.profile, Precision.BF16)
 
 
