@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 
 from autoglm.api import ModelDeployment, Precision
+from autoglm.api.backendruntime import HostCpu
 from autoglm.core.backends import load_default_catalog
 from autoglm.core.hardware import GIB, build_inventory
 from autoglm.core.models import profile_for, weight_bytes
@@ -157,6 +158,34 @@ def test_host_memory_and_shared_memory_follow_what_a_pod_loads_and_how_many_devi
         int(p["containers"][0]["resources"]["requests"]["memory"].removesuffix("Gi")) for p in (small_pod, big_pod)
     ]
     assert memory[1] > 10 * memory[0]  # a 355B model asks for far more host memory than a 9B one
+
+
+def test_host_cpu_comes_from_the_runtime_for_each_device_a_pod_drives_and_llama_cpp_threads_match_it() -> None:
+    small, big = _md(), _md(model={"name": "GLM-4.5"}, precision="fp8", resources={"contextLength": 8192})
+    cpus = {}
+    for name, md in (("small", small), ("big", big)):
+        p = _plan(md, "nvidia-h100.yaml")
+        (deployment,) = _by_kind(serving_objects(md, p, RUNTIMES), "Deployment")
+        resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+        option = p.assignments[0].option
+        cpu = RUNTIMES[option.backend].spec.cpu
+        assert (cpu.base, cpu.per_device) == (2, 1)  # vLLM's documented minimum: 2 + N cores
+        assert resources["requests"]["cpu"] == quantity(2 + option.tensor_parallel)
+        assert "cpu" not in resources["limits"]  # a throttled engine loop stalls every device
+        cpus[name] = resources["requests"]["cpu"]
+    assert cpus == {"small": "3", "big": "10"}
+    # A runtime of the user's asks for its own: 4 + 2 a device.
+    vllm = RUNTIMES["vllm-cuda"]
+    own = vllm.model_copy(update={"spec": vllm.spec.model_copy(update={"cpu": HostCpu(base=4, per_device=2.5)})})
+    p = plan(inventory_of("nvidia-h100.yaml"), profile_for(big.spec.model), [own], big.spec, served_name="glm")
+    (deployment,) = _by_kind(serving_objects(big, p, {"vllm-cuda": own}), "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "24"
+    # CPU serving: llama.cpp runs one generation thread for each CPU its pod requests.
+    md = _md(model={"name": "GLM-4.5-Air"}, resources={"contextLength": 4096, "maxConcurrentSequences": 2})
+    (deployment,) = _by_kind(serving_objects(md, _plan(md, "cpu.yaml"), RUNTIMES), "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    threads = container["args"][container["args"].index("-t") + 1]
+    assert container["resources"]["requests"]["cpu"] == threads == "8"
 
 
 def test_ascend_pods_request_npus_and_get_hccl_env() -> None:

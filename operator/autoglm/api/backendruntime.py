@@ -80,6 +80,15 @@ class QuantizedWeights(ApiModel):
     )
 
 
+class HostCpu(ApiModel):
+    """Host CPU a serving pod requests: `base` for the engine's own processes plus `perDevice` for each device
+    the pod drives (vLLM's documented minimum is 2 + N cores: its API server, its engine core's busy loop and
+    one worker per device). Requested, never limited: a throttled engine loop stalls every device."""
+
+    base: float = Field(default=2.0, ge=0, description="CPUs for the engine's own processes (server, scheduler).")
+    per_device: float = Field(default=1.0, ge=0, description="CPUs for each accelerator device a pod drives.")
+
+
 class Translator(StrEnum):
     TGI = "tgi"
 
@@ -103,7 +112,7 @@ class BackendRuntimeSpec(ApiModel):
         default_factory=list,
         description=(
             "Arguments with placeholders: {model} {servedName} {tp} {pp} {dtype} {contextLength} "
-            "{maxSeqs} {totalContext} {port} {artifact} {quant} {socVersion} {gpuMemoryUtilization}."
+            "{maxSeqs} {totalContext} {port} {artifact} {quant} {socVersion} {gpuMemoryUtilization} {threads}."
         ),
     )
     precision_args: dict[str, list[str]] = Field(
@@ -160,6 +169,10 @@ class BackendRuntimeSpec(ApiModel):
         description="Per-device memory the runtime itself needs (context, graphs, workspace).",
     )
     conversion: Conversion | None = Field(default=None, description="Compile step, when the format needs one.")
+    cpu: HostCpu = Field(
+        default_factory=HostCpu,
+        description="Host CPU a serving pod requests: base + perDevice x its devices; {threads} in args is that count.",
+    )
     priority: int = Field(default=0, description="Higher wins when several runtimes fit.")
 
     @model_validator(mode="after")

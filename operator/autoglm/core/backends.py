@@ -29,6 +29,7 @@ PLACEHOLDERS = frozenset(
         "quant",
         "socVersion",
         "gpuMemoryUtilization",
+        "threads",
     }
 )
 

@@ -93,6 +93,7 @@ class PoolOption(_Frozen):
     tensor_parallel: int
     pipeline_parallel: int
     devices_per_replica: int
+    cpu: float = Field(description="Host CPUs each serving pod requests (the runtime's base + perDevice x devices).")
     max_replicas: int = Field(description="Replicas the pool's free devices hold.")
     memory: MemoryEstimate
     conversion: ConversionStep | None
@@ -265,6 +266,11 @@ def _estimate(req: _Request, shape: _Shape) -> MemoryEstimate:
     )
 
 
+def host_cpu(runtime: BackendRuntime, devices: int) -> float:
+    """Host CPUs a serving pod requests: the runtime's base plus its per-device share for the pod's devices."""
+    return runtime.spec.cpu.base + runtime.spec.cpu.per_device * devices
+
+
 def sequences(spec: ModelDeploymentSpec, runtime: BackendRuntime) -> int:
     """Concurrent sequences one replica serves: the spec's, unless the runtime fixes fewer."""
     limit = runtime.spec.max_concurrent_sequences
@@ -325,6 +331,7 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate, source: Weight
         else (profile.source or "", profile.name)
     )
     served_sequences = sequences(spec, runtime)
+    cpu = host_cpu(runtime, 0 if pool.is_cpu else tp)
     values = {
         "model": _location(*weights),
         "servedName": served_name,
@@ -339,6 +346,7 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate, source: Weight
         "quant": quant,
         "socVersion": pool.soc_version or "",
         "gpuMemoryUtilization": f"{1 - spec.resources.memory_headroom:.2f}",
+        "threads": max(1, math.floor(cpu)),
     }
     # A quantization Job reads the model's checkpoint and the runtime then loads what it wrote.
     serving = {**values, "model": artifact} if source.quantization is not None else values
@@ -402,6 +410,7 @@ def _option(req: _Request, shape: _Shape, memory: MemoryEstimate, source: Weight
         tensor_parallel=tp,
         pipeline_parallel=pp,
         devices_per_replica=devices,
+        cpu=cpu,
         max_replicas=_capacity(pool, tp, pp),
         memory=memory,
         conversion=conversion,

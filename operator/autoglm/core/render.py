@@ -73,6 +73,7 @@ def template_hash(option: PoolOption) -> str:
         "precision",
         "tensor_parallel",
         "pipeline_parallel",
+        "cpu",
         "resource_name",
         "node_selector",
         "hosts",
@@ -220,12 +221,13 @@ def host_memory(option: PoolOption) -> str:
 
 
 def _resources(option: PoolOption) -> dict[str, Any]:
+    cpu = quantity(option.cpu)
     if option.is_cpu or not option.resource_name:
         memory = f"{math.ceil(option.memory.total / GIB)}Gi"
-        return {"requests": {"cpu": "8", "memory": memory}, "limits": {"memory": memory}}
+        return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
     count = str(option.tensor_parallel)
     return {
-        "requests": {option.resource_name: count, "memory": host_memory(option)},
+        "requests": {option.resource_name: count, "cpu": cpu, "memory": host_memory(option)},
         "limits": {option.resource_name: count},
     }
 
