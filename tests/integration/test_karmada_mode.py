@@ -152,6 +152,39 @@ def test_deleting_the_deployment_removes_it_from_every_member(
         eventually(lambda a=apps: not a.list_namespaced_deployment(ns).items, timeout=60)  # type: ignore[misc]
 
 
+def test_each_members_hpa_holds_its_share_and_the_forecast_floor_reaches_them_in_proportion(
+    karmada_fleet: dict[str, Cluster], karmada_operator: OperatorContext, karmada_namespace: str
+) -> None:
+    """The HPA goes to the members with the divided template, bounded by each member's share; the forecast's
+    floor (held as the status has it: no Prometheus here) is divided as the minimum is, and each member's HPA
+    raises its own Deployment, which Karmada keeps (the template carries retain-replicas)."""
+    karmada, ns = karmada_fleet["karmada"], karmada_namespace
+    autoscaling = {
+        "metric": "vllm:num_requests_running",
+        "targetPerReplica": 10,
+        "forecast": {"enabled": True, "capacityPerReplica": 10},
+    }
+    placement = _weights(karmada_fleet, 1, 1)
+    _create(karmada, ns, "scaled", replicas={"min": 2, "max": 8}, placement=placement, autoscaling=autoscaling)
+    eventually(lambda: _clusters(karmada, ns, "scaled") == {"gpu": (1, 1), "ascend": (1, 1)}, timeout=90)
+
+    def bounds(member: str) -> tuple[int, int] | None:
+        hpas = client.AutoscalingV2Api(karmada_fleet[member].api).list_namespaced_horizontal_pod_autoscaler(ns).items
+        return (hpas[0].spec.min_replicas, hpas[0].spec.max_replicas) if hpas else None
+
+    eventually(lambda: bounds("gpu") == (1, 4) and bounds("ascend") == (1, 4), timeout=60)
+    template = client.AppsV1Api(karmada.api).list_namespaced_deployment(ns).items[0]
+    assert template.metadata.labels["resourcetemplate.karmada.io/retain-replicas"] == "true"
+    custom = client.CustomObjectsApi(karmada.api)
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, ns, "modeldeployments", "scaled", {"status": {"forecast": {"floor": 6}}}
+    )
+    eventually(lambda: bounds("gpu") == (3, 4) and bounds("ascend") == (3, 4), timeout=60)
+    eventually(lambda: _clusters(karmada, ns, "scaled") == {"gpu": (3, 3), "ascend": (3, 3)}, timeout=90)
+    assert len(_running(karmada_fleet["gpu"], ns)) == 3 and len(_running(karmada_fleet["ascend"], ns)) == 3
+    custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", "scaled")
+
+
 def test_an_inference_pool_goes_only_to_the_members_that_serve_the_kind(
     karmada_fleet: dict[str, Cluster], karmada_operator: OperatorContext, karmada_namespace: str
 ) -> None:

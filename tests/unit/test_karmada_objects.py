@@ -84,3 +84,56 @@ def test_every_policy_carries_the_placements_cluster_tolerations_so_karmada_lets
     assert all("clusterTolerations" not in o["spec"]["placement"] for o in objects if o["kind"] == "PropagationPolicy")
     shared = shared_policy(objects[0], ["gpu"], expected)
     assert shared["spec"]["placement"]["clusterTolerations"] == expected
+
+
+def _split(floor: dict[str, int], ceiling: dict[str, int], forecast: bool = False) -> tuple[Any, list[MemberPart]]:
+    total = {"min": sum(floor.values()), "max": sum(ceiling.values())}
+    autoscaling = {"forecast": {"enabled": True, "capacityPerReplica": 10}} if forecast else {}
+    md = _md(replicas=total, autoscaling=autoscaling)
+    nodes = {"gpu": "nvidia-h100.yaml", "ascend": "huawei-ascend.yaml"}
+    parts = [
+        MemberPart(name, _plan(_md(replicas={"min": floor[name], "max": floor[name]}), nodes[name]), ceiling[name])
+        for name in floor
+    ]
+    return md, parts
+
+
+def test_each_member_serving_the_divided_template_gets_an_hpa_bounded_by_its_own_share() -> None:
+    md, parts = _split({"gpu": 3, "ascend": 1}, {"gpu": 9, "ascend": 3})
+    objects = propagation_objects(md, parts, RUNTIMES)
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    (hpa,) = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+    # The HPA scales the template's Deployment; Karmada keeps what each member's HPA scaled it to.
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert deployment["metadata"]["labels"]["resourcetemplate.karmada.io/retain-replicas"] == "true"
+    bounds = {"gpu": (3, 9), "ascend": (1, 3)}
+    (policy,) = [
+        o
+        for o in objects
+        if o["kind"] == "PropagationPolicy" and o["spec"]["resourceSelectors"][0]["kind"] == "HorizontalPodAutoscaler"
+    ]
+    assert sorted(policy["spec"]["placement"]["clusterAffinity"]["clusterNames"]) == ["ascend", "gpu"]
+    overrides = [
+        o
+        for o in objects
+        if o["kind"] == "OverridePolicy" and o["spec"]["resourceSelectors"][0]["kind"] == "HorizontalPodAutoscaler"
+    ]
+    rules = {r["targetCluster"]["clusterNames"][0]: r for o in overrides for r in o["spec"]["overrideRules"]}
+    for cluster, (low, high) in bounds.items():
+        if cluster in rules:
+            values = {op["path"]: op["value"] for op in rules[cluster]["overriders"]["plaintext"]}
+            assert values == {"/spec/minReplicas": low, "/spec/maxReplicas": high}, cluster
+        else:
+            assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (low, high), cluster
+    assert len(rules) == 1  # one member's bounds are the template's, the other's override them
+
+
+def test_no_hpa_where_no_members_part_can_scale_and_a_forecasting_deployment_keeps_one() -> None:
+    md, parts = _split({"gpu": 2, "ascend": 1}, {"gpu": 2, "ascend": 1})
+    objects = propagation_objects(md, parts, RUNTIMES)
+    assert not [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    assert "resourcetemplate.karmada.io/retain-replicas" not in deployment["metadata"]["labels"]
+    # The forecast's floor moves within the bounds: the HPA stays, as in direct mode.
+    md, parts = _split({"gpu": 2, "ascend": 1}, {"gpu": 2, "ascend": 1}, forecast=True)
+    assert [o for o in propagation_objects(md, parts, RUNTIMES) if o["kind"] == "HorizontalPodAutoscaler"]

@@ -42,15 +42,19 @@ from autoglm.core.render import (
 POLICY_GROUP = "policy.karmada.io/v1alpha1"
 WORK_GROUP = "work.karmada.io"
 # Rendered only where their CRD is served: (apiVersion, kind).
+# Karmada keeps a member's replica count for a workload template with this label (its HPA scaled it there).
+RETAIN_REPLICAS = "resourcetemplate.karmada.io/retain-replicas"
 OPTIONAL_KINDS = (("inference.networking.k8s.io/v1", "InferencePool"), ("monitoring.coreos.com/v1", "PodMonitor"))
 
 
 @dataclass(frozen=True)
 class MemberPart:
-    """One member's share: its name, its plan for that share."""
+    """One member's share: its name, its plan for that share, and its HPA's ceiling there (its share of
+    spec.replicas.max; None: the whole of it)."""
 
     cluster: str
     plan: Plan
+    max_replicas: int | None = None
 
 
 def template_name(md: ModelDeployment) -> str:
@@ -154,6 +158,18 @@ def propagation_objects(
             )
         if rules:
             policies.append(_override(md, name, template, rules))
+        hpa = _member_hpas(md, divided, runtimes, name)
+        if hpa is not None:
+            # Each member's HPA scales its own part; Karmada keeps what it scaled to (instead of writing the
+            # divided count back on every sync) for a template that carries the retain-replicas label.
+            template["metadata"]["labels"][RETAIN_REPLICAS] = "true"
+            hpa_template, hpa_rules = hpa
+            objects.append(hpa_template)
+            hpa_name = dns_label(f"{name}-hpa", 63)
+            if hpa_rules:
+                policies.append(_override(md, hpa_name, hpa_template, hpa_rules))
+            placed = {"clusterAffinity": {"clusterNames": [p.cluster for p, _ in divided]}}
+            policies.append(_policy(md, hpa_name, [hpa_template], placed))
         placement = {
             "clusterAffinity": {"clusterNames": [p.cluster for p, _ in divided]},
             "replicaScheduling": {
@@ -201,6 +217,48 @@ def propagation_objects(
                 )
             )
     return objects + policies
+
+
+def _member_hpas(
+    md: ModelDeployment,
+    divided: Sequence[tuple[MemberPart, Assignment]],
+    runtimes: Mapping[str, BackendRuntime],
+    name: str,
+) -> tuple[Manifest, list[dict[str, Any]]] | None:
+    """The HPA every member serving the divided template gets, scaling that template's Deployment there, and an
+    override rule for each member whose bounds differ from the template's: its own floor (its share of
+    spec.replicas.min, or of the forecast's floor) and ceiling (its share of spec.replicas.max), as direct mode
+    renders them. None when no member's part would be autoscaled (its floor is its ceiling everywhere)."""
+    bounds: list[tuple[str, int, int]] = []
+    template: Manifest | None = None
+    for part, assignment in divided:
+        plan = part.plan.model_copy(update={"assignments": [assignment]})
+        rendered = serving_objects(md, plan, runtimes, replicas_max=part.max_replicas)
+        own = next((o for o in rendered if o["kind"] == "HorizontalPodAutoscaler"), None)
+        if own is None:
+            bounds.append((part.cluster, assignment.replicas, assignment.replicas))
+            continue
+        template = template or own
+        bounds.append((part.cluster, own["spec"]["minReplicas"], own["spec"]["maxReplicas"]))
+    if template is None:
+        return None
+    template = {**template, "metadata": object_meta(md, dns_label(md.metadata.name))}
+    template["spec"] = {**template["spec"], "scaleTargetRef": {**template["spec"]["scaleTargetRef"], "name": name}}
+    base = (template["spec"]["minReplicas"], template["spec"]["maxReplicas"])
+    rules = [
+        {
+            "targetCluster": {"clusterNames": [cluster]},
+            "overriders": {
+                "plaintext": [
+                    {"path": "/spec/minReplicas", "operator": "replace", "value": low},
+                    {"path": "/spec/maxReplicas", "operator": "replace", "value": high},
+                ]
+            },
+        }
+        for cluster, low, high in bounds
+        if (low, high) != base
+    ]
+    return template, rules
 
 
 def _optional(

@@ -46,7 +46,7 @@ def propagate(r: Reconciler, req: Request, shares: Sequence[MemberShare], digest
         conversions[share.name] = member_conversions(r, req, share)
         states = conversions[share.name]
         if all(c.phase == "Succeeded" for c in states):
-            parts.append(MemberPart(share.name, share.plan))
+            parts.append(MemberPart(share.name, share.plan, share.max_replicas))
     rendered = propagation_objects(md, parts, req.runtimes, optional_kinds(r, parts), r.images.helper_image)
     owned = karmada.owned(namespace, name) if req.current.plan_hash or req.current.clusters else []
     live = {(o["kind"], o["metadata"]["name"]): o for o in owned}
