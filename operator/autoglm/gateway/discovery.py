@@ -13,25 +13,12 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
 from autoglm.gateway.routing import Backend, Router, deployment_backends
 
 logger = logging.getLogger("autoglm.gateway")
 GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
-
-
-def api_client(kubeconfig: str | None) -> client.ApiClient:
-    """The kubeconfig's cluster, else the in-cluster ServiceAccount, else the default kubeconfig."""
-    cfg = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
-    else:
-        try:
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    return client.ApiClient(cfg)
 
 
 def routes(
