@@ -28,6 +28,11 @@ def _check(mode: str, out: str, state_dir: Path) -> None:
     for resource in ("nvidia.com/gpu=", "huawei.com/Ascend910=", "sophgo.com/tpu="):
         assert resource in out, resource
     assert "ascend stopped: after" in out and "ascend back: replicas returned" in out
+    # The last table is printed once the failed-over deployment runs exactly its share on every member again (no
+    # replicas still draining); a row of the fleet still moving then says so.
+    last = out.rsplit("ascend back: replicas returned", 1)[1].split("stopped the sandbox clusters", 1)[0]
+    (glm,) = [line for line in last.splitlines() if line.startswith("│ glm-4-9b-chat ")]
+    assert "3/3 " in glm and "rebalancing" not in glm, last
     # One request of each protocol through the gateway to llama.cpp standing for the gpu and ascend members.
     assert "one front door" in out
     for protocol in ("HTTP OpenAI", "HTTP unified", "gRPC", "MQTT autoglm/v1/glm-4-9b-chat/request"):

@@ -182,7 +182,16 @@ def test_conversion_job_runs_before_serving_and_is_reused(
 def test_failed_conversion_falls_back_to_another_runtime(
     sandbox: Cluster, namespace: str, reconciler: Reconciler
 ) -> None:
-    body = _create(sandbox, namespace, "trt-fail", model={"name": "chatglm3-6b"}, precision="bf16")
+    # The member's own pull secret (placement.memberOverrides) must survive the re-plan without the broken runtime.
+    overrides = [{"cluster": "local", "template": {"imagePullSecrets": ["local-registry"]}}]
+    body = _create(
+        sandbox,
+        namespace,
+        "trt-fail",
+        model={"name": "chatglm3-6b"},
+        precision="bf16",
+        placement={"memberOverrides": overrides},
+    )
     md_plan = reconciler.reconcile(_get(sandbox, namespace, "trt-fail")).plan  # vllm-cuda, no conversion
     assert md_plan is not None
     # Make TensorRT-LLM the preferred runtime, and its conversion fail.
@@ -214,6 +223,9 @@ def test_failed_conversion_falls_back_to_another_runtime(
 
     eventually(fell_back, timeout=60, interval=1)
     assert _condition(_get(sandbox, namespace, "trt-fail"), "Degraded")["status"] == "True"
+    (deployment,) = client.AppsV1Api(sandbox.api).list_namespaced_deployment(namespace).items
+    assert deployment.spec.template.spec.containers[0].image.startswith("vllm/")
+    assert [s.name for s in deployment.spec.template.spec.image_pull_secrets or []] == ["local-registry"]
 
 
 def test_node_capacity_change_replans(sandbox: Cluster, namespace: str, reconciler: Reconciler) -> None:

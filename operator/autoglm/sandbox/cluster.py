@@ -582,6 +582,9 @@ def provide_storage(state: ClusterState, volumes: int = PREMADE_VOLUMES) -> None
         "metadata": {"name": STORAGE_CLASS, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
         "provisioner": "kubernetes.io/no-provisioner",
         "volumeBindingMode": "WaitForFirstConsumer",
+        # As the clouds' and most CSI drivers' default classes do: a bound claim may grow (the operator grows the
+        # namespace's model cache for a larger model). Nothing resizes these volumes; the claims' requests grow.
+        "allowVolumeExpansion": True,
     }
     client.StorageV1Api(api_client).create_storage_class(storage)
     core = client.CoreV1Api(api_client)
