@@ -43,7 +43,7 @@ MEMBERS: dict[str, tuple[list[str], dict[str, str]]] = {
     "ascend": (["huawei-ascend.yaml", "huawei-ascend-910b3-extra.yaml"], {"vendor": "huawei"}),
     "edge": (["sophgo.yaml", "kunlunxin.yaml", "cpu.yaml"], {"vendor": "edge"}),
 }
-SETTLE_SECONDS = 30.0
+SETTLE_SECONDS = 10.0
 # Short windows so the outage shows within a minute; production defaults are 300 s and 120 s.
 FAILOVER = {"tolerationSeconds": 10, "rebalanceSeconds": 10}
 # Applied once, to the host; placement decides which members serve each.
