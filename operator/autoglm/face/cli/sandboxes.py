@@ -44,7 +44,8 @@ def sandbox_build(
         fetched = tools.fetch()
         if not (llama.llama_dir() / ".complete").exists():
             out.print(
-                f"llama-cpp-python {llama.LLAMA_CPP_PYTHON} (the gateway tests' backend): building from source ..."
+                f"llama-cpp-python {llama.LLAMA_CPP_PYTHON} (the gateway tests' backend): building from source "
+                "(about 4 min on 2 cores) ..."
             )
         built_llama = llama.build()
     except sandbox_builder.SandboxError as exc:
