@@ -41,9 +41,9 @@ from autoglm.core.render import (
 
 POLICY_GROUP = "policy.karmada.io/v1alpha1"
 WORK_GROUP = "work.karmada.io"
-# Rendered only where their CRD is served: (apiVersion, kind).
 # Karmada keeps a member's replica count for a workload template with this label (its HPA scaled it there).
 RETAIN_REPLICAS = "resourcetemplate.karmada.io/retain-replicas"
+# Rendered only where their CRD is served: (apiVersion, kind).
 OPTIONAL_KINDS = (("inference.networking.k8s.io/v1", "InferencePool"), ("monitoring.coreos.com/v1", "PodMonitor"))
 
 
@@ -126,9 +126,18 @@ def propagation_objects(
     if divided:
         # The member serving the most replicas gives the template its pod spec; the others override it.
         base_part, base = min(divided, key=lambda pa: (-pa[1].replicas, pa[0].cluster))
-        base_plan = base_part.plan.model_copy(update={"assignments": [base]})
-        rendered = serving_objects(md, base_plan, runtimes, helper_image=helper_image)
-        template = next(o for o in rendered if o["kind"] == "Deployment")
+        # Each member's own part, rendered once: the template's pod spec, the overrides and the HPAs' bounds.
+        own = {
+            part.cluster: serving_objects(
+                md,
+                part.plan.model_copy(update={"assignments": [assignment]}),
+                runtimes,
+                replicas_max=part.max_replicas,
+                helper_image=helper_image,
+            )
+            for part, assignment in divided
+        }
+        template = next(o for o in own[base_part.cluster] if o["kind"] == "Deployment")
         template["metadata"] = object_meta(md, name)
         template["spec"]["replicas"] = sum(a.replicas for _, a in divided)
         template["spec"]["selector"] = {"matchLabels": {LABEL_DEPLOYMENT: workload_labels(md)[LABEL_DEPLOYMENT]}}
@@ -138,9 +147,7 @@ def propagation_objects(
         for part, assignment in divided:
             if template_hash(assignment.option) == template_hash(base.option):
                 continue
-            own_plan = part.plan.model_copy(update={"assignments": [assignment]})
-            own = serving_objects(md, own_plan, runtimes, helper_image=helper_image)
-            pod = next(o for o in own if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+            pod = next(o for o in own[part.cluster] if o["kind"] == "Deployment")["spec"]["template"]["spec"]
             rules.append(
                 {
                     "targetCluster": {"clusterNames": [part.cluster]},
@@ -158,7 +165,7 @@ def propagation_objects(
             )
         if rules:
             policies.append(_override(md, name, template, rules))
-        hpa = _member_hpas(md, divided, runtimes, name)
+        hpa = _member_hpas(md, divided, own, name)
         if hpa is not None:
             # Each member's HPA scales its own part; Karmada keeps what it scaled to (instead of writing the
             # divided count back on every sync) for a template that carries the retain-replicas label.
@@ -222,24 +229,23 @@ def propagation_objects(
 def _member_hpas(
     md: ModelDeployment,
     divided: Sequence[tuple[MemberPart, Assignment]],
-    runtimes: Mapping[str, BackendRuntime],
+    own: Mapping[str, Sequence[Manifest]],
     name: str,
 ) -> tuple[Manifest, list[dict[str, Any]]] | None:
     """The HPA every member serving the divided template gets, scaling that template's Deployment there, and an
     override rule for each member whose bounds differ from the template's: its own floor (its share of
     spec.replicas.min, or of the forecast's floor) and ceiling (its share of spec.replicas.max), as direct mode
-    renders them. None when no member's part would be autoscaled (its floor is its ceiling everywhere)."""
+    renders them (`own`: each member's part as rendered for it). None when no member's part would be autoscaled
+    (its floor is its ceiling everywhere)."""
     bounds: list[tuple[str, int, int]] = []
     template: Manifest | None = None
     for part, assignment in divided:
-        plan = part.plan.model_copy(update={"assignments": [assignment]})
-        rendered = serving_objects(md, plan, runtimes, replicas_max=part.max_replicas)
-        own = next((o for o in rendered if o["kind"] == "HorizontalPodAutoscaler"), None)
-        if own is None:
+        hpa = next((o for o in own[part.cluster] if o["kind"] == "HorizontalPodAutoscaler"), None)
+        if hpa is None:
             bounds.append((part.cluster, assignment.replicas, assignment.replicas))
             continue
-        template = template or own
-        bounds.append((part.cluster, own["spec"]["minReplicas"], own["spec"]["maxReplicas"]))
+        template = template or hpa
+        bounds.append((part.cluster, hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]))
     if template is None:
         return None
     template = {**template, "metadata": object_meta(md, dns_label(md.metadata.name))}
