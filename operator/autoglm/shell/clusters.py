@@ -299,11 +299,16 @@ class ClusterClient:
     def has_kind(self, api_version: str, kind: str) -> bool:
         return self._resource(api_version, kind) is not None
 
-    def apply(self, obj: Manifest) -> Manifest:
-        """Server-side apply as field manager `autoglm`; it takes ownership of the fields it renders."""
+    def _served(self, obj: Mapping[str, Any]) -> Any:
+        """The object's resource on this cluster; LookupError when the cluster does not serve its kind."""
         resource = self._resource(obj["apiVersion"], obj["kind"])
         if resource is None:
             raise LookupError(f"{obj['apiVersion']} {obj['kind']} is not served by cluster {self.name}")
+        return resource
+
+    def apply(self, obj: Manifest) -> Manifest:
+        """Server-side apply as field manager `autoglm`; it takes ownership of the fields it renders."""
+        resource = self._served(obj)
         meta = obj["metadata"]
         result = resource.server_side_apply(
             body=obj,
@@ -317,9 +322,7 @@ class ClusterClient:
 
     def merge_patch(self, obj: Mapping[str, Any], patch: Manifest) -> Manifest:
         """A JSON merge patch of the object: only the fields `patch` names change, whoever else owns the rest."""
-        resource = self._resource(obj["apiVersion"], obj["kind"])
-        if resource is None:
-            raise LookupError(f"{obj['apiVersion']} {obj['kind']} is not served by cluster {self.name}")
+        resource = self._served(obj)
         meta = obj["metadata"]
         result = resource.patch(
             body=patch,
@@ -365,9 +368,7 @@ class ClusterClient:
 
     def create(self, obj: Manifest) -> bool:
         """Create the object; one that exists already is left as it is. True when created."""
-        resource = self._resource(obj["apiVersion"], obj["kind"])
-        if resource is None:
-            raise LookupError(f"{obj['apiVersion']} {obj['kind']} is not served by cluster {self.name}")
+        resource = self._served(obj)
         try:
             resource.create(body=obj, namespace=obj["metadata"].get("namespace"), **self.timeout)
         except ApiException as exc:

@@ -176,18 +176,19 @@ class ForecastScaler:
         memory.floors = [(at, r) for at, r in memory.floors if now - at <= rule.stabilization_seconds]
         memory.floors.append((now, proposal))
         floor = stabilized(memory.floors, now, rule.stabilization_seconds)
-        logger.debug(
-            "forecast tick %s: newest step at trace %.0f s (read at %.3f, fitted at trace %.0f s), last loads %s, "
-            "predicted %s, proposal %d, floor %d",
-            key,
-            clock,
-            now,
-            memory.fitted_at,
-            np.round(values[-3:], 4).tolist(),
-            None if upper is None else round(upper, 4),
-            proposal,
-            floor,
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # the last loads are rounded for the line only when it is written
+            logger.debug(
+                "forecast tick %s: newest step at trace %.0f s (read at %.3f, fitted at trace %.0f s), last loads %s, "
+                "predicted %s, proposal %d, floor %d",
+                key,
+                clock,
+                now,
+                memory.fitted_at,
+                np.round(values[-3:], 4).tolist(),
+                None if upper is None else round(upper, 4),
+                proposal,
+                floor,
+            )
         recommended = rule.clamp(max(reactive_replicas(load, max(replicas, 1), rule), floor))
         ran = memory.fitted.name if memory.fitted is not None and upper is not None else None
         forecast = ForecastStatus(
