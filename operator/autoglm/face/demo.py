@@ -43,6 +43,7 @@ MEMBERS: dict[str, tuple[list[str], dict[str, str]]] = {
     "ascend": (["huawei-ascend.yaml", "huawei-ascend-910b3-extra.yaml"], {"vendor": "huawei"}),
     "edge": (["sophgo.yaml", "kunlunxin.yaml", "cpu.yaml"], {"vendor": "edge"}),
 }
+# After the failed-over deployment has settled, how long the rest of the fleet may take before the last table.
 SETTLE_SECONDS = 10.0
 # Short windows so the outage shows within a minute; production defaults are 300 s and 120 s.
 FAILOVER = {"tolerationSeconds": 10, "rebalanceSeconds": 10}
