@@ -270,8 +270,9 @@ def test_leader_election_timings_must_nest(monkeypatch: pytest.MonkeyPatch) -> N
     assert result.exit_code == 2 and "lease duration > renew deadline > retry period" in result.output
 
 
-def test_piped_output_keeps_every_name_whole_as_kubectl_does() -> None:
-    """Piped into another command, a table is not cut to the pipe's 80 columns (`vllm-…` helps no one)."""
+def test_piped_output_is_plain_columns_with_every_name_and_line_whole_as_kubectl_prints() -> None:
+    """Piped into another command, a table is not cut to the pipe's 80 columns (`vllm-…` helps no one), has no
+    box drawing for grep or awk to step over, and no line is wrapped."""
     done = subprocess.run(
         [
             sys.executable, "-c", "from autoglm.face.cli import main; main()", "plan",
@@ -282,3 +283,10 @@ def test_piped_output_keeps_every_name_whole_as_kubectl_does() -> None:
     assert "…" not in done.stdout
     for name in ("huawei-ascend910b3-x8", "huawei-ascend310p3-x4", "vllm-ascend", "Ascend910B3"):
         assert name in done.stdout, name
+    assert not set(done.stdout) & set("┃│━─┏┓┗┛┡┩└┘╇╈┳┻"), done.stdout
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("replicas "))
+    row = lines[lines.index(header) + 1].split()
+    assert header.split()[:4] == ["replicas", "pool", "backend", "precision"] and row[2] == "vllm-ascend", lines
+    (why,) = [line for line in lines if line.startswith("why: ")]
+    assert len(why) > 250 and why.endswith("weights bf16: the model's checkpoint"), why  # whole, on one line
