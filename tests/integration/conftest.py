@@ -22,6 +22,7 @@ from autoglm.sandbox.build import SandboxError
 from autoglm.sandbox.cluster import ClusterState
 from autoglm.shell.clusters import install_crds
 from tests.conftest import EXAMPLES, load_nodes
+from tests.image_install import Wheels, build_wheel_as_the_image_does
 
 
 @dataclass
@@ -97,11 +98,21 @@ def karmada_fleet(
 
 
 @pytest.fixture(scope="session")
-def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """autoglm installed from its wheel into a fresh venv, as the operator image installs it (not editable)."""
-    from tests.image_install import install_as_the_image_does
+def image_wheels(tmp_path_factory: pytest.TempPathFactory) -> Wheels:
+    """The wheel operator/Dockerfile's build stage makes."""
+    return build_wheel_as_the_image_does(tmp_path_factory.mktemp("image-wheel"))
 
-    return install_as_the_image_does(tmp_path_factory.mktemp("image-install"))
+
+@pytest.fixture(scope="session")
+def image_venv(image_wheels: Wheels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """autoglm installed from its wheel into a fresh venv, as the operator image installs it (not editable)."""
+    return image_wheels.install_as_the_image_does("operator", tmp_path_factory.mktemp("image-install"))
+
+
+@pytest.fixture(scope="session")
+def sandbox_venv(image_wheels: Wheels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pip install 'open-autoglm[sandbox]'` from the same wheel into a fresh venv: what the demo needs."""
+    return image_wheels.install_with_extras("sandbox", tmp_path_factory.mktemp("sandbox-install"))
 
 
 # The node-health observation (test_node_health.py) runs in the background from the first test after the closed

@@ -221,6 +221,19 @@ def test_the_node_probe_daemonset_runs_autoglm_probe_on_its_own_node_with_only_n
     assert not [o for o in template(tmp_path, {}) if o["kind"] == "DaemonSet"], "off by default"
 
 
+def test_the_gateway_runs_from_its_own_image_the_operators_carries_no_gateway(tmp_path: Path) -> None:
+    objects = template(tmp_path, {"gateway": {"enabled": True, "allowAnonymous": True, "image": {"tag": "1.2.3"}}})
+    images = {
+        o["metadata"]["name"]: [c["image"] for c in o["spec"]["template"]["spec"]["containers"]]
+        for o in objects
+        if o["kind"] == "Deployment"
+    }
+    assert images == {
+        "autoglm-open-autoglm": ["ghcr.io/open-autoglm/operator:0.1.0"],
+        "autoglm-open-autoglm-gateway": ["ghcr.io/open-autoglm/gateway:1.2.3"],
+    }
+
+
 def test_the_gateway_serves_anonymous_callers_only_when_the_values_ask(tmp_path: Path) -> None:
     objects = template(tmp_path, {"gateway": {"enabled": True, "allowAnonymous": True}})
     (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-gateway")]

@@ -57,3 +57,18 @@ def test_the_demo_says_in_one_line_why_it_runs_direct_when_karmada_is_not_built(
     # Asked for by name, it is refused with the reason instead.
     result = CliRunner().invoke(app, ["demo", "--propagation", "karmada"])
     assert result.exit_code == 1 and "karmada is not built" in result.output and ran == [False]
+
+
+def test_the_extras_the_commands_ask_for_are_pyprojects_and_the_check_sees_a_missing_module(monkeypatch: Any) -> None:
+    import importlib.util
+    import tomllib
+
+    from autoglm.face.cli import common
+    from tests.conftest import ROOT
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(common.EXTRAS) <= set(extras)
+    assert common.missing_extras("gateway", "sandbox") == []  # the dev install has both
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
+    assert common.missing_extras("gateway", "sandbox") == ["sandbox"]

@@ -3,6 +3,7 @@ are printed, how data is written as JSON or YAML, and how a cluster is reached."
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from enum import StrEnum
 from pathlib import Path
@@ -10,9 +11,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 import yaml
-from rich.console import Console
+from rich.markup import escape
 
 from autoglm.core.images import Images
+from autoglm.face.console import console
 from autoglm.face.manifest import InputProblem
 
 app = typer.Typer(
@@ -25,21 +27,14 @@ sandbox_app = typer.Typer(
 )
 app.add_typer(sandbox_app, name="sandbox")
 
-# Piped output keeps whole names (as kubectl does) instead of cutting them to the 80 columns of a pipe.
-PIPED_WIDTH = 250
 T = TypeVar("T")
 DEFAULT_STATE = Path.home() / ".local" / "state" / "open-autoglm" / "sandbox"
 EXIT_INFEASIBLE = 1
 EXIT_BAD_INPUT = 2
 
 
-def _console(stderr: bool = False) -> Console:
-    console = Console(stderr=stderr)
-    return console if console.is_terminal else Console(stderr=stderr, width=PIPED_WIDTH)
-
-
-out = _console()
-err = _console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 
 class Output(StrEnum):
@@ -55,7 +50,8 @@ class Propagation(StrEnum):
 
 def refuse(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print `error: MESSAGE` in red on stderr; the exit to raise (bad input by default)."""
-    err.print(f"[red]error[/red]: {message}", highlight=False, soft_wrap=True)
+    # escaped: a message may carry brackets rich would take for markup (an extra's `[gateway]`, a field's `[0]`)
+    err.print(f"[red]error[/red]: {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -64,6 +60,37 @@ def fail(problems: list[InputProblem]) -> typer.Exit:
     for problem in problems:
         refuse(str(problem))
     return typer.Exit(EXIT_BAD_INPUT)
+
+
+# pyproject's extras beyond the operator, each with the top-level modules that show it is installed.
+EXTRAS = {
+    "gateway": ("aiohttp", "grpc", "google.protobuf", "paho", "opentelemetry"),
+    "sandbox": ("cryptography", "gguf"),
+}
+
+
+def missing_extras(*extras: str) -> list[str]:
+    """Which of `extras` (EXTRAS' keys) this environment lacks a module of."""
+
+    def installed(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a dotted name whose parent is missing
+            return False
+
+    return [extra for extra in extras if not all(installed(module) for module in EXTRAS[extra])]
+
+
+def install_hint(extras: list[str]) -> str:
+    return f"pip install 'open-autoglm[{','.join(extras)}]'"
+
+
+def require_extras(command: str, *extras: str) -> None:
+    """Refuse `autoglm COMMAND` where its extras are not installed, saying how to get them (the operator's image
+    installs the operator alone)."""
+    missing = missing_extras(*extras)
+    if missing:
+        raise refuse(f"`autoglm {command}` needs the {' and '.join(missing)} extra: {install_hint(missing)}", 1)
 
 
 def emit(data: Any, output: Output) -> None:

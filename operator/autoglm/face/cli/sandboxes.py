@@ -16,6 +16,7 @@ from autoglm.face.cli.common import (
     fail,
     out,
     refuse,
+    require_extras,
     sandbox_app,
 )
 from autoglm.face.manifest import InputError, read_nodes
@@ -39,6 +40,7 @@ def sandbox_build(
     scheduler, aggregated API server and webhook, and Prometheus and promtool from the pinned Go modules, fetch
     the pinned helm and kubectl the install-path tests use, and build llama.cpp's server, the gateway tests'
     backend (all cached)."""
+    require_extras("sandbox build", "sandbox")
     from autoglm.sandbox import build as sandbox_builder
     from autoglm.sandbox import llama, tools
 
@@ -87,6 +89,7 @@ def sandbox_up(
     ] = None,
 ) -> None:
     """Start one control plane per --cluster with exactly the Nodes in its file; print the kubeconfigs."""
+    require_extras("sandbox up", "sandbox")
     from autoglm.sandbox import build as sandbox_builder
     from autoglm.sandbox import fleet as sandbox_fleet
     from autoglm.sandbox import prometheus as sandbox_prometheus
@@ -122,6 +125,7 @@ def sandbox_status(
     state_dir: UpStateDir = DEFAULT_STATE,
 ) -> None:
     """Show each component's pid, port and health."""
+    require_extras("sandbox status", "sandbox")
     from autoglm.sandbox import fleet as sandbox_fleet
 
     rows = sandbox_fleet.status(state_dir)
@@ -154,6 +158,7 @@ def sandbox_stop(
     state_dir: UpStateDir = DEFAULT_STATE,
 ) -> None:
     """Stop one cluster of a running sandbox, keeping its data: an outage of that member."""
+    require_extras("sandbox stop", "sandbox")
     from autoglm.sandbox import fleet as sandbox_fleet
 
     stopped = _sandbox(lambda: sandbox_fleet.stop(state_dir, cluster))
@@ -166,6 +171,7 @@ def sandbox_start(
     state_dir: UpStateDir = DEFAULT_STATE,
 ) -> None:
     """Start a stopped cluster again as it was: same ports, certificates, objects and nodes."""
+    require_extras("sandbox start", "sandbox")
     from autoglm.sandbox import fleet as sandbox_fleet
 
     state = _sandbox(lambda: sandbox_fleet.start(state_dir, cluster))
@@ -177,6 +183,7 @@ def sandbox_down(
     state_dir: UpStateDir = DEFAULT_STATE,
 ) -> None:
     """Stop exactly the processes `up` started (from its recorded pids)."""
+    require_extras("sandbox down", "sandbox")
     from autoglm.sandbox import fleet as sandbox_fleet
 
     for name, stopped in sandbox_fleet.down(state_dir).items():

@@ -19,6 +19,7 @@ from autoglm.face.cli.common import (
     images_from,
     out,
     refuse,
+    require_extras,
 )
 from autoglm.face.manifest import InputProblem
 from autoglm.shell.kubeconfig import DEFAULT_API_TIMEOUT, DEFAULT_MEMBER_TIMEOUT
@@ -313,6 +314,7 @@ def gateway(
     over HTTP, schema v1 over gRPC (--grpc-port) and MQTT (--mqtt-broker), routed by model and version to the
     ModelDeployments' ready members (--from-cluster) and static backends (--backend), with outlier ejection,
     API keys and one error table on every protocol."""
+    require_extras("gateway", "gateway")
     import asyncio
     import logging
     import ssl

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from autoglm.api import ModelDeployment
 from autoglm.core.backends import load_default_catalog
@@ -17,6 +18,8 @@ from autoglm.face.cli.common import (
     DEFAULT_STATE,
     app,
     err,
+    install_hint,
+    missing_extras,
     out,
     refuse,
 )
@@ -45,6 +48,12 @@ def demo(
 ) -> None:
     """A fleet of three vendors' clusters: ModelDeployments applied once, placed across the members with each
     member's own plan, one member stopped and failed over, then back; cleaned up afterwards."""
+    if missing_extras("sandbox", "gateway"):
+        hint = escape(install_hint(["sandbox"]))  # which brings the gateway's
+        err.print(f"[yellow]no sandbox[/yellow]: the demo's clusters and front door need {hint}", highlight=False)
+        err.print("showing offline plans instead")
+        _offline_demo(out)
+        raise typer.Exit(0)
     from autoglm.face import demo as demo_run
     from autoglm.sandbox import build as sandbox_builder
 
@@ -89,17 +98,17 @@ def _karmada_missing() -> str | None:
 
 
 def _offline_demo(console: Console) -> None:
-    """Without Go: the same fleet planned offline, as `autoglm plan --cluster` shows it."""
+    """Without the sandbox: the same fleet planned offline, as `autoglm plan --cluster` shows it."""
     from datetime import UTC, datetime
 
     from autoglm.core.placement import fleet_plan
-    from autoglm.face import demo as demo_run
+    from autoglm.face.demo_fleet import DEPLOYMENTS, MEMBERS, example_nodes, examples_root
 
-    root = demo_run.examples_root()
-    inventories = {n: build_inventory(demo_run.example_nodes(f, root)) for n, (f, _) in demo_run.MEMBERS.items()}
-    labels = {n: lab for n, (_, lab) in demo_run.MEMBERS.items()}
+    root = examples_root()
+    inventories = {n: build_inventory(example_nodes(f, root)) for n, (f, _) in MEMBERS.items()}
+    labels = {n: lab for n, (_, lab) in MEMBERS.items()}
     catalog, models = load_default_catalog(), load_model_catalog()
-    for item in demo_run.DEPLOYMENTS:
+    for item in DEPLOYMENTS:
         md = ModelDeployment.model_validate({"metadata": {"name": item["name"]}, "spec": item["spec"]})
         profile = profile_for(md.spec.model, models)
         now = datetime.now(UTC)
