@@ -37,6 +37,8 @@ def _check(mode: str, out: str, state_dir: Path) -> None:
     assert "one front door" in out
     for protocol in ("HTTP OpenAI", "HTTP unified", "gRPC", "MQTT autoglm/v1/glm-4-9b-chat/request"):
         assert protocol in out, protocol
+    # The fourth verb: the forecasting scaler beside the HPA alone, replayed.
+    assert "forecasting scaler: day 4" in out and "the HPA alone from 09:10" in out
     # For a person: no library log lines.
     assert "OS signals are ignored" not in out and "Request attempt" not in out
     assert "stopped the sandbox clusters" in out

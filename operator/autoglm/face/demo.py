@@ -26,6 +26,7 @@ from rich.table import Table
 
 from autoglm import API_GROUP, API_VERSION
 from autoglm.face.demo_fleet import DEPLOYMENTS, FAILOVER, MEMBERS, example_nodes, examples_root
+from autoglm.face.demo_forecast import show_forecasting
 from autoglm.face.demo_gateway import expose, front_door
 from autoglm.sandbox import fleet as sandbox_fleet
 from autoglm.sandbox.cluster import ClusterState, free_port
@@ -276,6 +277,7 @@ def tell_the_story(demo: Fleet, state_dir: Path, console: Console, timeout: floa
             deployments(demo.host, ns),
         )
     )
+    show_forecasting(console)
     return done and answered and failed_over and returned
 
 

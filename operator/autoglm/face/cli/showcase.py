@@ -98,11 +98,13 @@ def _karmada_missing() -> str | None:
 
 
 def _offline_demo(console: Console) -> None:
-    """Without the sandbox: the same fleet planned offline, as `autoglm plan --cluster` shows it."""
+    """Without the sandbox: the same fleet planned offline, as `autoglm plan --cluster` shows it, and the
+    forecasting replay."""
     from datetime import UTC, datetime
 
     from autoglm.core.placement import fleet_plan
     from autoglm.face.demo_fleet import DEPLOYMENTS, MEMBERS, example_nodes, examples_root
+    from autoglm.face.demo_forecast import show_forecasting
 
     root = examples_root()
     inventories = {n: build_inventory(example_nodes(f, root)) for n, (f, _) in MEMBERS.items()}
@@ -117,3 +119,4 @@ def _offline_demo(console: Console) -> None:
                 fleet_plan(inventories, labels, profile, catalog, md.spec, md.metadata.name, now), md.metadata.name
             )
         )
+    show_forecasting(console)
