@@ -215,3 +215,37 @@ def token_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path)
     }
     path.write_text(yaml.safe_dump(flatten_kubeconfig(doc, cluster.state.kubeconfig.parent)))
     return path
+
+
+@contextmanager
+def storage_class(cluster: Cluster, name: str, expandable: bool) -> Iterator[None]:
+    """A StorageClass (expandable or not) with one large volume for it, bound as soon as a claim asks."""
+    storage, core = client.StorageV1Api(cluster.api), client.CoreV1Api(cluster.api)
+    storage.create_storage_class(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": name},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "allowVolumeExpansion": expandable,
+            "volumeBindingMode": "Immediate",
+        }
+    )
+    core.create_persistent_volume(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": "10Ti"},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": name,
+                "hostPath": {"path": f"/tmp/{name}"},
+            },
+        }
+    )
+    try:
+        yield
+    finally:
+        core.delete_persistent_volume(name)
+        storage.delete_storage_class(name)

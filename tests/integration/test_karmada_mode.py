@@ -20,7 +20,7 @@ from autoglm.sandbox import fleet
 from autoglm.sandbox.karmada import cluster_ready
 from autoglm.shell.clusters import install_crds
 from autoglm.shell.controllers import OperatorContext, operator_thread
-from tests.integration.conftest import Cluster
+from tests.integration.conftest import Cluster, storage_class
 from tests.integration.test_members import INFERENCE_POOL_CRD
 from tests.integration.test_sandbox import eventually
 
@@ -183,6 +183,54 @@ def test_each_members_hpa_holds_its_share_and_the_forecast_floor_reaches_them_in
     eventually(lambda: _clusters(karmada, ns, "scaled") == {"gpu": (3, 3), "ascend": (3, 3)}, timeout=90)
     assert len(_running(karmada_fleet["gpu"], ns)) == 3 and len(_running(karmada_fleet["ascend"], ns)) == 3
     custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", "scaled")
+
+
+def test_the_shared_cache_claim_grows_on_each_member_that_allows_it_and_a_member_that_refuses_is_held(
+    karmada_fleet: dict[str, Cluster], karmada_operator: OperatorContext, karmada_namespace: str
+) -> None:
+    """Karmada mode's model cache: the first deployment sizes the namespace's claim on every member; a second that
+    needs more raises the shared override, gpu (expandable class) grows its copy and serves it, ascend (the same
+    class name, not expandable) refuses, and the deployment is held there with Degraded naming the member, both
+    sizes and the member's reason, while the first keeps serving on both."""
+    from autoglm.core.render import CACHE_CLAIM
+
+    karmada, ns = karmada_fleet["karmada"], karmada_namespace
+    cls = f"{ns}-cache"
+    placement = {"clusters": ["gpu", "ascend"], "replicaScheduling": "Duplicated"}
+    cores = {name: client.CoreV1Api(karmada_fleet[name].api) for name in ("gpu", "ascend")}
+
+    def requested(member: str) -> str | None:
+        try:
+            claim = cores[member].read_namespaced_persistent_volume_claim(CACHE_CLAIM, ns)
+        except client.ApiException:
+            return None
+        return str(claim.spec.resources.requests["storage"]) if claim.status.phase == "Bound" else None
+
+    with storage_class(karmada_fleet["gpu"], cls, True), storage_class(karmada_fleet["ascend"], cls, False):
+        cache = {"enabled": True, "storageClassName": cls}
+        _create(karmada, ns, "small", replicas={"min": 1, "max": 1}, placement=placement, modelCache=cache)
+        eventually(lambda: _clusters(karmada, ns, "small") == {"gpu": (1, 1), "ascend": (1, 1)}, timeout=90)
+        first = eventually(lambda: requested("gpu") and requested("ascend"), timeout=60)
+        assert first != "200Gi"
+        large = {"enabled": True, "size": "200Gi"}
+        _create(karmada, ns, "large", replicas={"min": 1, "max": 1}, placement=placement, modelCache=large)
+        eventually(lambda: requested("gpu") == "200Gi", timeout=60)
+
+        def degraded() -> str | None:
+            conds = {c["type"]: c for c in _status(karmada, ns, "large").get("conditions") or []}
+            held = conds.get("Degraded") or {}
+            return str(held.get("message")) if held.get("status") == "True" else None
+
+        message = eventually(degraded, timeout=60)
+        assert f"holds {first} and this model needs 200Gi" in message and "member ascend would not grow it" in message
+        assert "StorageClass" in message, message
+        # Held on ascend: Karmada withdraws what it placed there before the member's refusal came back.
+        eventually(lambda: _clusters(karmada, ns, "large") == {"gpu": (1, 1), "ascend": (1, 0)}, timeout=60)
+        assert requested("ascend") == first
+        assert _clusters(karmada, ns, "small") == {"gpu": (1, 1), "ascend": (1, 1)}
+        custom = client.CustomObjectsApi(karmada.api)
+        for name in ("large", "small"):
+            custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", name)
 
 
 def test_an_inference_pool_goes_only_to_the_members_that_serve_the_kind(

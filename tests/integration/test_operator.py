@@ -17,7 +17,7 @@ from kubernetes import client
 
 from autoglm.sandbox.cluster import free_port
 from autoglm.shell.controllers import OperatorContext, operator_thread
-from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn
+from tests.integration.conftest import Cluster, extra_runtime, gpus_withdrawn, storage_class
 from tests.integration.test_sandbox import crds_installed, eventually  # noqa: F401  (fixture)
 
 GROUP, VERSION, PLURAL = "autoglm.io", "v1alpha1", "modeldeployments"
@@ -495,40 +495,6 @@ def test_the_operator_pulls_every_image_it_renders_from_its_mirror_and_waits_wit
         assert eventually(lambda: images("Job", "autoglm-clean-") or None, timeout=30) == [f"{mirror}/{helper}"]
 
 
-@contextmanager
-def _storage_class(sandbox: Cluster, name: str, expandable: bool) -> Iterator[None]:
-    """A StorageClass (expandable or not) with one large volume for it, bound as soon as a claim asks."""
-    storage, core = client.StorageV1Api(sandbox.api), client.CoreV1Api(sandbox.api)
-    storage.create_storage_class(
-        {
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "StorageClass",
-            "metadata": {"name": name},
-            "provisioner": "kubernetes.io/no-provisioner",
-            "allowVolumeExpansion": expandable,
-            "volumeBindingMode": "Immediate",
-        }
-    )
-    core.create_persistent_volume(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": name},
-            "spec": {
-                "capacity": {"storage": "10Ti"},
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": name,
-                "hostPath": {"path": f"/tmp/{name}"},
-            },
-        }
-    )
-    try:
-        yield
-    finally:
-        core.delete_persistent_volume(name)
-        storage.delete_storage_class(name)
-
-
 @pytest.mark.parametrize("expandable", [True, False], ids=["expandable", "fixed"])
 def test_the_shared_model_cache_grows_for_a_larger_need_or_the_deployment_is_held_saying_why(
     sandbox: Cluster, namespace: str, operator: OperatorContext, expandable: bool
@@ -539,7 +505,7 @@ def test_the_shared_model_cache_grows_for_a_larger_need_or_the_deployment_is_hel
     from autoglm.core.render import CACHE_CLAIM, LABEL_DEPLOYMENT
 
     core, apps = client.CoreV1Api(sandbox.api), client.AppsV1Api(sandbox.api)
-    with _storage_class(sandbox, f"{namespace}-cache", expandable):
+    with storage_class(sandbox, f"{namespace}-cache", expandable):
         _create(sandbox, namespace, "small", modelCache={"storageClassName": f"{namespace}-cache"})
         eventually(lambda: _is(sandbox, namespace, "small", "Ready", "True"), timeout=60)
         claim = eventually(lambda: _bound(core, namespace, CACHE_CLAIM), timeout=30)

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from autoglm.core.karmada import MemberPart, propagation_objects, shared_policy
+from autoglm.core.karmada import (
+    MemberPart,
+    claim_override_storage,
+    member_apply_failure,
+    propagation_objects,
+    shared_claim_override,
+    shared_policy,
+)
 from tests.unit.test_render import RUNTIMES, _md, _plan
 
 POOL = ("inference.networking.k8s.io/v1", "InferencePool")
@@ -130,3 +137,40 @@ def test_no_hpa_where_no_members_part_can_scale_and_a_forecasting_deployment_kee
     # The forecast's floor moves within the bounds: the HPA stays, as in direct mode.
     md, parts = _split({"gpu": 2, "ascend": 1}, {"gpu": 2, "ascend": 1}, forecast=True)
     assert [o for o in propagation_objects(md, parts, RUNTIMES) if o["kind"] == "HorizontalPodAutoscaler"]
+
+
+def test_a_grown_cache_claim_reaches_every_member_by_a_shared_override_and_a_members_refusal_is_read_back() -> None:
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "autoglm-model-cache", "namespace": "llm"},
+        "spec": {"resources": {"requests": {"storage": "40Gi"}}},
+    }
+    policy = shared_claim_override(claim, "200Gi")
+    assert (
+        policy["kind"] == "OverridePolicy"
+        and policy["metadata"]["name"] == shared_policy(claim, [])["metadata"]["name"]
+    )
+    (rule,) = policy["spec"]["overrideRules"]
+    assert "targetCluster" not in rule  # every member the claim goes to
+    assert policy["spec"]["resourceSelectors"] == [
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "autoglm-model-cache", "namespace": "llm"}
+    ]
+    assert claim_override_storage(policy) == "200Gi" and claim_override_storage(None) is None
+    binding = {
+        "status": {
+            "aggregatedStatus": [
+                {"clusterName": "gpu", "applied": True},
+                {  # as Karmada writes a failure: `applied` omitted, the message there
+                    "clusterName": "ascend",
+                    "appliedMessage": "Failed to apply all manifests (0/1):\n persistentvolumeclaims is forbidden",
+                },
+                {"clusterName": "edge"},  # not applied yet, not failed either
+            ]
+        }
+    }
+    assert member_apply_failure(binding, "gpu") is None and member_apply_failure(binding, "edge") is None
+    assert (
+        member_apply_failure(binding, "ascend")
+        == "Failed to apply all manifests (0/1): persistentvolumeclaims is forbidden"
+    )

@@ -358,6 +358,51 @@ def shared_policy(obj: Manifest, clusters: Sequence[str], tolerations: Sequence[
     }
 
 
+CLAIM_STORAGE = "/spec/resources/requests/storage"
+
+
+def shared_claim_override(claim: Manifest, storage: str) -> Manifest:
+    """The OverridePolicy carrying a grown size to every member's copy of the namespace's model-cache claim.
+    The template keeps the size its first deployment gave it: Karmada's API server binds no volume and holds no
+    StorageClass, and Kubernetes resizes only a bound claim whose class allows it, which each member decides for
+    its own copy. Shared like the claim (no deployment's), and only ever raised."""
+    meta = claim["metadata"]
+    return {
+        "apiVersion": POLICY_GROUP,
+        "kind": "OverridePolicy",
+        "metadata": {
+            "name": dns_label(f"autoglm-share-{claim['kind']}-{meta['name']}", 63),
+            "namespace": meta["namespace"],
+            "labels": {"app.kubernetes.io/managed-by": "autoglm"},
+        },
+        "spec": {
+            "resourceSelectors": [_selector(claim)],
+            # No targetCluster: every member the claim's policy sends it to.
+            "overrideRules": [
+                {"overriders": {"plaintext": [{"path": CLAIM_STORAGE, "operator": "replace", "value": storage}]}}
+            ],
+        },
+    }
+
+
+def claim_override_storage(policy: Mapping[str, Any] | None) -> str | None:
+    """The size a shared claim override carries (None: no override)."""
+    for rule in ((policy or {}).get("spec") or {}).get("overrideRules") or []:
+        for patch in (rule.get("overriders") or {}).get("plaintext") or []:
+            if patch.get("path") == CLAIM_STORAGE:
+                return str(patch.get("value"))
+    return None
+
+
+def member_apply_failure(binding: Mapping[str, Any] | None, cluster: str) -> str | None:
+    """Why Karmada could not apply a binding's object to `cluster` (None: applied, or not reported yet)."""
+    for item in ((binding or {}).get("status") or {}).get("aggregatedStatus") or []:
+        # Karmada omits `applied` when it is false; a failure carries its appliedMessage, a pending apply neither.
+        if item.get("clusterName") == cluster and not item.get("applied") and item.get("appliedMessage"):
+            return " ".join(str(item["appliedMessage"]).split())
+    return None
+
+
 def member_status(binding: Mapping[str, Any] | None) -> dict[str, tuple[int, int, bool]]:
     """cluster -> (ready replicas, replicas, applied) from a ResourceBinding's aggregated status."""
     found: dict[str, tuple[int, int, bool]] = {}

@@ -26,7 +26,7 @@ def storage(claim: Mapping[str, Any]) -> str:
     return str(((claim.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage", "0"))
 
 
-def _bytes(quantity: str) -> Decimal:
+def size_bytes(quantity: str) -> Decimal:
     return Decimal(parse_quantity(quantity))  # type: ignore[no-untyped-call]
 
 
@@ -35,7 +35,7 @@ def ensure_cache_claim(member: ClusterClient, claim: Manifest) -> bool:
     CacheClaimTooSmall (naming both sizes and the cluster's reason) when it is too small and cannot grow."""
     created = member.ensure(claim)
     live = member.ensured(claim)
-    if created or live is None or _bytes(storage(live)) >= _bytes(storage(claim)):
+    if created or live is None or size_bytes(storage(live)) >= size_bytes(storage(claim)):
         return created
     # Remembered as too small: as it is now (grown by another deployment meanwhile, or bound since).
     meta = claim["metadata"]
@@ -44,7 +44,7 @@ def ensure_cache_claim(member: ClusterClient, claim: Manifest) -> bool:
         member.forget(claim)
         return ensure_cache_claim(member, claim)
     member.remember(live)
-    if _bytes(storage(live)) >= _bytes(storage(claim)):
+    if size_bytes(storage(live)) >= size_bytes(storage(claim)):
         return False
     name, have, want = meta["name"], storage(live), storage(claim)
     phase = (live.get("status") or {}).get("phase")

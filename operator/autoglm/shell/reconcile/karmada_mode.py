@@ -14,17 +14,21 @@ from autoglm.core.karmada import (
     WORK_GROUP,
     MemberPart,
     binding_name,
+    claim_override_storage,
     cluster_tolerations,
+    member_apply_failure,
     member_status,
     propagation_objects,
+    shared_claim_override,
     shared_objects,
     shared_policy,
 )
 from autoglm.core.placement import MemberShare
-from autoglm.core.render import LABEL_CACHE_KEY, dns_label, drifted
+from autoglm.core.render import LABEL_CACHE_KEY, Manifest, dns_label, drifted
 from autoglm.core.status import ConversionState, MemberOutcome, Observed
 from autoglm.shell.clusters import service_endpoint
 from autoglm.shell.problems import UNREACHABLE, short_reason
+from autoglm.shell.reconcile.cache_claim import CacheClaimTooSmall, size_bytes, storage
 from autoglm.shell.reconcile.conversion import job_state
 from autoglm.shell.reconcile.request import ARTIFACT_FINALIZER, Request, ref
 
@@ -41,9 +45,14 @@ def propagate(r: Reconciler, req: Request, shares: Sequence[MemberShare], digest
     karmada = r.cluster
     parts: list[MemberPart] = []
     conversions: dict[str, list[ConversionState]] = {}
+    held: dict[str, str] = {}
     for share in shares:
         assert share.plan is not None
-        conversions[share.name] = member_conversions(r, req, share)
+        try:
+            conversions[share.name] = member_conversions(r, req, share)
+        except CacheClaimTooSmall as exc:  # no pods on a cache the weights do not fit in
+            conversions[share.name], held[share.name] = [], str(exc)
+            continue
         states = conversions[share.name]
         if all(c.phase == "Succeeded" for c in states):
             parts.append(MemberPart(share.name, share.plan, share.max_replicas))
@@ -74,7 +83,7 @@ def propagate(r: Reconciler, req: Request, shares: Sequence[MemberShare], digest
     outcomes = []
     for share in shares:
         part = next((p for p in parts if p.cluster == share.name), None)
-        ready, replicas, errors = 0, 0, []
+        ready, replicas, errors = 0, 0, [held[share.name]] if share.name in held else []
         for obj in rendered:
             if obj["kind"] not in ("Deployment", "StatefulSet") or part is None:
                 continue
@@ -157,8 +166,42 @@ def member_conversions(r: Reconciler, req: Request, share: MemberShare) -> list[
             r.cluster.ensure(obj)
             r.cluster.apply(policy)
             req.applied.append(ref(policy))
+        if obj["kind"] == "PersistentVolumeClaim":
+            grow_cache_claim(r, req, obj, share.name)
         if obj["kind"] == "Job":
             job = member.get("batch/v1", "Job", obj["metadata"]["name"], req.namespace) if member else None
             key = obj["metadata"]["labels"][LABEL_CACHE_KEY]
             states.append(job_state(job, obj["metadata"]["name"], key))
     return states
+
+
+def grow_cache_claim(r: Reconciler, req: Request, claim: Manifest, member_name: str) -> None:
+    """Karmada mode: a deployment needing more than the namespace's cache claim holds raises the shared claim
+    override (core.karmada.shared_claim_override) to its size, and each member grows its copy where its
+    StorageClass allows. A member that refused (its Karmada binding says why) is held with CacheClaimTooSmall,
+    as direct mode holds one: no pods on a cache the weights do not fit in."""
+    meta = claim["metadata"]
+    namespace, name, want = meta["namespace"], meta["name"], storage(claim)
+    # The template's size never changes after it is made (only the override grows): the ensure memo is its size,
+    # so a deployment the claim fits costs no request here.
+    r.cluster.ensure(claim)
+    template = r.cluster.ensured(claim)
+    if template is None or size_bytes(storage(template)) >= size_bytes(want):
+        return  # made just now at this size, or large enough as it was made
+    policy = shared_claim_override(claim, want)
+    carried = claim_override_storage(
+        r.cluster.get(POLICY_GROUP, "OverridePolicy", policy["metadata"]["name"], namespace)
+    )
+    if carried is None or size_bytes(carried) < size_bytes(want):
+        r.cluster.apply(policy)
+        req.applied.append(ref(policy))
+    binding = r.cluster.get(
+        f"{WORK_GROUP}/v1alpha2", "ResourceBinding", binding_name("PersistentVolumeClaim", name), namespace
+    )
+    refused = member_apply_failure(binding, member_name)
+    if refused is not None:
+        raise CacheClaimTooSmall(
+            f"model cache claim {name} holds {storage(template)} and this model needs {want}, and member "
+            f"{member_name} would not grow it ({refused}): allow volume expansion on its StorageClass, or serve "
+            "this model from a claim of its own (spec.model.source pvc://...) with spec.modelCache.enabled false"
+        )
