@@ -20,7 +20,7 @@ from autoglm.sandbox import fleet
 from autoglm.sandbox.karmada import cluster_ready
 from autoglm.shell.clusters import install_crds
 from autoglm.shell.controllers import OperatorContext, operator_thread
-from tests.integration.conftest import Cluster, storage_class
+from tests.integration.conftest import Cluster
 from tests.integration.test_members import INFERENCE_POOL_CRD
 from tests.integration.test_sandbox import eventually
 
@@ -188,16 +188,18 @@ def test_each_members_hpa_holds_its_share_and_the_forecast_floor_reaches_them_in
 def test_the_shared_cache_claim_grows_on_each_member_that_allows_it_and_a_member_that_refuses_is_held(
     karmada_fleet: dict[str, Cluster], karmada_operator: OperatorContext, karmada_namespace: str
 ) -> None:
-    """Karmada mode's model cache: the first deployment sizes the namespace's claim on every member; a second that
-    needs more raises the shared override, gpu (expandable class) grows its copy and serves it, ascend (the same
-    class name, not expandable) refuses, and the deployment is held there with Degraded naming the member, both
-    sizes and the member's reason, while the first keeps serving on both."""
+    """Karmada mode's model cache: the first deployment sizes the namespace's claim on every member (each member's
+    default StorageClass, as the demo's), a second that needs more raises the shared override, gpu (its default
+    class expandable) grows its copy and serves it, ascend (its default class made fixed here) refuses, and the
+    deployment is held there with Degraded naming the member, both sizes and the member's reason, while the first
+    keeps serving on both."""
     from autoglm.core.render import CACHE_CLAIM
+    from autoglm.sandbox.cluster import STORAGE_CLASS
 
     karmada, ns = karmada_fleet["karmada"], karmada_namespace
-    cls = f"{ns}-cache"
     placement = {"clusters": ["gpu", "ascend"], "replicaScheduling": "Duplicated"}
     cores = {name: client.CoreV1Api(karmada_fleet[name].api) for name in ("gpu", "ascend")}
+    ascend_classes = client.StorageV1Api(karmada_fleet["ascend"].api)
 
     def requested(member: str) -> str | None:
         try:
@@ -206,8 +208,9 @@ def test_the_shared_cache_claim_grows_on_each_member_that_allows_it_and_a_member
             return None
         return str(claim.spec.resources.requests["storage"]) if claim.status.phase == "Bound" else None
 
-    with storage_class(karmada_fleet["gpu"], cls, True), storage_class(karmada_fleet["ascend"], cls, False):
-        cache = {"enabled": True, "storageClassName": cls}
+    ascend_classes.patch_storage_class(STORAGE_CLASS, {"allowVolumeExpansion": False})
+    try:
+        cache = {"enabled": True}
         _create(karmada, ns, "small", replicas={"min": 1, "max": 1}, placement=placement, modelCache=cache)
         eventually(lambda: _clusters(karmada, ns, "small") == {"gpu": (1, 1), "ascend": (1, 1)}, timeout=90)
         first = eventually(lambda: requested("gpu") and requested("ascend"), timeout=60)
@@ -223,7 +226,7 @@ def test_the_shared_cache_claim_grows_on_each_member_that_allows_it_and_a_member
 
         message = eventually(degraded, timeout=60)
         assert f"holds {first} and this model needs 200Gi" in message and "member ascend would not grow it" in message
-        assert "StorageClass" in message, message
+        assert "storageclass that provisions the pvc must support resize" in message, message
         # Held on ascend: Karmada withdraws what it placed there before the member's refusal came back.
         eventually(lambda: _clusters(karmada, ns, "large") == {"gpu": (1, 1), "ascend": (1, 0)}, timeout=60)
         assert requested("ascend") == first
@@ -231,6 +234,8 @@ def test_the_shared_cache_claim_grows_on_each_member_that_allows_it_and_a_member
         custom = client.CustomObjectsApi(karmada.api)
         for name in ("large", "small"):
             custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", name)
+    finally:
+        ascend_classes.patch_storage_class(STORAGE_CLASS, {"allowVolumeExpansion": True})
 
 
 def test_an_inference_pool_goes_only_to_the_members_that_serve_the_kind(

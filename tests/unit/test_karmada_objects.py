@@ -7,6 +7,7 @@ from typing import Any
 
 from autoglm.core.karmada import (
     MemberPart,
+    claim_override_classes,
     claim_override_storage,
     member_apply_failure,
     propagation_objects,
@@ -146,13 +147,19 @@ def test_a_grown_cache_claim_reaches_every_member_by_a_shared_override_and_a_mem
         "metadata": {"name": "autoglm-model-cache", "namespace": "llm"},
         "spec": {"resources": {"requests": {"storage": "40Gi"}}},
     }
-    policy = shared_claim_override(claim, "200Gi")
+    # Each member's own class written back: Karmada keeps only volumeName when it updates a member's claim.
+    policy = shared_claim_override(claim, "200Gi", {"gpu": "fast", "ascend": "sandbox"})
     assert (
         policy["kind"] == "OverridePolicy"
         and policy["metadata"]["name"] == shared_policy(claim, [])["metadata"]["name"]
     )
-    (rule,) = policy["spec"]["overrideRules"]
-    assert "targetCluster" not in rule  # every member the claim goes to
+    size, *classes = policy["spec"]["overrideRules"]
+    assert "targetCluster" not in size  # every member the claim goes to
+    assert [(c["targetCluster"]["clusterNames"], c["overriders"]["plaintext"]) for c in classes] == [
+        (["ascend"], [{"path": "/spec/storageClassName", "operator": "add", "value": "sandbox"}]),
+        (["gpu"], [{"path": "/spec/storageClassName", "operator": "add", "value": "fast"}]),
+    ]
+    assert claim_override_classes(policy) == {"gpu": "fast", "ascend": "sandbox"} and claim_override_classes(None) == {}
     assert policy["spec"]["resourceSelectors"] == [
         {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "autoglm-model-cache", "namespace": "llm"}
     ]

@@ -359,14 +359,30 @@ def shared_policy(obj: Manifest, clusters: Sequence[str], tolerations: Sequence[
 
 
 CLAIM_STORAGE = "/spec/resources/requests/storage"
+CLAIM_CLASS = "/spec/storageClassName"
 
 
-def shared_claim_override(claim: Manifest, storage: str) -> Manifest:
+def shared_claim_override(claim: Manifest, storage: str, classes: Mapping[str, str]) -> Manifest:
     """The OverridePolicy carrying a grown size to every member's copy of the namespace's model-cache claim.
     The template keeps the size its first deployment gave it: Karmada's API server binds no volume and holds no
     StorageClass, and Kubernetes resizes only a bound claim whose class allows it, which each member decides for
-    its own copy. Shared like the claim (no deployment's), and only ever raised."""
+    its own copy. Shared like the claim (no deployment's), and only ever raised.
+
+    `classes` (member -> the class its copy has): Karmada keeps only a member's volumeName when it updates a
+    claim, so a template that left the class to each member's default would send no class, which the member
+    refuses as a change to an immutable field; each member's own class is written back."""
     meta = claim["metadata"]
+    rules: list[dict[str, Any]] = [
+        # No targetCluster: every member the claim's policy sends it to.
+        {"overriders": {"plaintext": [{"path": CLAIM_STORAGE, "operator": "replace", "value": storage}]}}
+    ]
+    rules += [
+        {
+            "targetCluster": {"clusterNames": [cluster]},
+            "overriders": {"plaintext": [{"path": CLAIM_CLASS, "operator": "add", "value": name}]},
+        }
+        for cluster, name in sorted(classes.items())
+    ]
     return {
         "apiVersion": POLICY_GROUP,
         "kind": "OverridePolicy",
@@ -375,13 +391,7 @@ def shared_claim_override(claim: Manifest, storage: str) -> Manifest:
             "namespace": meta["namespace"],
             "labels": {"app.kubernetes.io/managed-by": "autoglm"},
         },
-        "spec": {
-            "resourceSelectors": [_selector(claim)],
-            # No targetCluster: every member the claim's policy sends it to.
-            "overrideRules": [
-                {"overriders": {"plaintext": [{"path": CLAIM_STORAGE, "operator": "replace", "value": storage}]}}
-            ],
-        },
+        "spec": {"resourceSelectors": [_selector(claim)], "overrideRules": rules},
     }
 
 
@@ -392,6 +402,17 @@ def claim_override_storage(policy: Mapping[str, Any] | None) -> str | None:
             if patch.get("path") == CLAIM_STORAGE:
                 return str(patch.get("value"))
     return None
+
+
+def claim_override_classes(policy: Mapping[str, Any] | None) -> dict[str, str]:
+    """member -> the class a shared claim override writes back to its copy."""
+    found: dict[str, str] = {}
+    for rule in ((policy or {}).get("spec") or {}).get("overrideRules") or []:
+        clusters = (rule.get("targetCluster") or {}).get("clusterNames") or []
+        for patch in (rule.get("overriders") or {}).get("plaintext") or []:
+            if patch.get("path") == CLAIM_CLASS:
+                found.update({cluster: str(patch.get("value")) for cluster in clusters})
+    return found
 
 
 def member_apply_failure(binding: Mapping[str, Any] | None, cluster: str) -> str | None:

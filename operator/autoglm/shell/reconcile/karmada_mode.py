@@ -14,6 +14,7 @@ from autoglm.core.karmada import (
     WORK_GROUP,
     MemberPart,
     binding_name,
+    claim_override_classes,
     claim_override_storage,
     cluster_tolerations,
     member_apply_failure,
@@ -179,7 +180,8 @@ def grow_cache_claim(r: Reconciler, req: Request, claim: Manifest, member_name: 
     """Karmada mode: a deployment needing more than the namespace's cache claim holds raises the shared claim
     override (core.karmada.shared_claim_override) to its size, and each member grows its copy where its
     StorageClass allows. A member that refused (its Karmada binding says why) is held with CacheClaimTooSmall,
-    as direct mode holds one: no pods on a cache the weights do not fit in."""
+    as direct mode holds one: no pods on a cache the weights do not fit in. Until a member has answered, its
+    pods start, as direct mode's start once the member accepted the larger request (the volume grows later)."""
     meta = claim["metadata"]
     namespace, name, want = meta["namespace"], meta["name"], storage(claim)
     # The template's size never changes after it is made (only the override grows): the ensure memo is its size,
@@ -188,13 +190,19 @@ def grow_cache_claim(r: Reconciler, req: Request, claim: Manifest, member_name: 
     template = r.cluster.ensured(claim)
     if template is None or size_bytes(storage(template)) >= size_bytes(want):
         return  # made just now at this size, or large enough as it was made
-    policy = shared_claim_override(claim, want)
-    carried = claim_override_storage(
-        r.cluster.get(POLICY_GROUP, "OverridePolicy", policy["metadata"]["name"], namespace)
-    )
-    if carried is None or size_bytes(carried) < size_bytes(want):
-        r.cluster.apply(policy)
-        req.applied.append(ref(policy))
+    override = shared_claim_override(claim, want, {})["metadata"]["name"]
+    existing = r.cluster.get(POLICY_GROUP, "OverridePolicy", override, namespace)
+    carried = claim_override_storage(existing)
+    size = want if carried is None or size_bytes(carried) < size_bytes(want) else carried
+    known = claim_override_classes(existing)
+    if size != carried or member_name not in known:
+        # Every member's own class, read once for all of them: an override written with one member's class only
+        # would send the others a claim without theirs, which they refuse.
+        policy = shared_claim_override(claim, size, {**known, **_member_claim_classes(r, claim)})
+        if existing is None or drifted(policy, existing, [policy]):
+            r.cluster.apply(policy)
+            req.applied.append(ref(policy))
+            return  # the members answer the new override on a later pass; the binding holds the old one's verdict
     binding = r.cluster.get(
         f"{WORK_GROUP}/v1alpha2", "ResourceBinding", binding_name("PersistentVolumeClaim", name), namespace
     )
@@ -205,3 +213,24 @@ def grow_cache_claim(r: Reconciler, req: Request, claim: Manifest, member_name: 
             f"{member_name} would not grow it ({refused}): allow volume expansion on its StorageClass, or serve "
             "this model from a claim of its own (spec.model.source pvc://...) with spec.modelCache.enabled false"
         )
+
+
+def _member_claim_classes(r: Reconciler, claim: Manifest) -> dict[str, str]:
+    """member -> the StorageClass of its copy of `claim`, for the members its shared policy sends it to that
+    have one and answer (through Karmada's cluster proxy)."""
+    meta = claim["metadata"]
+    name = shared_policy(claim, [])["metadata"]["name"]
+    policy = r.cluster.get(POLICY_GROUP, "PropagationPolicy", name, meta["namespace"])
+    clusters = (((policy or {}).get("spec") or {}).get("placement") or {}).get("clusterAffinity") or {}
+    classes: dict[str, str] = {}
+    for cluster in clusters.get("clusterNames") or []:
+        member = r.member_client(cluster)
+        try:
+            copy = member.get("v1", "PersistentVolumeClaim", meta["name"], meta["namespace"]) if member else None
+        except UNREACHABLE as exc:
+            logger.info("member %s: its cache claim's class not read: %s", cluster, short_reason(exc))
+            continue
+        found = ((copy or {}).get("spec") or {}).get("storageClassName")
+        if found:
+            classes[cluster] = str(found)
+    return classes
