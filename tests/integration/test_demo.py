@@ -10,6 +10,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from autoglm.sandbox import fleet
 from autoglm.sandbox.cluster import PORTS_ENV
 
@@ -46,33 +48,39 @@ def _check(mode: str, out: str, state_dir: Path) -> None:
 
 
 def test_demo_tells_the_multi_cluster_story_in_both_modes(
-    sandbox_binaries: dict[str, Path], sandbox_venv: Path, tmp_path: Path
+    sandbox_binaries: dict[str, Path], request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """Direct mode runs the autoglm installed from the wheel with its sandbox extra (not editable), from a folder
-    outside the checkout: the demo needs nothing of a source tree."""
+    outside the checkout: the demo needs nothing of a source tree. Karmada mode starts first, from the checkout,
+    and runs while that install is made (mostly pip waiting on the registry)."""
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"COLUMNS": "80"}
-    program = {"karmada": "autoglm", "direct": str(sandbox_venv / "bin" / "autoglm")}
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    runs = {
-        mode: subprocess.Popen(
-            [program[mode], "demo", "--state-dir", str(tmp_path / mode), "--timeout", "150", "--propagation", mode],
-            env=env | {PORTS_ENV: ports},
-            cwd=elsewhere,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for mode, ports in MODES.items()
-    }
-    outputs = {}
+    runs: dict[str, subprocess.Popen[str]] = {}
+    logs = {mode: tmp_path / f"{mode}.out" for mode in MODES}
+
+    def start(mode: str, program: str) -> None:
+        with logs[mode].open("w") as log:  # a file, not a pipe nobody reads while the install runs
+            runs[mode] = subprocess.Popen(
+                [program, "demo", "--state-dir", str(tmp_path / mode), "--timeout", "150", "--propagation", mode],
+                env=env | {PORTS_ENV: MODES[mode]},
+                cwd=elsewhere,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+
     try:
-        for mode, run in runs.items():
-            outputs[mode], _ = run.communicate(timeout=900)
+        start("karmada", "autoglm")
+        sandbox_venv: Path = request.getfixturevalue("sandbox_venv")
+        start("direct", str(sandbox_venv / "bin" / "autoglm"))
+        for run in runs.values():
+            run.wait(timeout=900)
     finally:
         for run in runs.values():
             if run.poll() is None:
                 run.kill()
     for mode, run in runs.items():
-        assert run.returncode == 0, f"{mode}:\n{outputs[mode]}"
-        _check(mode, outputs[mode], tmp_path / mode)
+        output = logs[mode].read_text()
+        assert run.returncode == 0, f"{mode}:\n{output}"
+        _check(mode, output, tmp_path / mode)
