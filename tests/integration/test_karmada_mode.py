@@ -197,7 +197,9 @@ def test_the_shared_cache_claim_grows_on_each_member_that_allows_it_and_a_member
     from autoglm.sandbox.cluster import STORAGE_CLASS
 
     karmada, ns = karmada_fleet["karmada"], karmada_namespace
-    placement = {"clusters": ["gpu", "ascend"], "replicaScheduling": "Duplicated"}
+    # No rebalance window: ascend came back from the failover test above moments ago, and a member is otherwise
+    # given the default 120 s after its return before new replicas go to it.
+    placement = {"clusters": ["gpu", "ascend"], "replicaScheduling": "Duplicated", "failover": {"rebalanceSeconds": 0}}
     cores = {name: client.CoreV1Api(karmada_fleet[name].api) for name in ("gpu", "ascend")}
     ascend_classes = client.StorageV1Api(karmada_fleet["ascend"].api)
 
