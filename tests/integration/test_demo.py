@@ -52,7 +52,8 @@ def test_demo_tells_the_multi_cluster_story_in_both_modes(
 ) -> None:
     """Direct mode runs the autoglm installed from the wheel with its sandbox extra (not editable), from a folder
     outside the checkout: the demo needs nothing of a source tree. Karmada mode starts first, from the checkout,
-    and runs while that install is made (mostly pip waiting on the registry)."""
+    and runs while that install is made (mostly pip waiting on the registry); the operator image's install is
+    made while both run."""
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"COLUMNS": "80"}
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -74,6 +75,8 @@ def test_demo_tells_the_multi_cluster_story_in_both_modes(
         start("karmada", "autoglm")
         sandbox_venv: Path = request.getfixturevalue("sandbox_venv")
         start("direct", str(sandbox_venv / "bin" / "autoglm"))
+        # The operator image's install (test_image_install's) is made while both demos run, which mostly wait.
+        request.getfixturevalue("image_venv")
         for run in runs.values():
             run.wait(timeout=900)
     finally:
