@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from autoglm.shell.controllers import OperatorContext, run_kopf
@@ -35,12 +36,36 @@ def serve(
 ) -> int:
     """Run until stopped; the process's exit status."""
     _dump_stacks_on_usr1()
-    running = threading.Event()
+    running, controller_ready = threading.Event(), threading.Event()
+    # SIGTERM or SIGINT before kopf's loop has its own handlers (while waiting for the Lease, or in the moment
+    # after it is acquired) stops the controller as cleanly as one after: without this a rolling update's SIGTERM
+    # in that moment killed the process holding the Lease, and the standby waited out the lease duration.
+    stop_requested = threading.Event()
+    stop_controller: list[Callable[[], object]] = []  # set once the controller's loop runs
+
+    def request_stop(signum: int, _: FrameType | None) -> None:
+        logger.info("stopped by signal %d before the controller started", signum)
+        stop_requested.set()
+        for stop in stop_controller:
+            stop()
+
+    async def controller() -> None:
+        # An asyncio flag: kopf waits on a threading.Event in an executor thread, which asyncio.run would then
+        # wait for at exit, forever, when the stop came as a signal kopf handled itself.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        stop_controller.append(lambda: loop.call_soon_threadsafe(stop.set))
+        if stop_requested.is_set():
+            stop.set()
+        await run_kopf(context, namespaces, stop_flag=stop, ready_flag=controller_ready, on_stopped=stand_down)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def readiness() -> tuple[bool, str]:
         if elector is not None and not elector.leading:
             return False, elector.describe()
-        return running.is_set(), elector.describe() if elector else "reconciling"
+        ready = running.is_set() and controller_ready.is_set()
+        return ready, elector.describe() if elector else "reconciling"
 
     health = HealthServer(health_url, readiness) if health_url else None
     context.metrics.leader.set(0)
@@ -58,7 +83,8 @@ def serve(
             elector.release()
 
     try:
-        if elector is not None and not _wait_for_lease(elector):
+        if elector is not None and not elector.acquire(stop_requested):
+            logger.info("leader election: stopped while waiting for the Lease")
             return 0
         context.metrics.leader.set(1)
         if elector is not None:
@@ -66,9 +92,12 @@ def serve(
             keeper.start()
         running.set()
         # Released as soon as the controller has stopped writing, not when kopf's watches have wound down too.
-        asyncio.run(run_kopf(context, namespaces, on_stopped=stand_down))
+        # Ready once kopf runs (and handles the signals itself); a signal before that is `stop_requested`.
+        asyncio.run(controller())
     finally:
         stand_down()  # a no-op when already released (or never held)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if health is not None:
             health.stop()
     return 0
@@ -80,22 +109,6 @@ def _dump_stacks_on_usr1() -> None:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     except io.UnsupportedOperation:  # stderr is no file (the process runs embedded, e.g. under a test runner)
         logger.debug("no stack dumps on SIGUSR1: stderr is not a file")
-
-
-def _wait_for_lease(elector: LeaderElector) -> bool:
-    """Block until this process holds the Lease; False when a signal asked it to stop first."""
-    stop = threading.Event()
-
-    def stop_waiting(signum: int, _: FrameType | None) -> None:
-        logger.info("leader election: stopped by signal %d while waiting for the Lease", signum)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, stop_waiting) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        return elector.acquire(stop)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _lost(reason: str) -> None:
