@@ -23,6 +23,11 @@ def _pip_runs(stage: list[tuple[str, str]]) -> list[str]:
     return [args for instruction, args in stage if instruction == "RUN" and "pip" in args]
 
 
+def _stage(name: str) -> list[tuple[str, str]]:
+    """The instructions of operator/Dockerfile's stage `name`."""
+    return next(instructions for _, stage, instructions in dockerfile_stages() if stage == name)
+
+
 def _run(command: str, cwd: Path) -> None:
     bash = ["bash", "-euo", "pipefail", "-c", command]
     done = subprocess.run(bash, cwd=cwd, capture_output=True, text=True, timeout=900)
@@ -42,8 +47,7 @@ class Wheels:
 
     def install_as_the_image_does(self, target: str, tmp_path: Path) -> Path:
         """Stage `target`'s pip command (venv, install, remove the wheels) with its paths under tmp; the venv."""
-        stage = next(instructions for _, name, instructions in dockerfile_stages() if name == target)
-        (command,) = _pip_runs(stage)
+        (command,) = _pip_runs(_stage(target))
         tmp_path.mkdir(parents=True, exist_ok=True)
         wheels, venv = tmp_path / "wheels", tmp_path / "opt-autoglm"
         shutil.copytree(self.folder, wheels)
@@ -66,7 +70,7 @@ def build_wheel_as_the_image_does(tmp_path: Path) -> Wheels:
     own), then its `pip wheel`."""
     src, wheels = tmp_path / "src", tmp_path / "wheels"
     src.mkdir(parents=True)
-    build_stage = next(instructions for _, name, instructions in dockerfile_stages() if name == "build")
+    build_stage = _stage("build")
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*_pb2*")
     for instruction, args in build_stage:
         if instruction == "COPY":

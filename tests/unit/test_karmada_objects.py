@@ -12,6 +12,7 @@ from autoglm.core.karmada import (
     member_apply_failure,
     propagation_objects,
     shared_claim_override,
+    shared_name,
     shared_policy,
 )
 from tests.unit.test_render import RUNTIMES, _md, _plan
@@ -149,10 +150,9 @@ def test_a_grown_cache_claim_reaches_every_member_by_a_shared_override_and_a_mem
     }
     # Each member's own class written back: Karmada keeps only volumeName when it updates a member's claim.
     policy = shared_claim_override(claim, "200Gi", {"gpu": "fast", "ascend": "sandbox"})
-    assert (
-        policy["kind"] == "OverridePolicy"
-        and policy["metadata"]["name"] == shared_policy(claim, [])["metadata"]["name"]
-    )
+    assert policy["kind"] == "OverridePolicy" and policy["metadata"]["name"] == shared_policy(claim, [])["metadata"][
+        "name"
+    ] == shared_name(claim)
     size, *classes = policy["spec"]["overrideRules"]
     assert "targetCluster" not in size  # every member the claim goes to
     assert [(c["targetCluster"]["clusterNames"], c["overriders"]["plaintext"]) for c in classes] == [

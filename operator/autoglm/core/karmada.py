@@ -342,19 +342,28 @@ def shared_objects(
 
 def shared_policy(obj: Manifest, clusters: Sequence[str], tolerations: Sequence[Mapping[str, str]] = ()) -> Manifest:
     """The policy of a shared object: to `clusters`, with the tolerations of every deployment that needs it there."""
-    meta = obj["metadata"]
     placement: dict[str, Any] = {"clusterAffinity": {"clusterNames": sorted(clusters)}}
     if tolerations:
         placement["clusterTolerations"] = [dict(t) for t in tolerations]
     return {
         "apiVersion": POLICY_GROUP,
         "kind": "PropagationPolicy",
-        "metadata": {
-            "name": dns_label(f"autoglm-share-{obj['kind']}-{meta['name']}", 63),
-            "namespace": meta["namespace"],
-            "labels": {"app.kubernetes.io/managed-by": "autoglm"},
-        },
+        "metadata": _shared_meta(obj),
         "spec": {"resourceSelectors": [_selector(obj)], "placement": placement},
+    }
+
+
+def shared_name(obj: Mapping[str, Any]) -> str:
+    """The name of a shared object's policies (its PropagationPolicy and, for the cache claim, its
+    OverridePolicy): the object's, shared by every deployment of the namespace."""
+    return dns_label(f"autoglm-share-{obj['kind']}-{obj['metadata']['name']}", 63)
+
+
+def _shared_meta(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": shared_name(obj),
+        "namespace": obj["metadata"]["namespace"],
+        "labels": {"app.kubernetes.io/managed-by": "autoglm"},
     }
 
 
@@ -371,7 +380,6 @@ def shared_claim_override(claim: Manifest, storage: str, classes: Mapping[str, s
     `classes` (member -> the class its copy has): Karmada keeps only a member's volumeName when it updates a
     claim, so a template that left the class to each member's default would send no class, which the member
     refuses as a change to an immutable field; each member's own class is written back."""
-    meta = claim["metadata"]
     rules: list[dict[str, Any]] = [
         # No targetCluster: every member the claim's policy sends it to.
         {"overriders": {"plaintext": [{"path": CLAIM_STORAGE, "operator": "replace", "value": storage}]}}
@@ -386,11 +394,7 @@ def shared_claim_override(claim: Manifest, storage: str, classes: Mapping[str, s
     return {
         "apiVersion": POLICY_GROUP,
         "kind": "OverridePolicy",
-        "metadata": {
-            "name": dns_label(f"autoglm-share-{claim['kind']}-{meta['name']}", 63),
-            "namespace": meta["namespace"],
-            "labels": {"app.kubernetes.io/managed-by": "autoglm"},
-        },
+        "metadata": _shared_meta(claim),
         "spec": {"resourceSelectors": [_selector(claim)], "overrideRules": rules},
     }
 

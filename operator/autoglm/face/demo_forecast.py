@@ -32,13 +32,10 @@ class BurstReplay:
     predictive: Result
     counted_from: int  # the step the counted day starts at
 
-    def _step(self, seconds_of_day: float) -> int:
-        return round(seconds_of_day / STEP_SECONDS)
-
     @property
     def burst(self) -> int:
         """The counted day's step of the morning burst (index into the results' ready lists)."""
-        return self._step(BURSTS[0] * 60)
+        return steps(BURSTS[0] * 60)
 
     def load(self, step: int) -> float:
         return float(self.series.values[self.counted_from + step])
@@ -60,6 +57,10 @@ class BurstReplay:
         """The first step at or after the burst's arrival with its replicas ready."""
         need = self.needed(self.burst)
         return next(s for s in range(self.burst, len(result.ready)) if result.ready[s] >= need)
+
+
+def steps(seconds: float) -> int:
+    return round(seconds / STEP_SECONDS)
 
 
 def clock(step: int) -> str:
@@ -96,7 +97,7 @@ def burst_table(replay: BurstReplay) -> Table:
     )
     for column in ("TIME", "LOAD/min", "NEEDED", "HPA ALONE: ready", "FORECASTING: ready"):
         table.add_column(column, no_wrap=True, justify="right")
-    first, last = (replay.burst + replay._step(offset) for offset in SHOWN)
+    first, last = (replay.burst + steps(offset) for offset in SHOWN)
     for step in range(first, last + 1):
         need = replay.needed(step)
         cells = [

@@ -5,7 +5,7 @@ the ResourceBindings."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from autoglm.core.karmada import (
@@ -21,6 +21,7 @@ from autoglm.core.karmada import (
     member_status,
     propagation_objects,
     shared_claim_override,
+    shared_name,
     shared_objects,
     shared_policy,
 )
@@ -155,8 +156,7 @@ def member_conversions(r: Reconciler, req: Request, share: MemberShare) -> list[
     member = r.member_client(share.name)
     ours = cluster_tolerations(req.md.spec.placement.cluster_tolerations)
     for obj, clusters in shared:
-        name = shared_policy(obj, clusters)["metadata"]["name"]
-        existing = r.cluster.get(POLICY_GROUP, "PropagationPolicy", name, req.namespace)
+        existing = r.cluster.get(POLICY_GROUP, "PropagationPolicy", shared_name(obj), req.namespace)
         placed = ((existing or {}).get("spec") or {}).get("placement") or {}
         have = set((placed.get("clusterAffinity") or {}).get("clusterNames") or [])
         tolerated = list(placed.get("clusterTolerations") or [])
@@ -168,7 +168,7 @@ def member_conversions(r: Reconciler, req: Request, share: MemberShare) -> list[
             r.cluster.apply(policy)
             req.applied.append(ref(policy))
         if obj["kind"] == "PersistentVolumeClaim":
-            grow_cache_claim(r, req, obj, share.name)
+            grow_cache_claim(r, req, obj, share.name, have | set(clusters))
         if obj["kind"] == "Job":
             job = member.get("batch/v1", "Job", obj["metadata"]["name"], req.namespace) if member else None
             key = obj["metadata"]["labels"][LABEL_CACHE_KEY]
@@ -176,12 +176,13 @@ def member_conversions(r: Reconciler, req: Request, share: MemberShare) -> list[
     return states
 
 
-def grow_cache_claim(r: Reconciler, req: Request, claim: Manifest, member_name: str) -> None:
+def grow_cache_claim(r: Reconciler, req: Request, claim: Manifest, member_name: str, members: Collection[str]) -> None:
     """Karmada mode: a deployment needing more than the namespace's cache claim holds raises the shared claim
     override (core.karmada.shared_claim_override) to its size, and each member grows its copy where its
     StorageClass allows. A member that refused (its Karmada binding says why) is held with CacheClaimTooSmall,
     as direct mode holds one: no pods on a cache the weights do not fit in. Until a member has answered, its
-    pods start, as direct mode's start once the member accepted the larger request (the volume grows later)."""
+    pods start, as direct mode's start once the member accepted the larger request (the volume grows later).
+    `members`: those the claim's shared policy sends it to."""
     meta = claim["metadata"]
     namespace, name, want = meta["namespace"], meta["name"], storage(claim)
     # The template's size never changes after it is made (only the override grows): the ensure memo is its size,
@@ -190,15 +191,14 @@ def grow_cache_claim(r: Reconciler, req: Request, claim: Manifest, member_name: 
     template = r.cluster.ensured(claim)
     if template is None or size_bytes(storage(template)) >= size_bytes(want):
         return  # made just now at this size, or large enough as it was made
-    override = shared_claim_override(claim, want, {})["metadata"]["name"]
-    existing = r.cluster.get(POLICY_GROUP, "OverridePolicy", override, namespace)
+    existing = r.cluster.get(POLICY_GROUP, "OverridePolicy", shared_name(claim), namespace)
     carried = claim_override_storage(existing)
     size = want if carried is None or size_bytes(carried) < size_bytes(want) else carried
     known = claim_override_classes(existing)
     if size != carried or member_name not in known:
         # Every member's own class, read once for all of them: an override written with one member's class only
         # would send the others a claim without theirs, which they refuse.
-        policy = shared_claim_override(claim, size, {**known, **_member_claim_classes(r, claim)})
+        policy = shared_claim_override(claim, size, {**known, **_member_claim_classes(r, claim, members)})
         if existing is None or drifted(policy, existing, [policy]):
             r.cluster.apply(policy)
             req.applied.append(ref(policy))
@@ -215,15 +215,12 @@ def grow_cache_claim(r: Reconciler, req: Request, claim: Manifest, member_name: 
         )
 
 
-def _member_claim_classes(r: Reconciler, claim: Manifest) -> dict[str, str]:
-    """member -> the StorageClass of its copy of `claim`, for the members its shared policy sends it to that
-    have one and answer (through Karmada's cluster proxy)."""
+def _member_claim_classes(r: Reconciler, claim: Manifest, members: Collection[str]) -> dict[str, str]:
+    """member -> the StorageClass of its copy of `claim`, for those of `members` that have one and answer
+    (through Karmada's cluster proxy)."""
     meta = claim["metadata"]
-    name = shared_policy(claim, [])["metadata"]["name"]
-    policy = r.cluster.get(POLICY_GROUP, "PropagationPolicy", name, meta["namespace"])
-    clusters = (((policy or {}).get("spec") or {}).get("placement") or {}).get("clusterAffinity") or {}
     classes: dict[str, str] = {}
-    for cluster in clusters.get("clusterNames") or []:
+    for cluster in sorted(members):
         member = r.member_client(cluster)
         try:
             copy = member.get("v1", "PersistentVolumeClaim", meta["name"], meta["namespace"]) if member else None
